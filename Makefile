@@ -1,0 +1,35 @@
+# walrust — build and test.
+#
+#   make          build/walrust.so (the SQLite extension), build/walrust, build/walrust-shell
+#   make test     every test (installs the test tools it needs under build/)
+#   make demo     the README's demo on a local file store
+#   make bench    the benchmark table
+
+GO      ?= go
+BUILD   := build
+BIN     := $(abspath $(BUILD))/bin
+GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
+
+export CGO_ENABLED := 1
+# Tests find the tools and the extension here.
+export WALRUST_BUILD := $(abspath $(BUILD))
+
+.PHONY: all test tools demo bench clean
+
+all: $(BUILD)/walrust.so
+
+# The loadable extension. SQLITE3VFS_LOADABLE_EXT makes psanford/sqlite3vfs call
+# SQLite through the extension API table instead of linking its own SQLite.
+$(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
+	@mkdir -p $(BUILD)
+	$(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
+	@rm -f $(BUILD)/walrust.h
+
+tools:
+
+test: all tools
+	$(GO) vet ./...
+	$(GO) test -race -timeout 12m ./...
+
+clean:
+	rm -rf $(BUILD)

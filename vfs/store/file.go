@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/superfly/ltx"
+)
+
+// FileStore is a local directory in Litestream's file-replica layout:
+// <root>/ltx/<level in decimal>/<min>-<max>.ltx.
+type FileStore struct {
+	root  string
+	stats counters
+}
+
+// OpenFile opens the store rooted at an absolute directory that exists.
+func OpenFile(root string) (*FileStore, error) {
+	if root == "" || !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("file store %q: path must be absolute (file:///abs/dir)", root)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("file store %s: directory does not exist: %w", root, ErrNotFound)
+		}
+		return nil, fmt.Errorf("file store %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("file store %s: not a directory", root)
+	}
+	return &FileStore{root: filepath.Clean(root)}, nil
+}
+
+func (s *FileStore) String() string { return "file://" + s.root }
+
+func (s *FileStore) Stats() Stats { return s.stats.snapshot() }
+
+func (s *FileStore) levelDir(level int) string {
+	return filepath.Join(s.root, "ltx", strconv.Itoa(level))
+}
+
+func (s *FileStore) path(f FileInfo) string {
+	return filepath.Join(s.levelDir(f.Level), f.Name())
+}
+
+// ListAfter reads the level's directory. A level directory that does not
+// exist yet is an empty level, not an error.
+func (s *FileStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]FileInfo, error) {
+	s.stats.lists.Add(1)
+	entries, err := os.ReadDir(s.levelDir(level))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, rootErr := os.Stat(s.root); rootErr != nil {
+			return nil, fmt.Errorf("list %s L%d: store directory is gone: %w", s, level, ErrNotFound)
+		}
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("list %s L%d: %w", s, level, err)
+	}
+	var files []FileInfo
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed while listing (retention); it is not ours to serve
+		}
+		f, ok := parseName(level, e.Name(), info.Size())
+		if ok && f.MinTXID > after {
+			files = append(files, f)
+		}
+	}
+	sortFiles(files)
+	return files, nil
+}
+
+func (s *FileStore) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {
+	s.stats.gets.Add(1)
+	fh, err := os.Open(s.path(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open %s: %w", f, ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("open %s: %w", f, err)
+	}
+	return countingReader{fh, &s.stats.bytes}, nil
+}
+
+// Put writes to a temporary name in the level directory, syncs it and renames
+// it into place, so a reader listing the directory sees all of it or nothing.
+// The temporary name does not end in .ltx, so listings ignore it.
+func (s *FileStore) Put(ctx context.Context, f FileInfo, r io.Reader) error {
+	s.stats.puts.Add(1)
+	dir := s.levelDir(f.Level)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("put %s: %w", f, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+f.Name()+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("put %s: %w", f, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op once renamed
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return fmt.Errorf("put %s: write: %w", f, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("put %s: sync: %w", f, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("put %s: %w", f, err)
+	}
+	if err := os.Rename(tmp.Name(), s.path(f)); err != nil {
+		return fmt.Errorf("put %s: %w", f, err)
+	}
+	return syncDir(dir)
+}
+
+func (s *FileStore) Delete(ctx context.Context, f FileInfo) error {
+	if err := os.Remove(s.path(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", f, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func sortFiles(files []FileInfo) {
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].MinTXID != files[j].MinTXID {
+			return files[i].MinTXID < files[j].MinTXID
+		}
+		return files[i].MaxTXID < files[j].MaxTXID
+	})
+}

@@ -1,0 +1,138 @@
+// Package store is the object store walrust reads LTX files from (and its
+// publisher writes them to): a local directory or an S3 bucket, both in the
+// layout Litestream v0.5 writes.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync/atomic"
+
+	"github.com/superfly/ltx"
+)
+
+// SnapshotLevel is the level that holds full-database snapshots (MinTXID 1).
+// Levels 1..MaxCompactionLevel hold compactions of level 0.
+const SnapshotLevel = 9
+
+// MaxCompactionLevel is the highest level between L0 and the snapshots that a
+// follower searches when it has to bridge a gap.
+const MaxCompactionLevel = 8
+
+// FileInfo describes one LTX file in a store.
+type FileInfo struct {
+	Level   int
+	MinTXID ltx.TXID
+	MaxTXID ltx.TXID
+	Size    int64 // bytes; 0 when the store did not say
+}
+
+// Name is the file's base name, as Litestream writes it.
+func (f FileInfo) Name() string { return ltx.FormatFilename(f.MinTXID, f.MaxTXID) }
+
+func (f FileInfo) String() string { return fmt.Sprintf("L%d/%s", f.Level, f.Name()) }
+
+// Store is a place that holds LTX files by level.
+type Store interface {
+	// ListAfter lists the LTX files of one level whose MinTXID is greater than
+	// after, sorted by MinTXID then MaxTXID. Objects whose names are not LTX
+	// file names are ignored. after=0 lists the whole level.
+	ListAfter(ctx context.Context, level int, after ltx.TXID) ([]FileInfo, error)
+
+	// Open streams one LTX file. A file that is gone returns an error that
+	// satisfies errors.Is(err, ErrNotFound).
+	Open(ctx context.Context, f FileInfo) (io.ReadCloser, error)
+
+	// Put writes one LTX file so that readers never see it partially written.
+	Put(ctx context.Context, f FileInfo, r io.Reader) error
+
+	// Delete removes one LTX file; a file that is already gone is not an error.
+	Delete(ctx context.Context, f FileInfo) error
+
+	// Stats counts the requests made so far and the bytes downloaded.
+	Stats() Stats
+
+	// String is the store's URL, with no secret in it.
+	String() string
+}
+
+// ErrNotFound is returned (wrapped) when a file or the store itself is missing.
+var ErrNotFound = errors.New("not found")
+
+// Stats counts store requests by kind and the bytes read from the store.
+type Stats struct {
+	Lists int64 `json:"list_requests"`
+	Gets  int64 `json:"get_requests"`
+	Puts  int64 `json:"put_requests"`
+	Bytes int64 `json:"bytes_downloaded"`
+}
+
+// counters is the concurrency-safe accumulator behind Stats.
+type counters struct {
+	lists, gets, puts, bytes atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{Lists: c.lists.Load(), Gets: c.gets.Load(), Puts: c.puts.Load(), Bytes: c.bytes.Load()}
+}
+
+// countingReader adds every byte read to a counter.
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.n.Add(int64(n))
+	return n, err
+}
+
+// Options configure stores that need more than a URL (S3-compatible servers).
+// Empty fields fall back to the environment, the way AWS tools do.
+type Options struct {
+	Endpoint  string // e.g. http://127.0.0.1:7070
+	Region    string
+	PathStyle *bool // nil: decide from the endpoint
+}
+
+// Open returns the store a source URL names:
+//
+//	file:///abs/dir      a local directory in Litestream's file-replica layout
+//	s3://bucket/prefix   an S3 (or S3-compatible) bucket
+func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("source %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("source %q: a file URL needs an absolute path (file:///dir), not host %q", rawURL, u.Host)
+		}
+		return OpenFile(u.Path)
+	case "s3":
+		return OpenS3(ctx, u, opts)
+	case "":
+		return nil, fmt.Errorf("source %q has no scheme: use file:///abs/dir or s3://bucket/prefix", rawURL)
+	default:
+		return nil, fmt.Errorf("source %q: unknown scheme %q: use file:///abs/dir or s3://bucket/prefix", rawURL, u.Scheme)
+	}
+}
+
+// parseName turns an LTX file name into its TXID range; ok is false for any
+// other object (temporary files, Litestream's metadata, junk).
+func parseName(level int, name string, size int64) (FileInfo, bool) {
+	if !strings.HasSuffix(name, ".ltx") {
+		return FileInfo{}, false
+	}
+	minTXID, maxTXID, err := ltx.ParseFilename(name)
+	if err != nil || minTXID == 0 || minTXID > maxTXID {
+		return FileInfo{}, false
+	}
+	return FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: size}, true
+}
