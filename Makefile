@@ -25,7 +25,11 @@ $(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
 	$(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h
 
-tools:
+tools: $(BIN)/versitygw
+
+# versitygw: a real S3 server on loopback for the S3 store's tests.
+$(BIN)/versitygw:
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
 test: all tools
 	$(GO) vet ./...
