@@ -1,0 +1,133 @@
+package replica
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/superfly/ltx"
+)
+
+// ErrChainBroken means a file cannot follow the replica's current version:
+// its page size differs, or its pre-apply checksum is not the replica's. The
+// store has moved to another lineage and only a snapshot can bring the
+// replica back.
+var ErrChainBroken = errors.New("file does not continue the replica's chain")
+
+// Apply decodes one LTX file on top of the head, verifies it, and publishes
+// the version it produces. The file must cover the next TXID (MinTXID ≤
+// head+1 ≤ MaxTXID); a compacted file that starts earlier is fine, because it
+// holds the final image of every page changed in its range.
+//
+// Nothing is published unless the file checksum in the trailer matches and,
+// when the file carries database checksums, the pre-apply checksum equals
+// the replica's and the post-apply checksum equals the result.
+func (r *Replica) Apply(rd io.Reader) (*Version, error) {
+	head := r.head
+	if head == nil {
+		return nil, ErrNoReplica
+	}
+	dec := ltx.NewDecoder(bufio.NewReaderSize(rd, 256<<10))
+	if err := dec.DecodeHeader(); err != nil {
+		return nil, fmt.Errorf("decode header: %w", err)
+	}
+	hdr := dec.Header()
+	if hdr.PageSize != head.PageSize {
+		return nil, fmt.Errorf("page size changes from %d to %d: %w", head.PageSize, hdr.PageSize, ErrChainBroken)
+	}
+	if hdr.MinTXID > head.TXID+1 || hdr.MaxTXID <= head.TXID {
+		return nil, fmt.Errorf("TXIDs %s-%s do not follow TXID %s", hdr.MinTXID, hdr.MaxTXID, head.TXID)
+	}
+	if !hdr.NoChecksum() && hdr.MinTXID == head.TXID+1 && hdr.PreApplyChecksum != head.Checksum {
+		return nil, fmt.Errorf("pre-apply checksum %s is not the replica's %s at TXID %s: %w",
+			hdr.PreApplyChecksum, head.Checksum, head.TXID, ErrChainBroken)
+	}
+
+	seg, err := createSegment(r.logDir, hdr.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.decodePages(dec, head, seg)
+	if err != nil {
+		seg.abort()
+		return nil, err
+	}
+	done, err := seg.finish(m)
+	if err != nil {
+		return nil, err
+	}
+	v := r.newVersion(done)
+	r.publish(v)
+	return v, nil
+}
+
+// decodePages streams the file's pages into the segment while updating the
+// running checksum from the head's images of the same pages.
+func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWriter) (segmentMeta, error) {
+	hdr := dec.Header()
+	lockPgno := ltx.LockPgno(hdr.PageSize)
+	data := make([]byte, hdr.PageSize)
+	old := make([]byte, hdr.PageSize)
+	hasher := ltx.NewHasher()
+	sum, page1Sum := head.Checksum, head.Page1Checksum
+
+	// oldSum is the checksum contribution of page pgno at the head.
+	oldSum := func(pgno uint32) (ltx.Checksum, error) {
+		switch {
+		case pgno == 1:
+			return head.Page1Checksum, nil
+		case pgno > head.Commit || pgno == lockPgno:
+			return 0, nil
+		}
+		r.mu.RLock()
+		err := head.readPage(pgno, old)
+		r.mu.RUnlock()
+		if err != nil {
+			return 0, err
+		}
+		return ltx.ChecksumPageWithHasher(hasher, pgno, old), nil
+	}
+
+	var ph ltx.PageHeader
+	for {
+		if err := dec.DecodePage(&ph, data); err == io.EOF {
+			break
+		} else if err != nil {
+			return segmentMeta{}, fmt.Errorf("decode page: %w", err)
+		}
+		if ph.Pgno > hdr.Commit {
+			return segmentMeta{}, fmt.Errorf("page %d beyond commit %d", ph.Pgno, hdr.Commit)
+		}
+		if err := seg.writePage(ph.Pgno, data); err != nil {
+			return segmentMeta{}, err
+		}
+		o, err := oldSum(ph.Pgno)
+		if err != nil {
+			return segmentMeta{}, err
+		}
+		c := ltx.ChecksumPageWithHasher(hasher, ph.Pgno, data)
+		sum = ltx.ChecksumFlag | sum ^ o ^ c
+		if ph.Pgno == 1 {
+			page1Sum = c
+		}
+	}
+	if err := dec.Close(); err != nil {
+		return segmentMeta{}, fmt.Errorf("verify: %w", err)
+	}
+	// Pages cut off by a shrinking commit (VACUUM) leave the checksum.
+	for pgno := hdr.Commit + 1; pgno <= head.Commit; pgno++ {
+		o, err := oldSum(pgno)
+		if err != nil {
+			return segmentMeta{}, err
+		}
+		sum = ltx.ChecksumFlag | sum ^ o
+	}
+	if tr := dec.Trailer(); !hdr.NoChecksum() && tr.PostApplyChecksum != sum {
+		return segmentMeta{}, fmt.Errorf("post-apply checksum %s does not match the result %s", tr.PostApplyChecksum, sum)
+	}
+	return segmentMeta{
+		MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit,
+		Timestamp: hdr.Timestamp, Checksum: sum, Page1Checksum: page1Sum,
+	}, nil
+}

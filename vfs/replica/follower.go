@@ -1,0 +1,331 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// Follower keeps one Replica up to date with one store: it bootstraps the
+// replica from the newest snapshot, then polls, applying each new LTX file
+// in TXID order, and folds what readers no longer need.
+type Follower struct {
+	r        *Replica
+	st       store.Store
+	interval time.Duration
+	log      *slog.Logger
+
+	// bad holds files that failed verification; plans route around them and
+	// they are not downloaded again.
+	bad map[store.FileInfo]bool
+
+	// started is false until the first successful poll after start, which
+	// lists every level instead of only L0, so that a replica that was
+	// stopped for longer than L0 retention finds its way through L1+.
+	started bool
+
+	mu     sync.Mutex
+	status Status
+	ready  chan struct{} // closed once the replica has a version
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Status is what PRAGMA walrust_status reports.
+type Status struct {
+	Source       string      `json:"source"`
+	Path         string      `json:"path"`
+	TXID         ltx.TXID    `json:"txid"`
+	Timestamp    time.Time   `json:"timestamp"`
+	LagSeconds   float64     `json:"lag_seconds"`
+	LastPoll     time.Time   `json:"last_poll"`
+	LastError    string      `json:"last_error"`
+	FilesApplied int64       `json:"files_applied"`
+	Bootstraps   int64       `json:"bootstraps"`
+	Interval     string      `json:"interval"`
+	Store        store.Stats `json:"store"`
+}
+
+// NewFollower starts following st into r in a goroutine; Close stops it.
+func NewFollower(r *Replica, st store.Store, interval time.Duration, log *slog.Logger) *Follower {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Follower{
+		r: r, st: st, interval: interval, log: log.With("db", r.path),
+		bad: make(map[store.FileInfo]bool), ready: make(chan struct{}),
+		cancel: cancel, done: make(chan struct{}),
+	}
+	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, interval.String()
+	if r.Head() != nil {
+		close(f.ready)
+	}
+	go f.run(ctx)
+	return f
+}
+
+// Close stops the follower, letting the file in hand finish or fail cleanly.
+func (f *Follower) Close() {
+	f.cancel()
+	<-f.done
+}
+
+// WaitReady waits until the replica has a version to serve (it has been
+// bootstrapped) or timeout passes, and then says why not.
+func (f *Follower) WaitReady(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-f.ready:
+		return nil
+	case <-t.C:
+	case <-f.done:
+	}
+	select {
+	case <-f.ready:
+		return nil
+	default:
+	}
+	f.mu.Lock()
+	last := f.status.LastError
+	f.mu.Unlock()
+	if last == "" {
+		last = "no answer from the store"
+	}
+	return fmt.Errorf("no replica of %s after %s: %s", f.st, timeout, last)
+}
+
+// Status reports the follower's progress.
+func (f *Follower) Status() Status {
+	f.mu.Lock()
+	s := f.status
+	f.mu.Unlock()
+	if h := f.r.Head(); h != nil {
+		s.TXID, s.Timestamp = h.TXID, h.Timestamp
+		s.LagSeconds = time.Since(h.Timestamp).Seconds()
+	}
+	s.Store = f.st.Stats()
+	return s
+}
+
+func (f *Follower) run(ctx context.Context) {
+	defer close(f.done)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		err := f.step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.mu.Lock()
+		f.status.LastPoll = time.Now().UTC()
+		if err != nil {
+			f.status.LastError = err.Error()
+		} else {
+			f.status.LastError = ""
+		}
+		f.mu.Unlock()
+		if err != nil {
+			f.log.Warn("poll failed", "err", err)
+		}
+		timer.Reset(f.interval)
+	}
+}
+
+func (f *Follower) step(ctx context.Context) error {
+	if f.r.Head() == nil {
+		return f.bootstrap(ctx)
+	}
+	var err error
+	if !f.started {
+		err = f.catchUp(ctx)
+	} else {
+		err = f.pollOnce(ctx)
+	}
+	f.started = f.started || err == nil
+	if _, ferr := f.r.Fold(); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	return err
+}
+
+// pollOnce is the steady state: one LIST of L0 after the head. New files
+// that continue the head are applied in order; anything else (a gap left by
+// retention, a file that cannot follow) hands over to catchUp.
+func (f *Follower) pollOnce(ctx context.Context) error {
+	head := f.r.Head()
+	files, err := f.st.ListAfter(ctx, 0, head.TXID)
+	if err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
+	for _, fi := range files {
+		if fi.MinTXID != f.r.Head().TXID+1 || f.bad[fi] {
+			return f.catchUp(ctx)
+		}
+		if err := f.applyFile(ctx, fi); err != nil {
+			if errors.Is(err, ErrChainBroken) {
+				return f.catchUp(ctx)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUp lists every level and applies the chain that reaches furthest
+// from the head. When no chain reaches the store's newest TXID, but the
+// newest snapshot leads further than the head can, it re-bootstraps.
+func (f *Follower) catchUp(ctx context.Context) error {
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] })
+	if err != nil {
+		return fmt.Errorf("list store: %w", err)
+	}
+	head := f.r.Head()
+	p := cat.chainFrom(head.TXID)
+	if p.reach < cat.head {
+		if snap, err := cat.fromNewestSnapshot(); err == nil && snap.reach > p.reach {
+			f.log.Warn("no chain of files reaches the store's head; re-bootstrapping",
+				"txid", head.TXID, "reachable", p.reach, "store_head", cat.head, "snapshot", snap.snapshot.String())
+			return f.follow(ctx, snap)
+		}
+	}
+	if err := f.follow(ctx, p); err != nil {
+		return err
+	}
+	if p.reach < cat.head {
+		return fmt.Errorf("gap: no file in %s covers TXID %s (the store reaches TXID %s) and no newer snapshot; waiting", f.st, p.reach+1, cat.head)
+	}
+	return nil
+}
+
+// bootstrap fills an empty replica from the newest snapshot and the chain
+// after it.
+func (f *Follower) bootstrap(ctx context.Context) error {
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] })
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	p, err := cat.fromNewestSnapshot()
+	if err != nil {
+		return fmt.Errorf("bootstrap from %s: %w", f.st, err)
+	}
+	err = f.follow(ctx, p)
+	f.started = err == nil
+	return err
+}
+
+// follow carries out a plan: install its snapshot, if any, then apply its
+// steps in order, stopping at the first failure.
+func (f *Follower) follow(ctx context.Context, p plan) error {
+	if p.snapshot != nil {
+		if err := f.installSnapshot(ctx, *p.snapshot); err != nil {
+			return err
+		}
+	}
+	for _, fi := range p.steps {
+		if err := f.applyFile(ctx, fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error {
+	start := time.Now()
+	f.log.Info("bootstrapping from snapshot", "file", fi.String(), "bytes", fi.Size)
+	rc, err := f.st.Open(ctx, fi)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	src := &sourceReader{r: rc}
+	staged, err := f.r.StageSnapshot(src)
+	rc.Close()
+	if err != nil {
+		if src.err == nil && ctx.Err() == nil {
+			f.reject(fi, err)
+		}
+		return fmt.Errorf("bootstrap: snapshot %s rejected: %w", fi, err)
+	}
+	if err := f.r.Install(staged); err != nil {
+		staged.Discard()
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	f.mu.Lock()
+	f.status.Bootstraps++
+	f.status.FilesApplied++
+	f.mu.Unlock()
+	f.markReady()
+	f.log.Info("bootstrapped", "file", fi.String(), "pages", staged.Pages, "txid", staged.Meta.MaxTXID, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// applyFile downloads one file and applies it. A file that fails
+// verification, or cannot follow the head (ErrChainBroken), is remembered as
+// bad, so it is neither retried nor planned through again; an error reading
+// from the store is simply retried at the next poll.
+func (f *Follower) applyFile(ctx context.Context, fi store.FileInfo) error {
+	rc, err := f.st.Open(ctx, fi)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", fi, err)
+	}
+	src := &sourceReader{r: rc}
+	v, err := f.r.Apply(src)
+	rc.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if src.err == nil {
+			f.reject(fi, err)
+		}
+		return fmt.Errorf("apply %s: %w", fi, err)
+	}
+	f.mu.Lock()
+	f.status.FilesApplied++
+	f.mu.Unlock()
+	f.log.Debug("applied", "file", fi.String(), "txid", v.TXID, "pages", v.seg.meta.PageN)
+	return nil
+}
+
+func (f *Follower) reject(fi store.FileInfo, err error) {
+	if f.bad[fi] {
+		return
+	}
+	f.bad[fi] = true
+	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
+}
+
+func (f *Follower) markReady() {
+	select {
+	case <-f.ready:
+	default:
+		close(f.ready)
+	}
+}
+
+// sourceReader remembers an error from the store, so that a dropped
+// connection is not mistaken for a corrupt file. A clean io.EOF that comes
+// too early is the file's fault (it is truncated), not the store's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}

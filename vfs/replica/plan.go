@@ -1,0 +1,93 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// A plan is the files to apply, in order, to go from one TXID to the newest
+// one the store can reach from there.
+type plan struct {
+	snapshot *store.FileInfo  // set when the plan starts from a snapshot
+	steps    []store.FileInfo // incremental files, each covering the next TXID
+	reach    ltx.TXID         // TXID after the last step
+}
+
+// catalog is a listing of every level of a store.
+type catalog struct {
+	files     []store.FileInfo // levels 0..MaxCompactionLevel
+	snapshots []store.FileInfo
+	head      ltx.TXID // newest TXID anywhere in the store
+}
+
+// listCatalog lists every level. It costs one request per level, so it is
+// used only to start, to bootstrap and to bridge a gap — never when idle.
+func listCatalog(ctx context.Context, st store.Store, skip func(store.FileInfo) bool) (*catalog, error) {
+	c := &catalog{}
+	for level := 0; level <= store.SnapshotLevel; level++ {
+		files, err := st.ListAfter(ctx, level, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if skip(f) {
+				continue
+			}
+			if level == store.SnapshotLevel {
+				if f.MinTXID != 1 {
+					continue // not a snapshot, whatever its level says
+				}
+				c.snapshots = append(c.snapshots, f)
+			} else {
+				c.files = append(c.files, f)
+			}
+			c.head = max(c.head, f.MaxTXID)
+		}
+	}
+	return c, nil
+}
+
+// chainFrom picks, step by step, the file that covers the next TXID and
+// reaches furthest; ties go to the lower level (a smaller file). Greedy is
+// optimal here: from any TXID, reaching further never closes a path.
+func (c *catalog) chainFrom(txid ltx.TXID) plan {
+	p := plan{reach: txid}
+	for {
+		best := -1
+		for i, f := range c.files {
+			if f.MinTXID > p.reach+1 || f.MaxTXID <= p.reach {
+				continue
+			}
+			if best < 0 || f.MaxTXID > c.files[best].MaxTXID ||
+				(f.MaxTXID == c.files[best].MaxTXID && f.Level < c.files[best].Level) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return p
+		}
+		p.steps = append(p.steps, c.files[best])
+		p.reach = c.files[best].MaxTXID
+	}
+}
+
+// fromNewestSnapshot is the plan a bootstrap follows.
+func (c *catalog) fromNewestSnapshot() (plan, error) {
+	if len(c.snapshots) == 0 {
+		return plan{}, errNoSnapshot
+	}
+	s := c.snapshots[0]
+	for _, f := range c.snapshots[1:] {
+		if f.MaxTXID > s.MaxTXID {
+			s = f
+		}
+	}
+	p := c.chainFrom(s.MaxTXID)
+	p.snapshot = &s
+	return p, nil
+}
+
+var errNoSnapshot = fmt.Errorf("the store has no snapshot yet (level %d is empty)", store.SnapshotLevel)

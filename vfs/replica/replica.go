@@ -1,0 +1,254 @@
+// Package replica keeps a local SQLite database file patched from LTX files:
+// it bootstraps it from a snapshot, applies verified files as page versions,
+// serves each reader one consistent version, and folds versions into the
+// file when no reader needs the older images.
+package replica
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// ErrNoReplica means the local file has not been bootstrapped yet.
+var ErrNoReplica = errors.New("replica not bootstrapped yet")
+
+// Replica is the local side of one replicated database: the base file at
+// <path>, the state file at <path>-replica-state, and applied versions not
+// yet folded, in the log directory <path>-replica-log.
+type Replica struct {
+	path   string
+	logDir string
+
+	// mu guards the version chain and the base file. Readers hold it for
+	// reading across each page read (so nothing they read is closed under
+	// them); the follower holds it for writing only to publish a version,
+	// swap a base or finish a fold — short critical sections.
+	mu    sync.RWMutex
+	head  *Version // newest version; nil until bootstrapped
+	root  *Version // the version the base file holds
+	state State    // what the state file says (the root)
+
+	counter uint32 // last change counter handed out
+}
+
+// Open opens the replica at path for source. A local file that exists with
+// no state file is refused (it is not ours to overwrite), and so is a state
+// file that names another source. A missing file is fine: Bootstrap fills it.
+func Open(path, source string) (*Replica, error) {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &Replica{path: path, logDir: path + "-replica-log"}
+	st, err := readState(path)
+	if err != nil {
+		return nil, err
+	}
+	_, statErr := os.Stat(path)
+	exists := statErr == nil
+	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open %s: %w", path, statErr)
+	}
+	switch {
+	case st == nil && exists:
+		return nil, fmt.Errorf("%s exists but has no %s: it was not made by walrust; refusing to overwrite it (move it away or pick another path)", path, filepath.Base(statePath(path)))
+	case st != nil && source != "" && st.Source != source:
+		return nil, fmt.Errorf("%s follows %s (per %s), not %s: open it without source= or remove the replica files", path, st.Source, filepath.Base(statePath(path)), source)
+	}
+	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	if st == nil {
+		r.state.Source = source
+		return r, nil
+	}
+	r.state = *st
+	r.counter = st.Counter
+	if st.Staged != "" {
+		if err := r.finishSwap(); err != nil {
+			return nil, fmt.Errorf("finish interrupted bootstrap: %w", err)
+		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		// A crash during the first bootstrap left a state file and no
+		// database: start again from a snapshot.
+		r.state = State{Source: st.Source}
+		return r, r.clearLog()
+	}
+	if err := r.loadBase(); err != nil {
+		return nil, err
+	}
+	if err := r.replayLog(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Path is the local database file.
+func (r *Replica) Path() string { return r.path }
+
+// Source is the store URL the replica follows.
+func (r *Replica) Source() string { return r.state.Source }
+
+// Head is the newest version, or nil before the first bootstrap.
+func (r *Replica) Head() *Version {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.head
+}
+
+// Pin returns the newest version, pinned until Unpin: folds leave every page
+// it can read in place. ErrNoReplica before the first bootstrap.
+func (r *Replica) Pin() (*Version, error) {
+	// The read lock makes the pin atomic with a fold choosing what to fold:
+	// a fold never folds past a version it saw pinned, and a pin taken after
+	// that choice lands on the head, which is never older than the fold.
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	v := r.head
+	if v == nil {
+		return nil, ErrNoReplica
+	}
+	v.pins.Add(1)
+	v.base.pins.Add(1)
+	return v, nil
+}
+
+// loadBase opens the base file and makes the root version from the state.
+func (r *Replica) loadBase() error {
+	f, err := os.Open(r.path)
+	if err != nil {
+		return fmt.Errorf("open base file: %w", err)
+	}
+	// Hand out counters above whatever page 1 on disk says as well as above
+	// the state: a crash mid-fold can leave the file ahead of the state.
+	var hdr [4]byte
+	if _, err := f.ReadAt(hdr[:], 24); err == nil {
+		r.counter = max(r.counter, binary.BigEndian.Uint32(hdr[:]))
+	}
+	s := r.state
+	r.root = &Version{
+		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
+		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
+		base: &baseFile{f: f},
+	}
+	r.head = r.root
+	return nil
+}
+
+// replayLog turns the segments a previous run applied but did not fold back
+// into versions, in TXID order, and folds them. A segment that does not
+// continue the chain, or fails its CRC, ends the replay: it and everything
+// after it are removed and will be downloaded again.
+func (r *Replica) replayLog() error {
+	paths, err := listSegments(r.logDir)
+	if err != nil {
+		return err
+	}
+	discard := false
+	for _, p := range paths {
+		if !discard {
+			seg, err := openSegment(p)
+			switch {
+			case err != nil:
+				discard = true
+			case seg.meta.MaxTXID <= r.head.TXID:
+				seg.close() // already folded before the crash
+			case seg.meta.MinTXID > r.head.TXID+1 || seg.meta.PageSize != r.head.PageSize:
+				seg.close()
+				discard = true
+			default:
+				r.publish(r.newVersion(seg))
+				continue
+			}
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("replay log: %w", err)
+		}
+	}
+	_, err = r.Fold()
+	return err
+}
+
+func (r *Replica) clearLog() error {
+	paths, err := listSegments(r.logDir)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clear log: %w", err)
+		}
+	}
+	return nil
+}
+
+// newVersion makes the version a segment produces on top of the head.
+// Only the follower calls it, so reading r.head needs no lock.
+func (r *Replica) newVersion(seg *segment) *Version {
+	m := seg.meta
+	return &Version{
+		r: r, TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit,
+		Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: m.Checksum,
+		Page1Checksum: m.Page1Checksum, Counter: r.nextCounter(),
+		seg: seg, parent: r.head, base: r.head.base,
+	}
+}
+
+func (r *Replica) nextCounter() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counter++
+	return r.counter
+}
+
+// publish makes v the head: transactions that start from now on see it.
+func (r *Replica) publish(v *Version) {
+	r.mu.Lock()
+	r.head = v
+	v.base.segs = append(v.base.segs, v.seg)
+	r.mu.Unlock()
+}
+
+// closeIfRetired closes a replaced base file, and the segments of the chain
+// that rested on it, once the last reader of that chain has gone.
+func (r *Replica) closeIfRetired(b *baseFile) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !b.retired || b.pins.Load() != 0 || b.f == nil {
+		return
+	}
+	b.f.Close()
+	b.f = nil
+	for _, s := range b.segs {
+		s.close()
+	}
+	b.segs = nil
+}
+
+// Close releases the replica's files. Readers must have unpinned.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.root == nil {
+		return nil
+	}
+	b := r.root.base
+	b.retired = true
+	if b.f != nil {
+		b.f.Close()
+		b.f = nil
+	}
+	for _, s := range b.segs {
+		s.close()
+	}
+	b.segs = nil
+	r.head, r.root = nil, nil
+	return nil
+}

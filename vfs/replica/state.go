@@ -1,0 +1,109 @@
+package replica
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// State is the content of <db>-replica-state: what the base file (the local
+// database file itself) holds. Versions applied after it live in the log
+// directory until they are folded in, so the state only moves at a fold.
+type State struct {
+	Source    string       `json:"source"`
+	TXID      ltx.TXID     `json:"txid"`
+	Timestamp time.Time    `json:"timestamp"` // when the primary committed TXID (from the LTX header)
+	Checksum  ltx.Checksum `json:"checksum"`  // LTX rolling checksum of the database at TXID
+	PageSize  uint32       `json:"page_size"`
+	Commit    uint32       `json:"commit"` // database size in pages
+
+	// Counter is the change counter written into the base file's page 1. It
+	// moves forward with every version this replica makes, even when a
+	// re-bootstrap lands on a lower TXID, so no SQLite page cache survives a
+	// change of content.
+	Counter uint32 `json:"change_counter"`
+
+	// Page1Checksum is ltx.ChecksumPage(1, ...) of page 1 as the primary wrote
+	// it. The base file holds page 1 patched for a rollback-journal replica,
+	// so the running checksum cannot be updated from the file's own bytes.
+	Page1Checksum ltx.Checksum `json:"page1_checksum"`
+
+	// Staged names a verified, synced database file that is to replace the
+	// base file. It is set only between the two steps of a bootstrap swap, so
+	// that a crash between them is finished at the next start.
+	Staged string `json:"staged,omitempty"`
+}
+
+func statePath(dbPath string) string { return dbPath + "-replica-state" }
+
+// readState returns (nil, nil) when there is no state file.
+func readState(dbPath string) (*State, error) {
+	b, err := os.ReadFile(statePath(dbPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read state %s: %w", statePath(dbPath), err)
+	}
+	return &s, nil
+}
+
+// writeState replaces the state file atomically: write a temporary file,
+// sync it, rename it over the old one, sync the directory. A crash leaves
+// either the old state or the new one, never a torn file.
+func writeState(dbPath string, s *State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	path := statePath(dbPath)
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes renames and removals in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package replica
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// Version is one database state the replica can serve: a TXID, its size, and
+// the pages that changed since its parent. The chain of parents ends at the
+// version the base file holds (a root, or a version that has been folded).
+//
+// A read transaction pins one Version at its SHARED lock and reads every page
+// through it until it unlocks, so it sees exactly one TXID however many newer
+// versions the follower applies meanwhile.
+type Version struct {
+	r *Replica
+
+	TXID          ltx.TXID
+	PageSize      uint32
+	Commit        uint32 // database size in pages
+	Timestamp     time.Time
+	Checksum      ltx.Checksum
+	Page1Checksum ltx.Checksum
+
+	// Counter is the change counter served at offsets 24 and 92 of page 1.
+	Counter uint32
+
+	seg    *segment // pages of this version; nil for a root
+	parent *Version
+	base   *baseFile
+
+	// folded is set (under Replica.mu) once the base file holds this version:
+	// a page lookup that reaches it reads the base file.
+	folded bool
+	pins   atomic.Int32
+}
+
+// baseFile is the local database file a chain of versions rests on. A
+// re-bootstrap replaces it; the old one stays open until no reader pins a
+// version that reads from it.
+type baseFile struct {
+	f       *os.File
+	pins    atomic.Int32
+	retired bool       // replaced; close when pins drops to zero
+	segs    []*segment // segments of the chain on this base, closed with it
+}
+
+// Size is the database size in bytes at this version.
+func (v *Version) Size() int64 { return int64(v.Commit) * int64(v.PageSize) }
+
+// Unpin ends a read transaction that pinned v.
+func (v *Version) Unpin() {
+	v.pins.Add(-1)
+	if v.base.pins.Add(-1) == 0 {
+		v.r.closeIfRetired(v.base)
+	}
+}
+
+// ReadAt reads the database file as of this version. Page 1 is served as a
+// rollback-journal database whose change counter is the version's Counter.
+// Reads past the end return io.EOF after zero-filling, as SQLite expects of
+// a short read.
+func (v *Version) ReadAt(p []byte, off int64) (int, error) {
+	v.r.mu.RLock() // keeps folds and base swaps from closing what we read
+	defer v.r.mu.RUnlock()
+
+	ps := int64(v.PageSize)
+	size := v.Size()
+	var scratch []byte
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= size {
+			clear(p[n:])
+			return n, io.EOF
+		}
+		pgno := uint32(pos/ps) + 1
+		inPage := pos % ps
+		chunk := min(int64(len(p)-n), ps-inPage)
+		dst := p[n : n+int(chunk)]
+		if inPage == 0 && chunk == ps {
+			if err := v.readPage(pgno, dst); err != nil {
+				return n, err
+			}
+		} else {
+			if scratch == nil {
+				scratch = make([]byte, ps)
+			}
+			if err := v.readPage(pgno, scratch); err != nil {
+				return n, err
+			}
+			copy(dst, scratch[inPage:])
+		}
+		if pgno == 1 {
+			v.patchHeader(dst, inPage)
+		}
+		n += int(chunk)
+	}
+	return n, nil
+}
+
+// readPage reads the primary's image of page pgno (page 1 unpatched) into
+// buf. The caller holds r.mu for reading.
+func (v *Version) readPage(pgno uint32, buf []byte) error {
+	for x := v; x != nil; x = x.parent {
+		if x.seg == nil || x.folded {
+			return x.readBase(pgno, buf)
+		}
+		if off, ok := x.seg.pages[pgno]; ok {
+			if _, err := x.seg.f.ReadAt(buf, off); err != nil {
+				return fmt.Errorf("read page %d of TXID %s: %w", pgno, x.TXID, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("read page %d: version chain has no root", pgno)
+}
+
+// readBase reads from the base file, where x is the version the file holds.
+// Pages past its end read as zeros (the lock page is never stored).
+func (x *Version) readBase(pgno uint32, buf []byte) error {
+	if pgno > x.Commit {
+		clear(buf)
+		return nil
+	}
+	n, err := x.base.f.ReadAt(buf, int64(pgno-1)*int64(len(buf)))
+	if err == io.EOF {
+		clear(buf[n:])
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read page %d of base file: %w", pgno, err)
+	}
+	return nil
+}
+
+// patchHeader rewrites the parts of page 1's header that must differ from
+// the primary's: the file format bytes (18, 19) say rollback journal, so
+// SQLite never looks for -wal or -shm files; the change counter (24) and
+// version-valid-for (92) are this version's counter, so SQLite keeps its page
+// cache exactly while nothing changed; the size in pages (28) is the commit.
+// dst holds the bytes of page 1 that start at offset at.
+func (v *Version) patchHeader(dst []byte, at int64) {
+	var hdr [100]byte
+	hdr[18], hdr[19] = 1, 1
+	binary.BigEndian.PutUint32(hdr[24:], v.Counter)
+	binary.BigEndian.PutUint32(hdr[28:], v.Commit)
+	binary.BigEndian.PutUint32(hdr[92:], v.Counter)
+	for _, f := range [...]struct{ off, n int64 }{{18, 2}, {24, 8}, {92, 4}} {
+		for i := f.off; i < f.off+f.n; i++ {
+			if i >= at && i < at+int64(len(dst)) {
+				dst[i-at] = hdr[i]
+			}
+		}
+	}
+}
