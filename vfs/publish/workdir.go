@@ -1,0 +1,191 @@
+package publish
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// Names inside the work directory.
+const (
+	positionFile = "position.json"
+	lockFile     = "lock"
+	copyFile     = "copy.db"     // the copy being taken
+	pendingFile  = "pending.ltx" // the LTX file being written
+	imagePrefix  = "image-"      // image-<txid>.db: the last published image
+	positionVer  = 1
+)
+
+// position is where publishing stands: the last published TXID, the
+// database checksum at that TXID, and the image it describes. It is
+// replaced atomically, and it is the only commit point: an image file that
+// position.json does not name is left over from a crash and removed.
+type position struct {
+	Version  int          `json:"version"`
+	TXID     ltx.TXID     `json:"txid"`
+	Checksum ltx.Checksum `json:"checksum"`
+	PageSize uint32       `json:"page_size"`
+	Commit   uint32       `json:"commit"`
+	Image    string       `json:"image"`
+	Store    string       `json:"store"`
+	Last     fileRef      `json:"last_file"` // the file that reached TXID
+}
+
+// fileRef is a store.FileInfo as it is kept in position.json.
+type fileRef struct {
+	Level   int      `json:"level"`
+	MinTXID ltx.TXID `json:"min_txid"`
+	MaxTXID ltx.TXID `json:"max_txid"`
+	Size    int64    `json:"size"`
+}
+
+func refOf(f store.FileInfo) fileRef {
+	return fileRef{Level: f.Level, MinTXID: f.MinTXID, MaxTXID: f.MaxTXID, Size: f.Size}
+}
+
+func (r fileRef) info() store.FileInfo {
+	return store.FileInfo{Level: r.Level, MinTXID: r.MinTXID, MaxTXID: r.MaxTXID, Size: r.Size}
+}
+
+// workDir is the publisher's private directory, held under an exclusive
+// lock so that two publishers never share one.
+type workDir struct {
+	dir  string
+	lock *os.File
+}
+
+func openWorkDir(dir string) (*workDir, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("work directory %s: another publisher is using it", dir)
+		}
+		return nil, fmt.Errorf("work directory %s: lock: %w", dir, err)
+	}
+	return &workDir{dir: dir, lock: f}, nil
+}
+
+func (w *workDir) path(name string) string { return filepath.Join(w.dir, name) }
+
+func imageName(txid ltx.TXID) string { return imagePrefix + txid.String() + ".db" }
+
+// close releases the lock.
+func (w *workDir) close() error {
+	if err := w.lock.Close(); err != nil {
+		return fmt.Errorf("work directory %s: unlock: %w", w.dir, err)
+	}
+	return nil
+}
+
+// load reads the position. ok is false when there is none, or when what is
+// there cannot be used (the reason says why); then publishing starts over
+// with a snapshot.
+func (w *workDir) load() (pos position, ok bool, reason string, err error) {
+	b, err := os.ReadFile(w.path(positionFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return position{}, false, "no local position", nil
+	} else if err != nil {
+		return position{}, false, "", fmt.Errorf("read position: %w", err)
+	}
+	if err := json.Unmarshal(b, &pos); err != nil {
+		return position{}, false, fmt.Sprintf("local position is unreadable (%v)", err), nil
+	}
+	if pos.Version != positionVer || pos.TXID == 0 || pos.Image != imageName(pos.TXID) {
+		return position{}, false, "local position is not one this version wrote", nil
+	}
+	fi, err := os.Stat(w.path(pos.Image))
+	if err != nil {
+		return position{}, false, fmt.Sprintf("local image is missing (%v)", err), nil
+	}
+	if fi.Size() != int64(pos.PageSize)*int64(pos.Commit) {
+		return position{}, false, "local image does not match the local position", nil
+	}
+	return pos, true, "", nil
+}
+
+// save makes pos the position: write, sync, rename, sync the directory.
+func (w *workDir) save(pos position) error {
+	pos.Version = positionVer
+	b, err := json.MarshalIndent(pos, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save position: %w", err)
+	}
+	tmp := w.path(positionFile + ".tmp")
+	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
+		return fmt.Errorf("save position: %w", err)
+	}
+	if err := os.Rename(tmp, w.path(positionFile)); err != nil {
+		return fmt.Errorf("save position: %w", err)
+	}
+	return syncDir(w.dir)
+}
+
+// tidy removes everything but the lock, the position and the image it
+// names: copies, pending files and encoder spill files of an interrupted
+// publish, and older images.
+func (w *workDir) tidy(keepImage string) error {
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return fmt.Errorf("tidy work directory: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == lockFile || name == positionFile || name == keepImage:
+			continue
+		case strings.HasPrefix(name, imagePrefix), strings.HasPrefix(name, copyFile),
+			name == pendingFile, name == positionFile+".tmp", strings.HasPrefix(name, ".ltx-page-index-"):
+			if err := os.Remove(w.path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("tidy work directory: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return d.Close()
+}
