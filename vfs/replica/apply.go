@@ -107,7 +107,7 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWrite
 			return segmentMeta{}, err
 		}
 		c := ltx.ChecksumPageWithHasher(hasher, ph.Pgno, data)
-		sum = ltx.ChecksumFlag | sum ^ o ^ c
+		sum = ltx.ChecksumFlag | (sum ^ o ^ c)
 		if ph.Pgno == 1 {
 			page1Sum = c
 		}
@@ -121,7 +121,7 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWrite
 		if err != nil {
 			return segmentMeta{}, err
 		}
-		sum = ltx.ChecksumFlag | sum ^ o
+		sum = ltx.ChecksumFlag | (sum ^ o)
 	}
 	if tr := dec.Trailer(); !hdr.NoChecksum() && tr.PostApplyChecksum != sum {
 		return segmentMeta{}, fmt.Errorf("post-apply checksum %s does not match the result %s", tr.PostApplyChecksum, sum)

@@ -80,7 +80,7 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 			}
 		}
 		c := ltx.ChecksumPageWithHasher(hasher, ph.Pgno, data)
-		sum = ltx.ChecksumFlag | sum ^ c
+		sum = ltx.ChecksumFlag | (sum ^ c)
 		if ph.Pgno == 1 {
 			page1Sum = c
 		}

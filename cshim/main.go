@@ -1,0 +1,21 @@
+// Command cshim is the walrust SQLite extension (build/walrust.so): built
+// with -buildmode=c-shared, its C entry point sqlite3_walrust_init registers
+// the walrust VFS in the process that loads it.
+package main
+
+import "C"
+
+import "github.com/walrust/walrust/vfs"
+
+// walrustRegister registers the VFS; it returns NULL, or an error message
+// the caller frees.
+//
+//export walrustRegister
+func walrustRegister() *C.char {
+	if err := vfs.Register(); err != nil {
+		return C.CString(err.Error())
+	}
+	return nil
+}
+
+func main() {}

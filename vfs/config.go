@@ -1,0 +1,89 @@
+package vfs
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// Defaults for the URI parameters.
+const (
+	DefaultInterval = 5 * time.Second
+	DefaultTimeout  = 30 * time.Second
+	minInterval     = 10 * time.Millisecond
+)
+
+// Config is how one database is replicated, from its URI parameters, with
+// WALRUST_* environment variables as defaults for clients that cannot pass
+// URI parameters.
+type Config struct {
+	Source   string        // source=, WALRUST_SOURCE; may be empty once a state file names it
+	Interval time.Duration // interval=, WALRUST_INTERVAL
+	Timeout  time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
+	Store    store.Options // endpoint=, region=, path_style= (S3-compatible stores)
+}
+
+// parseConfig reads a database's URI parameters over the environment.
+func parseConfig(params map[string]string, getenv func(string) string) (Config, error) {
+	get := func(param, env string) string {
+		if v, ok := params[param]; ok {
+			return v
+		}
+		return getenv(env)
+	}
+	c := Config{
+		Source:   strings.TrimSpace(get("source", "WALRUST_SOURCE")),
+		Interval: DefaultInterval,
+		Timeout:  DefaultTimeout,
+	}
+	var err error
+	if s := get("interval", "WALRUST_INTERVAL"); s != "" {
+		if c.Interval, err = parseDuration("interval", s); err != nil {
+			return c, err
+		}
+		if c.Interval < minInterval {
+			return c, fmt.Errorf("interval=%s is too short (minimum %s)", s, minInterval)
+		}
+	}
+	if s := get("timeout", "WALRUST_TIMEOUT"); s != "" {
+		if c.Timeout, err = parseDuration("timeout", s); err != nil {
+			return c, err
+		}
+	}
+	c.Store.Endpoint = params["endpoint"]
+	c.Store.Region = params["region"]
+	if s, ok := params["path_style"]; ok {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return c, fmt.Errorf("path_style=%q: want true or false", s)
+		}
+		c.Store.PathStyle = &b
+	}
+	return c, nil
+}
+
+func parseDuration(name, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q is not a duration (examples: 500ms, 5s, 1m)", name, s)
+	}
+	return d, nil
+}
+
+// logger writes walrust's log lines to stderr. WALRUST_LOG sets the level
+// (debug, info, warn, error); the default, warn, keeps an interactive shell
+// quiet while still reporting rejected files and failing polls.
+var logger = newLogger(os.Getenv("WALRUST_LOG"))
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
+		l = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("component", "walrust")
+}

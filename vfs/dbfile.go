@@ -1,0 +1,163 @@
+package vfs
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/psanford/sqlite3vfs"
+	"github.com/walrust/walrust/vfs/replica"
+)
+
+// dbFile is one connection's handle on a replica. It pins the newest
+// version when SQLite takes its SHARED lock at the start of a read
+// transaction, reads only that version until the lock is dropped, and so
+// sees exactly one TXID per transaction.
+type dbFile struct {
+	s      *shared
+	pinned *replica.Version // set between SHARED lock and unlock
+}
+
+var (
+	_ sqlite3vfs.File           = (*dbFile)(nil)
+	_ sqlite3vfs.FileController = (*dbFile)(nil)
+)
+
+func openDB(name string, params map[string]string) (*dbFile, error) {
+	cfg, err := parseConfig(params, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	s, err := acquire(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &dbFile{s: s}, nil
+}
+
+func (f *dbFile) Close() (err error) {
+	defer guard("close", &err)
+	if f.pinned != nil {
+		f.pinned.Unpin()
+		f.pinned = nil
+	}
+	f.s.release()
+	return nil
+}
+
+// version is the pinned version, or — for the reads SQLite makes outside a
+// transaction, such as the header at open — the newest one, pinned for the
+// duration of the call.
+func (f *dbFile) version() (*replica.Version, func(), error) {
+	if f.pinned != nil {
+		return f.pinned, func() {}, nil
+	}
+	v, err := f.s.replica.Pin()
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, v.Unpin, nil
+}
+
+func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {
+	defer guard("read", &err)
+	v, done, err := f.version()
+	if err != nil {
+		return 0, sqlite3vfs.IOErrorRead
+	}
+	defer done()
+	n, err = v.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		logger.Error("read failed", "db", f.s.path, "offset", off, "err", err)
+		return n, sqlite3vfs.IOErrorRead
+	}
+	return n, err
+}
+
+func (f *dbFile) FileSize() (size int64, err error) {
+	defer guard("size", &err)
+	v, done, err := f.version()
+	if err != nil {
+		return 0, sqlite3vfs.IOError
+	}
+	defer done()
+	return v.Size(), nil
+}
+
+// Lock pins at SHARED. Anything stronger is a write, which a replica
+// refuses; SQLite does not ask for it because the open said read-only.
+func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
+	defer guard("lock", &err)
+	if l > sqlite3vfs.LockShared {
+		return sqlite3vfs.ReadOnlyError
+	}
+	if f.pinned == nil {
+		v, err := f.s.replica.Pin()
+		if err != nil {
+			return sqlite3vfs.IOError
+		}
+		f.pinned = v
+	}
+	return nil
+}
+
+func (f *dbFile) Unlock(l sqlite3vfs.LockType) (err error) {
+	defer guard("unlock", &err)
+	if l == sqlite3vfs.LockNone && f.pinned != nil {
+		f.pinned.Unpin()
+		f.pinned = nil
+	}
+	return nil
+}
+
+// CheckReservedLock: sqlite3vfs inverts the result (true reports "no
+// reserved lock"), and no connection ever holds one on a replica.
+func (f *dbFile) CheckReservedLock() (bool, error) { return true, nil }
+
+func (f *dbFile) WriteAt(p []byte, off int64) (int, error) { return 0, sqlite3vfs.ReadOnlyError }
+func (f *dbFile) Truncate(size int64) error                { return sqlite3vfs.ReadOnlyError }
+func (f *dbFile) Sync(flag sqlite3vfs.SyncType) error      { return nil }
+func (f *dbFile) SectorSize() int64                        { return 4096 }
+
+// DeviceCharacteristics must not say IOCAP_IMMUTABLE: the file changes.
+func (f *dbFile) DeviceCharacteristics() sqlite3vfs.DeviceCharacteristic { return 0 }
+
+// FileControl answers walrust's PRAGMAs; any other PRAGMA goes on to SQLite
+// (SQLITE_NOTFOUND).
+func (f *dbFile) FileControl(op int, name string, value *string) (res *string, err error) {
+	defer guard("pragma", &err)
+	var out string
+	switch strings.ToLower(name) {
+	case "walrust_txid":
+		v, done, err := f.version()
+		if err != nil {
+			return nil, sqlite3vfs.IOError
+		}
+		out = strconv.FormatUint(uint64(v.TXID), 10)
+		done()
+	case "walrust_status":
+		b, err := json.Marshal(statusOf(f.s))
+		if err != nil {
+			return nil, sqlite3vfs.IOError
+		}
+		out = string(b)
+	default:
+		return nil, sqlite3vfs.NotFoundError
+	}
+	return &out, nil
+}
+
+// status is PRAGMA walrust_status: the follower's status with TXIDs as
+// plain numbers.
+type status struct {
+	replica.Status
+	TXID uint64 `json:"txid"`
+}
+
+func statusOf(s *shared) status {
+	st := s.follower.Status()
+	return status{Status: st, TXID: uint64(st.TXID)}
+}
