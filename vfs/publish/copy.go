@@ -39,7 +39,10 @@ func sqliteURI(path string, query string) (string, error) {
 	return u.String(), nil
 }
 
-// openSource opens the database to publish. mode=rw: never create it.
+// openSource opens the database to publish. mode=rw: never create it. No
+// connection stays open between publishes, so the publisher never stands in
+// the way of the primary's own exclusive operations (leaving WAL mode, for
+// one) and follows a database file that is replaced.
 func openSource(path string, busyTimeout time.Duration) (*sql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -53,6 +56,7 @@ func openSource(path string, busyTimeout time.Duration) (*sql.DB, error) {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(0)
 	return db, nil
 }
 
