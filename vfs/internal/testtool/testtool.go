@@ -1,0 +1,68 @@
+// Package testtool finds the programs and build outputs that end-to-end
+// tests drive (the extension, the sqlite3 shell, Debian's python3). A
+// missing tool skips the test on a developer's machine and fails it when
+// CI=true, so CI never passes by skipping.
+package testtool
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// BuildDir is the Makefile's build directory: $WALRUST_BUILD, or build/ at
+// the repository root.
+func BuildDir() string {
+	if d := os.Getenv("WALRUST_BUILD"); d != "" {
+		return d
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "build")
+}
+
+// Missing skips or, under CI, fails the test.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing (CI=true: a missing tool is a failure; run make test)", what)
+	}
+	t.Skipf("%s is missing; run make test", what)
+}
+
+// Extension returns the path of build/walrust.so without its suffix, the
+// way `.load` and load_extension take it.
+func Extension(t testing.TB) string {
+	t.Helper()
+	so := filepath.Join(BuildDir(), "walrust.so")
+	if _, err := os.Stat(so); err != nil {
+		Missing(t, so)
+	}
+	abs, _ := filepath.Abs(so)
+	return abs[:len(abs)-len(".so")]
+}
+
+// Built returns a binary the Makefile builds into build/ (walrust,
+// walrust-shell) or installs into build/bin (versitygw, litestream).
+func Built(t testing.TB, name string) string {
+	t.Helper()
+	for _, p := range []string{filepath.Join(BuildDir(), name), filepath.Join(BuildDir(), "bin", name)} {
+		if _, err := os.Stat(p); err == nil {
+			abs, _ := filepath.Abs(p)
+			return abs
+		}
+	}
+	Missing(t, name+" (in "+BuildDir()+")")
+	return ""
+}
+
+// Program returns an installed program by absolute path or PATH lookup.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name)
+	}
+	return p
+}
