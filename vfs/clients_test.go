@@ -2,7 +2,6 @@ package vfs_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os/exec"
@@ -30,7 +29,7 @@ func readLines(r io.Reader) *lineReader {
 	return lr
 }
 
-func (lr *lineReader) next(t *testing.T, stderr *bytes.Buffer) string {
+func (lr *lineReader) next(t *testing.T, stderr *testtool.Buffer) string {
 	t.Helper()
 	select {
 	case l, ok := <-lr.lines:
@@ -52,7 +51,7 @@ func TestSQLiteShell(t *testing.T) {
 	stdbuf := testtool.Program(t, "stdbuf")
 	e := newEnv(t, 4096)
 
-	var stderr bytes.Buffer
+	var stderr testtool.Buffer
 	cmd := exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -97,6 +96,7 @@ func TestSQLiteShell(t *testing.T) {
 	if got := out.next(t, &stderr); got != "after insert" {
 		t.Fatalf("unexpected output %q", got)
 	}
+	waitFor(t, "a read-only error", func() (bool, error) { return strings.Contains(stderr.String(), "readonly"), nil })
 	if !strings.Contains(stderr.String(), "readonly") {
 		t.Fatalf("write did not fail with a read-only error; stderr:\n%s", &stderr)
 	}
@@ -131,7 +131,7 @@ func TestPython(t *testing.T) {
 	e := newEnv(t, 4096)
 	const rows = 5
 
-	var stderr bytes.Buffer
+	var stderr testtool.Buffer
 	cmd := exec.Command(python, "-c", pythonFollower, ext, e.uri(""), fmt.Sprint(rows))
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
