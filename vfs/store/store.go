@@ -63,6 +63,27 @@ type Store interface {
 // ErrNotFound is returned (wrapped) when a file or the store itself is missing.
 var ErrNotFound = errors.New("not found")
 
+// Errors that retrying will not cure; IsPermanent reports them.
+var (
+	// ErrStoreNotFound: the bucket (or directory) itself is missing. Errors
+	// that wrap it wrap ErrNotFound too.
+	ErrStoreNotFound = errors.New("store does not exist")
+	// ErrAccessDenied: the store refuses the credentials, or there are none.
+	ErrAccessDenied = errors.New("access denied")
+	// ErrBadConfig: the source's configuration cannot work (wrong region,
+	// invalid bucket name, unreadable AWS configuration).
+	ErrBadConfig = errors.New("bad store configuration")
+)
+
+// IsPermanent tells a store error that needs a person (a missing bucket,
+// wrong or missing credentials, access denied, a wrong region) from one that
+// a later retry may cure (a timeout, a server error, a dropped connection, a
+// file that is gone). A follower fails its open on the former and retries
+// the latter.
+func IsPermanent(err error) bool {
+	return errors.Is(err, ErrStoreNotFound) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrBadConfig)
+}
+
 // Stats counts store requests by kind and the bytes read from the store.
 type Stats struct {
 	Lists int64 `json:"list_requests"`

@@ -1,0 +1,34 @@
+package store
+
+import "net/url"
+
+// Test hooks for the S3 store, visible to package store_test.
+
+// SetS3MaxKeys sets how many keys one LIST page may hold.
+func SetS3MaxKeys(st Store, n int32) { st.(*S3Store).maxKeys = n }
+
+// SetS3PartSize sets the size above which Put uploads in parts, and the size
+// of those parts.
+func SetS3PartSize(st Store, n int64) { st.(*S3Store).partSize = n }
+
+// S3KeyFor is the object key a file has under an s3:// source URL.
+func S3KeyFor(rawURL string, f FileInfo) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	bucket, prefix, _, err := parseS3URL(u, Options{})
+	if err != nil {
+		return "", err
+	}
+	return (&S3Store{bucket: bucket, prefix: prefix}).Key(f), nil
+}
+
+// ParseS3URL exposes the URL parsing of OpenS3.
+func ParseS3URL(rawURL string, opts Options) (bucket, prefix string, _ Options, _ error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", "", opts, err
+	}
+	return parseS3URL(u, opts)
+}
