@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,6 @@ const (
 	s3BaseBackoff    = 100 * time.Millisecond
 	s3MaxBackoff     = 4 * time.Second  // full jitter, exponential up to this
 	s3ConnectTimeout = 10 * time.Second // TCP connect
-	s3ReadTimeout    = 30 * time.Second // silence on a connection (headers or body) before it is dropped and retried
 	s3DefaultRegion  = "us-east-1"      // for custom endpoints that name none
 
 	// Bodies above this size are uploaded in parts of this size: a single
@@ -50,6 +50,11 @@ const (
 	// this many times in a row without progress.
 	s3MaxResumes = 5
 )
+
+// s3ReadTimeout is how long a connection may stay silent (waiting for
+// response headers, or in the middle of a body) before it is dropped and the
+// request retried or the body resumed. A variable for tests.
+var s3ReadTimeout = 30 * time.Second
 
 // S3Store is a prefix of an S3 (or S3-compatible) bucket in Litestream v0.5's
 // layout: <prefix>/<level as %04x>/<min>-<max>.ltx.
@@ -270,6 +275,15 @@ func newS3Retryer() aws.Retryer {
 		o.MaxBackoff = s3MaxBackoff
 		o.BaseDelay = s3BaseBackoff
 		o.RateLimiter = ratelimit.None
+		// The SDK retries every failure to send a request; an untrusted
+		// certificate will not become trusted by trying again.
+		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			var certErr *tls.CertificateVerificationError
+			if errors.As(err, &certErr) {
+				return aws.FalseTernary
+			}
+			return aws.UnknownTernary
+		})}, o.Retryables...)
 	})
 }
 
@@ -379,6 +393,8 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 
 // Open streams one object with one GET. If the connection breaks mid-body,
 // the reader resumes with a ranged GET from where it stopped (same ETag).
+// ctx bounds the whole download, not just the request: reading the body
+// after ctx is done fails.
 func (s *S3Store) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {
 	op := fmt.Sprintf("open %s %s", s, f)
 	if err := checkLevel(f.Level); err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -89,6 +90,12 @@ func (s *S3Store) wrapErr(op, key string, err error) error {
 		e.kind = ErrBadConfig
 		e.msg = fmt.Sprintf("%s: %q is not a valid bucket name (%s)", op, s.bucket, code)
 	default:
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			e.kind = ErrBadConfig
+			e.msg = fmt.Sprintf("%s: the certificate of %s is not trusted: %v; add its CA to AWS_CA_BUNDLE", op, s.describeEndpoint(), certErr.Err)
+			break
+		}
 		if code == "" && status == 403 {
 			e.kind = ErrAccessDenied
 			e.msg = fmt.Sprintf("%s: access denied to bucket %q: check credentials and the permissions they have (HTTP 403)", op, s.bucket)
@@ -97,4 +104,12 @@ func (s *S3Store) wrapErr(op, key string, err error) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return e
+}
+
+// describeEndpoint names the server requests go to.
+func (s *S3Store) describeEndpoint() string {
+	if s.endpoint != "" {
+		return s.endpoint
+	}
+	return "S3 in " + s.region
 }

@@ -1,6 +1,9 @@
 package store
 
-import "net/url"
+import (
+	"net/url"
+	"time"
+)
 
 // Test hooks for the S3 store, visible to package store_test.
 
@@ -31,4 +34,12 @@ func ParseS3URL(rawURL string, opts Options) (bucket, prefix string, _ Options, 
 		return "", "", opts, err
 	}
 	return parseS3URL(u, opts)
+}
+
+// SetS3ReadTimeout changes the read timeout of S3 stores opened from now on
+// and returns a function that restores it.
+func SetS3ReadTimeout(d time.Duration) (restore func()) {
+	old := s3ReadTimeout
+	s3ReadTimeout = d
+	return func() { s3ReadTimeout = old }
 }

@@ -79,7 +79,9 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		switch {
 		case err == nil:
 			return n, nil
-		case err == io.EOF && (r.size < 0 || r.off >= r.size):
+		case r.size >= 0 && r.off >= r.size:
+			return n, io.EOF // all of it, whatever happened to the connection after
+		case err == io.EOF && r.size < 0:
 			return n, io.EOF
 		case err == io.EOF:
 			err = io.ErrUnexpectedEOF

@@ -63,7 +63,7 @@ func TestS3URLParsing(t *testing.T) {
 		t.Errorf("region = %q, %v; want the option's us-west-2", opts.Region, err)
 	}
 	for _, bad := range []string{
-		"s3:///app",                   // no bucket
+		"s3:///app",                    // no bucket
 		"s3://bkt/app?bogus=1",         // unknown parameter
 		"s3://bkt/app?path_style=soon", // not a bool
 		"s3://AKIAEXAMPLE:hunter2secret@bkt/app",
@@ -364,9 +364,8 @@ func TestS3CABundle(t *testing.T) {
 		srv.Env(t)
 		t.Setenv("AWS_CA_BUNDLE", bundle)
 		// The pitfall itself: the SDK refuses a plain client.
-		if _, err := config.LoadDefaultConfig(context.Background(), config.WithHTTPClient(&http.Client{})); err == nil {
-			t.Log("note: this SDK version accepts a plain *http.Client with AWS_CA_BUNDLE set")
-		}
+		_, err := config.LoadDefaultConfig(context.Background(), config.WithHTTPClient(&http.Client{}))
+		t.Logf("LoadDefaultConfig with a plain *http.Client: %v", err)
 		st := open(t, srv, "bkt", "app")
 		if got, err := st.ListAfter(context.Background(), 0, 0); err != nil || len(got) != 1 {
 			t.Errorf("list with AWS_CA_BUNDLE set: %v, %v", got, err)
@@ -391,6 +390,52 @@ func TestS3CABundle(t *testing.T) {
 	})
 }
 
+// TestS3CABundleTLS: over HTTPS, AWS_CA_BUNDLE is what makes the server's
+// certificate trusted.
+func TestS3CABundleTLS(t *testing.T) {
+	srv := s3test.StartTLS(t, "bkt")
+	srv.WriteObject("bkt", "app/0000/"+ltxName(1, 1), []byte("x"))
+	if !strings.HasPrefix(srv.Endpoint, "https://") {
+		t.Fatalf("endpoint %s", srv.Endpoint)
+	}
+
+	t.Run("bundle has the certificate", func(t *testing.T) {
+		srv.Env(t)
+		t.Setenv("AWS_CA_BUNDLE", srv.CAFile)
+		st := open(t, srv, "bkt", "app")
+		if got, err := st.ListAfter(context.Background(), 0, 0); err != nil || len(got) != 1 {
+			t.Errorf("list over HTTPS: %v, %v", got, err)
+		}
+		if b := readAll(t, st, store.FileInfo{Level: 0, MinTXID: 1, MaxTXID: 1}); string(b) != "x" {
+			t.Errorf("read %q over HTTPS", b)
+		}
+	})
+	for name, bundle := range map[string]string{
+		"bundle without it": "/etc/ssl/certs/ca-certificates.crt",
+		"no bundle":         "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv.Env(t)
+			if bundle == "" {
+				s3test.Unsetenv(t, "AWS_CA_BUNDLE")
+			} else if _, err := os.Stat(bundle); err != nil {
+				t.Skipf("no %s", bundle)
+			} else {
+				t.Setenv("AWS_CA_BUNDLE", bundle)
+			}
+			start := time.Now()
+			_, err := store.Open(context.Background(), srv.URL("bkt", "app"), srv.Options())
+			if err == nil || !strings.Contains(err.Error(), "certificate") || !store.IsPermanent(err) {
+				t.Errorf("open with an untrusted certificate: %v; want a permanent certificate error", err)
+			}
+			if el := time.Since(start); el > 2*time.Second {
+				t.Errorf("took %v: certificate errors are not worth retrying", el)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
 func TestS3EndpointFromEnvironment(t *testing.T) {
 	srv := s3test.Start(t, "bkt")
 	srv.WriteObject("bkt", "app/0000/"+ltxName(1, 1), []byte("x"))
@@ -413,6 +458,27 @@ func TestS3EndpointFromEnvironment(t *testing.T) {
 		s3test.Unsetenv(t, "AWS_REGION")
 		u := srv.URL("bkt", "app") + "?endpoint=" + url.QueryEscape(srv.Endpoint)
 		st, err := store.Open(context.Background(), u, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.ListAfter(context.Background(), 0, 0); err != nil || len(got) != 1 {
+			t.Errorf("list: %v, %v", got, err)
+		}
+	})
+	t.Run("AWS_PROFILE", func(t *testing.T) {
+		srv.Env(t)
+		s3test.Unsetenv(t, "AWS_ACCESS_KEY_ID")
+		s3test.Unsetenv(t, "AWS_SECRET_ACCESS_KEY")
+		s3test.Unsetenv(t, "AWS_REGION")
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "config")
+		creds := filepath.Join(dir, "credentials")
+		os.WriteFile(cfg, []byte("[profile walrust]\nregion = us-east-1\nendpoint_url = "+srv.Endpoint+"\n"), 0o600)
+		os.WriteFile(creds, []byte("[walrust]\naws_access_key_id = "+srv.AccessKey+"\naws_secret_access_key = "+srv.SecretKey+"\n"), 0o600)
+		t.Setenv("AWS_CONFIG_FILE", cfg)
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
+		t.Setenv("AWS_PROFILE", "walrust")
+		st, err := store.Open(context.Background(), srv.URL("bkt", "app"), store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -582,11 +648,61 @@ func TestS3ServerDown(t *testing.T) {
 // faultProxy stands between the store and versitygw and fails the first
 // requests in the way it is told.
 type faultProxy struct {
-	target *url.URL
-	proxy  *httputil.ReverseProxy
-	mode   atomic.Value // string: "", "503", "500", "slowdown", "drop"
-	faults atomic.Int32 // how many more requests to fail
-	seen   atomic.Int32
+	proxy   *httputil.ReverseProxy
+	stalled *httputil.ReverseProxy // proxies the headers and 64 KiB of the body, then stalls
+	mode    atomic.Value           // string: "", "503", "500", "slowdown", "drop", "stall", "stallbody"
+	faults  atomic.Int32           // how many more requests to fail
+	seen    atomic.Int32
+}
+
+func newFaultProxy(t *testing.T, endpoint string) *httptest.Server {
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &faultProxy{proxy: httputil.NewSingleHostReverseProxy(target)}
+	fp.stalled = httputil.NewSingleHostReverseProxy(target)
+	fp.stalled.FlushInterval = -1
+	fp.stalled.ModifyResponse = func(resp *http.Response) error {
+		resp.Body = &stallAfter{ReadCloser: resp.Body, n: 64 << 10, ctx: resp.Request.Context()}
+		return nil
+	}
+	fp.mode.Store("")
+	ts := httptest.NewServer(fp)
+	t.Cleanup(ts.Close)
+	faultProxies.Store(ts.URL, fp)
+	return ts
+}
+
+var faultProxies sync.Map // URL -> *faultProxy
+
+func setFaults(url, mode string, n int32) *faultProxy {
+	v, _ := faultProxies.Load(url)
+	fp := v.(*faultProxy)
+	fp.mode.Store(mode)
+	fp.faults.Store(n)
+	fp.seen.Store(0)
+	return fp
+}
+
+// stallAfter passes n bytes, then blocks until its request is abandoned.
+type stallAfter struct {
+	io.ReadCloser
+	n   int
+	ctx context.Context
+}
+
+func (s *stallAfter) Read(p []byte) (int, error) {
+	if s.n <= 0 {
+		<-s.ctx.Done()
+		return 0, s.ctx.Err()
+	}
+	if len(p) > s.n {
+		p = p[:s.n]
+	}
+	n, err := s.ReadCloser.Read(p)
+	s.n -= n
+	return n, err
 }
 
 func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -612,6 +728,15 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				conn.Close()
 			}
 			return
+		case "stall":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
+		case "stallbody":
+			p.stalled.ServeHTTP(w, r)
+			return
 		}
 	}
 	p.proxy.ServeHTTP(w, r)
@@ -620,11 +745,8 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestS3RetriesFaults(t *testing.T) {
 	srv := s3test.Start(t, "bkt")
 	srv.WriteObject("bkt", "app/0000/"+ltxName(1, 1), []byte("x"))
-	target, _ := url.Parse(srv.Endpoint)
-	fp := &faultProxy{target: target, proxy: httputil.NewSingleHostReverseProxy(target)}
-	fp.mode.Store("")
-	ts := httptest.NewServer(fp)
-	defer ts.Close()
+	ts := newFaultProxy(t, srv.Endpoint)
+	defer store.SetS3ReadTimeout(300 * time.Millisecond)()
 
 	srv.Env(t)
 	opts := srv.Options()
@@ -633,26 +755,28 @@ func TestS3RetriesFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"503", "500", "slowdown", "drop"} {
-		t.Run(mode, func(t *testing.T) {
-			fp.mode.Store(mode)
-			fp.faults.Store(2)
-			fp.seen.Store(0)
+	for _, tc := range []struct {
+		mode   string
+		faults int32
+	}{
+		{"503", 2}, {"500", 2}, {"drop", 2}, {"stall", 1},
+		{"slowdown", 1}, // throttling backs off from 1s
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			fp := setFaults(ts.URL, tc.mode, tc.faults)
 			start := time.Now()
 			got, err := st.ListAfter(context.Background(), 0, 0)
 			if err != nil || len(got) != 1 {
-				t.Fatalf("list through 2 faults: %v, %v", got, err)
+				t.Fatalf("list through %d faults: %v, %v", tc.faults, got, err)
 			}
-			if n := fp.seen.Load(); n != 3 {
-				t.Errorf("%d requests reached the proxy, want 3", n)
+			if n := fp.seen.Load(); n != tc.faults+1 {
+				t.Errorf("%d requests reached the proxy, want %d", n, tc.faults+1)
 			}
-			t.Logf("2 %s faults, then success, in %v", mode, time.Since(start))
+			t.Logf("%d %s faults, then success, in %v", tc.faults, tc.mode, time.Since(start))
 		})
 	}
 	t.Run("too many", func(t *testing.T) {
-		fp.mode.Store("503")
-		fp.faults.Store(100)
-		fp.seen.Store(0)
+		fp := setFaults(ts.URL, "503", 100)
 		_, err := st.ListAfter(context.Background(), 0, 0)
 		if err == nil || store.IsPermanent(err) {
 			t.Errorf("list through endless 503s: %v; want a temporary error", err)
@@ -661,6 +785,22 @@ func TestS3RetriesFaults(t *testing.T) {
 			t.Errorf("%d attempts, want 5", n)
 		}
 		t.Logf("endless 503: %v", err)
+	})
+	t.Run("stalled body", func(t *testing.T) {
+		data := randBytes(1 << 20)
+		f := store.FileInfo{Level: 0, MinTXID: 2, MaxTXID: 2}
+		srv.WriteObject("bkt", "app/0000/"+f.Name(), data)
+		setFaults(ts.URL, "stallbody", 1)
+		before := st.Stats()
+		start := time.Now()
+		if b := readAll(t, st, f); !bytes.Equal(b, data) {
+			t.Fatalf("read %d bytes, not the object", len(b))
+		}
+		after := st.Stats()
+		if after.Gets-before.Gets != 2 || after.Bytes-before.Bytes != int64(len(data)) {
+			t.Errorf("stats went from %+v to %+v: want one resumed GET, and each byte counted once", before, after)
+		}
+		t.Logf("body stalled after 64 KiB, resumed, done in %v", time.Since(start))
 	})
 }
 

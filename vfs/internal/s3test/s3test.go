@@ -8,10 +8,17 @@ package s3test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -36,11 +43,14 @@ type Server struct {
 	AccessKey string // root credentials
 	SecretKey string
 	Dir       string // posix root: each sub-directory is a bucket, each file below it an object
+	CAFile    string // StartTLS: PEM of the self-signed certificate the server presents
 
 	tb      testing.TB
 	bin     string
 	iamDir  string
 	logPath string // versitygw's stdout: one line per request, appended across restarts
+	keyFile string // StartTLS: the certificate's private key
+	client  *http.Client
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -102,6 +112,18 @@ func repoRoot() string {
 // ends. Without a versitygw binary it skips the test (fails it when CI=true).
 func Start(tb testing.TB, buckets ...string) *Server {
 	tb.Helper()
+	return start(tb, false, buckets)
+}
+
+// StartTLS is Start with HTTPS, on a self-signed certificate for 127.0.0.1
+// whose PEM is at CAFile: clients trust it only through AWS_CA_BUNDLE.
+func StartTLS(tb testing.TB, buckets ...string) *Server {
+	tb.Helper()
+	return start(tb, true, buckets)
+}
+
+func start(tb testing.TB, useTLS bool, buckets []string) *Server {
+	tb.Helper()
 	bin := Binary()
 	if bin == "" {
 		msg := "versitygw not found in $WALRUST_BUILD/bin, build/bin or PATH: run `make tools`"
@@ -125,6 +147,18 @@ func Start(tb testing.TB, buckets ...string) *Server {
 			tb.Fatal(err)
 		}
 	}
+	s.client = &http.Client{Timeout: time.Second}
+	scheme := "http://"
+	if useTLS {
+		s.CAFile = filepath.Join(base, "cert.pem")
+		s.keyFile = filepath.Join(base, "key.pem")
+		pool, err := writeSelfSigned(s.CAFile, s.keyFile)
+		if err != nil {
+			tb.Fatalf("s3test: certificate: %v", err)
+		}
+		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		scheme = "https://"
+	}
 	tb.Cleanup(s.Stop)
 
 	// The port is free when we pick it but another process may take it
@@ -136,7 +170,7 @@ func Start(tb testing.TB, buckets ...string) *Server {
 			break
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.Endpoint = "http://" + s.Addr
+		s.Endpoint = scheme + s.Addr
 		if err = s.start(); err == nil {
 			break
 		}
@@ -179,13 +213,17 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--access", s.AccessKey, "--secret", s.SecretKey,
 		"--port", s.Addr,
 		"--region", Region,
 		"--iam-dir", s.iamDir,
 		"--keep-alive",
-		"posix", s.Dir)
+	}
+	if s.CAFile != "" {
+		args = append(args, "--cert", s.CAFile, "--key", s.keyFile)
+	}
+	cmd := exec.Command(s.bin, append(args, "posix", s.Dir)...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	setPdeathsig(cmd)
@@ -200,7 +238,6 @@ func (s *Server) start() error {
 	s.cmd, s.done = cmd, done
 
 	deadline := time.Now().Add(15 * time.Second)
-	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case <-done:
@@ -208,7 +245,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("versitygw exited at start:\n%s", s.logTail())
 		default:
 		}
-		resp, err := client.Get(s.Endpoint + "/")
+		resp, err := s.client.Get(s.Endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
 			return nil // any HTTP answer (403 without credentials) means it serves
@@ -290,10 +327,12 @@ func (s *Server) WriteObject(bucket, key string, data []byte) {
 // the root's buckets is denied.
 func (s *Server) AddUser(access, secret string) {
 	s.tb.Helper()
-	out, err := exec.Command(s.bin, "admin",
-		"--access", s.AccessKey, "--secret", s.SecretKey,
-		"--endpoint-url", s.Endpoint,
-		"create-user", "--access", access, "--secret", secret, "--role", "user").CombinedOutput()
+	args := []string{"admin", "--access", s.AccessKey, "--secret", s.SecretKey, "--endpoint-url", s.Endpoint}
+	if s.CAFile != "" {
+		args = append(args, "--allow-insecure") // our own certificate, on loopback
+	}
+	args = append(args, "create-user", "--access", access, "--secret", secret, "--role", "user")
+	out, err := exec.Command(s.bin, args...).CombinedOutput()
 	if err != nil {
 		s.tb.Fatalf("s3test: create user: %v: %s", err, out)
 	}
@@ -447,4 +486,43 @@ func isListQuery(query string) bool {
 func (s *Server) LogText() string {
 	b, _ := os.ReadFile(s.logPath)
 	return string(b)
+}
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1 and
+// localhost, valid for a day, and its key, and returns a pool that trusts it.
+func writeSelfSigned(certFile, keyFile string) (*x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "walrust s3test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool, nil
 }
