@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, e *env) int {
 				return exitOK
 			}
 			fmt.Fprintf(e.stderr, "walrust help: unknown subcommand %q\n", args[1])
+			printUsage(e.stderr)
 			return exitUsage
 		}
 		printUsage(e.stdout)
