@@ -16,7 +16,7 @@ export WALRUST_BUILD := $(abspath $(BUILD))
 
 .PHONY: all test tools demo bench clean
 
-all: $(BUILD)/walrust.so
+all: $(BUILD)/walrust.so $(BUILD)/walrust
 
 # The loadable extension. SQLITE3VFS_LOADABLE_EXT makes psanford/sqlite3vfs call
 # SQLite through the extension API table instead of linking its own SQLite.
@@ -24,6 +24,10 @@ $(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
 	@mkdir -p $(BUILD)
 	$(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h
+
+$(BUILD)/walrust: $(GOFILES)
+	@mkdir -p $(BUILD)
+	$(GO) build -o $@ ./cmd/walrust
 
 tools: $(BIN)/versitygw
 
