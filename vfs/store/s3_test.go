@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
@@ -624,22 +623,21 @@ func TestS3ServerDown(t *testing.T) {
 
 	// A server that comes back while a request is being retried.
 	srv.Stop()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		time.Sleep(100 * time.Millisecond)
-		srv.Restart()
-	}()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var got []store.FileInfo
-	for attempt := 0; attempt < 10; attempt++ { // each call retries; the loop is the follower's
-		if got, err = st.ListAfter(ctx, 0, 0); err == nil {
-			break
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for attempt := 0; attempt < 10; attempt++ { // each call retries; the loop is the follower's
+			if got, err = st.ListAfter(ctx, 0, 0); err == nil {
+				return
+			}
 		}
-	}
-	wg.Wait()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	srv.Restart()
+	<-done
 	if err != nil || len(got) != 1 {
 		t.Errorf("list while the server restarts: %v, %v", got, err)
 	}
@@ -648,6 +646,7 @@ func TestS3ServerDown(t *testing.T) {
 // faultProxy stands between the store and versitygw and fails the first
 // requests in the way it is told.
 type faultProxy struct {
+	URL     string
 	proxy   *httputil.ReverseProxy
 	stalled *httputil.ReverseProxy // proxies the headers and 64 KiB of the body, then stalls
 	mode    atomic.Value           // string: "", "503", "500", "slowdown", "drop", "stall", "stallbody"
@@ -655,7 +654,7 @@ type faultProxy struct {
 	seen    atomic.Int32
 }
 
-func newFaultProxy(t *testing.T, endpoint string) *httptest.Server {
+func newFaultProxy(t *testing.T, endpoint string) *faultProxy {
 	target, err := url.Parse(endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -670,19 +669,15 @@ func newFaultProxy(t *testing.T, endpoint string) *httptest.Server {
 	fp.mode.Store("")
 	ts := httptest.NewServer(fp)
 	t.Cleanup(ts.Close)
-	faultProxies.Store(ts.URL, fp)
-	return ts
+	fp.URL = ts.URL
+	return fp
 }
 
-var faultProxies sync.Map // URL -> *faultProxy
-
-func setFaults(url, mode string, n int32) *faultProxy {
-	v, _ := faultProxies.Load(url)
-	fp := v.(*faultProxy)
-	fp.mode.Store(mode)
-	fp.faults.Store(n)
-	fp.seen.Store(0)
-	return fp
+// fail makes the next n requests fail the way mode says.
+func (p *faultProxy) fail(mode string, n int32) {
+	p.mode.Store(mode)
+	p.faults.Store(n)
+	p.seen.Store(0)
 }
 
 // stallAfter passes n bytes, then blocks until its request is abandoned.
@@ -745,12 +740,12 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestS3RetriesFaults(t *testing.T) {
 	srv := s3test.Start(t, "bkt")
 	srv.WriteObject("bkt", "app/0000/"+ltxName(1, 1), []byte("x"))
-	ts := newFaultProxy(t, srv.Endpoint)
+	fp := newFaultProxy(t, srv.Endpoint)
 	defer store.SetS3ReadTimeout(300 * time.Millisecond)()
 
 	srv.Env(t)
 	opts := srv.Options()
-	opts.Endpoint = ts.URL
+	opts.Endpoint = fp.URL
 	st, err := store.Open(context.Background(), srv.URL("bkt", "app"), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -763,7 +758,7 @@ func TestS3RetriesFaults(t *testing.T) {
 		{"slowdown", 1}, // throttling backs off from 1s
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			fp := setFaults(ts.URL, tc.mode, tc.faults)
+			fp.fail(tc.mode, tc.faults)
 			start := time.Now()
 			got, err := st.ListAfter(context.Background(), 0, 0)
 			if err != nil || len(got) != 1 {
@@ -776,7 +771,7 @@ func TestS3RetriesFaults(t *testing.T) {
 		})
 	}
 	t.Run("too many", func(t *testing.T) {
-		fp := setFaults(ts.URL, "503", 100)
+		fp.fail("503", 100)
 		_, err := st.ListAfter(context.Background(), 0, 0)
 		if err == nil || store.IsPermanent(err) {
 			t.Errorf("list through endless 503s: %v; want a temporary error", err)
@@ -790,7 +785,7 @@ func TestS3RetriesFaults(t *testing.T) {
 		data := randBytes(1 << 20)
 		f := store.FileInfo{Level: 0, MinTXID: 2, MaxTXID: 2}
 		srv.WriteObject("bkt", "app/0000/"+f.Name(), data)
-		setFaults(ts.URL, "stallbody", 1)
+		fp.fail("stallbody", 1)
 		before := st.Stats()
 		start := time.Now()
 		if b := readAll(t, st, f); !bytes.Equal(b, data) {

@@ -248,6 +248,7 @@ func (s *Server) start() error {
 		resp, err := s.client.Get(s.Endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
+			s.client.CloseIdleConnections()
 			return nil // any HTTP answer (403 without credentials) means it serves
 		}
 		if time.Now().After(deadline) {
