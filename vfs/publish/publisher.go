@@ -74,6 +74,13 @@ type Publisher struct {
 	hasPos   bool
 	noPos    string // why there is no usable position
 	verified bool   // the store was seen to end with pos.Last
+
+	// The database's fingerprint before the last copy that found the
+	// database published, and when that copy ran: while both hold, Run's
+	// publishes need no copy.
+	lastPrint fingerprint
+	printOK   bool
+	lastCheck time.Time
 }
 
 // New prepares to publish the database at dbPath (rollback or WAL mode) to
@@ -173,6 +180,18 @@ func (p *Publisher) PublishOnce(ctx context.Context) (res Result, err error) {
 	}()
 
 	ts := time.Now()
+	fp, fpOK := takeFingerprint(p.dbPath)
+	if fpOK && p.printOK && fp == p.lastPrint && p.verified && ts.Sub(p.lastCheck) < fullCheckEvery {
+		return p.unchanged(ts), nil
+	}
+	p.printOK = false
+	defer func() {
+		// Only a publish that leaves the store holding this copy may
+		// vouch for the fingerprint taken before it.
+		if err == nil && !res.Empty {
+			p.lastPrint, p.printOK, p.lastCheck = fp, fpOK, ts
+		}
+	}()
 	copyPath := p.wd.path(copyFile)
 	err = copyDatabase(ctx, p.src, copyPath, phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "copy", ""))
 	if errors.Is(err, errEmptyDatabase) {

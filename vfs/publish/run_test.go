@@ -187,3 +187,42 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("totals: %+v, result %+v", phases, res)
 	}
 }
+
+// Once a publish found the database published, publishes that follow copy
+// nothing until the database's files change.
+func TestIdleSkipsCopy(t *testing.T) {
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newPrimary(t, mode, 4096)
+			st := newFileStore(t)
+			newTable(t, p)
+			var copies atomic.Int64
+			pub, err := New(p.path, st, Options{
+				WorkDir:           t.TempDir(),
+				ProgressThreshold: 1,
+				Progress: func(pr Progress) {
+					if pr.Phase == "copy" && pr.Done == pr.Total {
+						copies.Add(1)
+					}
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			expect(t, publishOnce(t, pub), true, true, 1)
+			for range 5 {
+				expect(t, publishOnce(t, pub), false, false, 1)
+			}
+			if n := copies.Load(); n != 1 {
+				t.Fatalf("%d copies for one change and five idle publishes", n)
+			}
+			for i := range 3 { // back-to-back commits, each seen
+				insertRows(t, p, 1000+i, 1, 10)
+				res := publishOnce(t, pub)
+				expect(t, res, true, false, uint64(2+i))
+				verifyStore(t, p, st, res)
+			}
+		})
+	}
+}
