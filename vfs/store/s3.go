@@ -241,7 +241,11 @@ func normalizeEndpoint(e string) (string, error) {
 	}
 	u, err := url.Parse(e)
 	if err != nil {
-		return "", fmt.Errorf("endpoint %q: %w", redactEndpoint(e), err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, user info and all
+		}
+		return "", fmt.Errorf("endpoint: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", fmt.Errorf("endpoint %q: scheme must be http or https", redactEndpoint(e))

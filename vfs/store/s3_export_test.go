@@ -12,7 +12,12 @@ func SetS3MaxKeys(st Store, n int32) { st.(*S3Store).maxKeys = n }
 
 // SetS3PartSize sets the size above which Put uploads in parts, and the size
 // of those parts.
-func SetS3PartSize(st Store, n int64) { st.(*S3Store).partSize = n }
+func SetS3PartSize(st Store, n int64) {
+	if n < s3MinPartSize {
+		panic("S3 parts are at least 5 MiB")
+	}
+	st.(*S3Store).partSize = n
+}
 
 // S3KeyFor is the object key a file has under an s3:// source URL.
 func S3KeyFor(rawURL string, f FileInfo) (string, error) {
@@ -43,3 +48,6 @@ func SetS3ReadTimeout(d time.Duration) (restore func()) {
 	s3ReadTimeout = d
 	return func() { s3ReadTimeout = old }
 }
+
+// NormalizeEndpoint exposes the endpoint option's parsing.
+var NormalizeEndpoint = normalizeEndpoint

@@ -76,6 +76,29 @@ func TestS3URLParsing(t *testing.T) {
 	}
 }
 
+func TestS3Endpoints(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:7070":             "http://127.0.0.1:7070",
+		"localhost:9000":             "http://localhost:9000",
+		"[::1]:9000":                 "http://[::1]:9000",
+		"minio.example.com":          "https://minio.example.com",
+		"http://10.0.0.5:9000/":      "http://10.0.0.5:9000",
+		"https://s3.example.com/gw/": "https://s3.example.com/gw",
+	} {
+		if got, err := store.NormalizeEndpoint(in); err != nil || got != want {
+			t.Errorf("endpoint %q = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"ftp://host", "http://", "https://AKIA:hunter2secret@host", "http://host:port:x/%zz"} {
+		_, err := store.NormalizeEndpoint(bad)
+		if err == nil {
+			t.Errorf("endpoint %q: no error", bad)
+		} else if strings.Contains(err.Error(), "hunter2secret") {
+			t.Errorf("endpoint error shows the secret: %v", err)
+		}
+	}
+}
+
 // open opens the S3 store at bucket/prefix of srv with srv's credentials in
 // the environment.
 func open(t *testing.T, srv *s3test.Server, bucket, prefix string) store.Store {
