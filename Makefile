@@ -16,7 +16,7 @@ export WALRUST_BUILD := $(abspath $(BUILD))
 
 .PHONY: all test tools demo bench clean
 
-all: $(BUILD)/walrust.so $(BUILD)/walrust
+all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
 # The loadable extension. SQLITE3VFS_LOADABLE_EXT makes psanford/sqlite3vfs call
 # SQLite through the extension API table instead of linking its own SQLite.
@@ -28,6 +28,9 @@ $(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
 $(BUILD)/walrust: $(GOFILES)
 	@mkdir -p $(BUILD)
 	$(GO) build -o $@ ./cmd/walrust
+
+$(BUILD)/walrust-shell: $(GOFILES)
+	$(GO) build -o $@ ./cmd/walrust-shell
 
 tools: $(BIN)/versitygw
 
