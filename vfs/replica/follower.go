@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +23,9 @@ type Follower struct {
 	interval time.Duration
 	log      *slog.Logger
 
-	// bad holds files that failed verification; plans route around them and
-	// they are not downloaded again.
-	bad map[store.FileInfo]bool
+	// bad holds files that failed verification, with the reason; plans
+	// route around them and they are not downloaded again.
+	bad map[store.FileInfo]error
 
 	// started is false until the first successful poll after start, which
 	// lists every level instead of only L0, so that a replica that was
@@ -59,7 +60,7 @@ func NewFollower(r *Replica, st store.Store, interval time.Duration, log *slog.L
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
 		r: r, st: st, interval: interval, log: log.With("db", r.path),
-		bad: make(map[store.FileInfo]bool), ready: make(chan struct{}),
+		bad: make(map[store.FileInfo]error), ready: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, interval.String()
@@ -170,7 +171,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 		return fmt.Errorf("poll: %w", err)
 	}
 	for _, fi := range files {
-		if fi.MinTXID != f.r.Head().TXID+1 || f.bad[fi] {
+		if fi.MinTXID != f.r.Head().TXID+1 || f.bad[fi] != nil {
 			return f.catchUp(ctx)
 		}
 		if err := f.applyFile(ctx, fi); err != nil {
@@ -187,7 +188,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 // from the head. When no chain reaches the store's newest TXID, but the
 // newest snapshot leads further than the head can, it re-bootstraps.
 func (f *Follower) catchUp(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] != nil })
 	if err != nil {
 		return fmt.Errorf("list store: %w", err)
 	}
@@ -204,15 +205,27 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		return err
 	}
 	if p.reach < cat.head {
-		return fmt.Errorf("gap: no file in %s covers TXID %s (the store reaches TXID %s) and no newer snapshot; waiting", f.st, p.reach+1, cat.head)
+		return fmt.Errorf("gap: no file in %s covers TXID %s (the store reaches TXID %s) and no newer snapshot; waiting%s", f.st, p.reach+1, cat.head, f.rejectedCovering(cat, p.reach+1))
 	}
 	return nil
+}
+
+// rejectedCovering names the rejected files that would have covered txid,
+// so that the status keeps saying why the replica is stuck.
+func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
+	var b strings.Builder
+	for _, fi := range cat.rejected {
+		if fi.MinTXID <= txid && txid <= fi.MaxTXID {
+			fmt.Fprintf(&b, "; rejected %s: %v", fi, f.bad[fi])
+		}
+	}
+	return b.String()
 }
 
 // bootstrap fills an empty replica from the newest snapshot and the chain
 // after it.
 func (f *Follower) bootstrap(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] != nil })
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -299,10 +312,10 @@ func (f *Follower) applyFile(ctx context.Context, fi store.FileInfo) error {
 }
 
 func (f *Follower) reject(fi store.FileInfo, err error) {
-	if f.bad[fi] {
+	if f.bad[fi] != nil {
 		return
 	}
-	f.bad[fi] = true
+	f.bad[fi] = err
 	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
 }
 

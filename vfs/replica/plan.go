@@ -21,6 +21,7 @@ type catalog struct {
 	files     []store.FileInfo // levels 0..MaxCompactionLevel
 	snapshots []store.FileInfo
 	head      ltx.TXID // newest TXID anywhere in the store
+	rejected  []store.FileInfo
 }
 
 // listCatalog lists every level. It costs one request per level, so it is
@@ -34,6 +35,10 @@ func listCatalog(ctx context.Context, st store.Store, skip func(store.FileInfo) 
 		}
 		for _, f := range files {
 			if skip(f) {
+				// A rejected file still shows how far the store has
+				// got: a replica stuck behind it is behind, not idle.
+				c.head = max(c.head, f.MaxTXID)
+				c.rejected = append(c.rejected, f)
 				continue
 			}
 			if level == store.SnapshotLevel {
