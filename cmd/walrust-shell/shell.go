@@ -109,7 +109,7 @@ func (sh *shell) runScript(in io.Reader, where, bail bool) int {
 	br := bufio.NewReader(in)
 	for {
 		text, err := br.ReadString('\n')
-		if text != "" || err == nil {
+		if text != "" {
 			if q := r.line(strings.TrimSuffix(strings.TrimSuffix(text, "\n"), "\r")); q != nil {
 				return sh.exitCode(q.code)
 			}
