@@ -48,9 +48,16 @@ func testMain(m *testing.M) int {
 // walrust runs the command and returns its output and exit code.
 func walrust(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return walrustEnv(t, nil, args...)
+}
+
+// walrustEnv is walrust with more environment variables.
+func walrustEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
