@@ -119,7 +119,8 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 }
 
 // Close releases the database and the work directory. A publish in
-// progress finishes first.
+// progress finishes first; stop Run (cancel its context and let it return)
+// before closing, or its next publishes fail.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
