@@ -40,6 +40,7 @@ $(BIN)/versitygw:
 
 test: all tools
 	$(GO) vet ./...
+	$(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
 
 clean:

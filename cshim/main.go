@@ -1,3 +1,5 @@
+//go:build SQLITE3VFS_LOADABLE_EXT
+
 // Command cshim is the walrust SQLite extension (build/walrust.so): built
 // with -buildmode=c-shared, its C entry point sqlite3_walrust_init registers
 // the walrust VFS in the process that loads it.

@@ -1,0 +1,233 @@
+package vfs_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	accounts     = 50
+	startBalance = 1000
+)
+
+// newBank makes a primary with accounts whose balances always sum to
+// accounts*startBalance, and publishes it.
+func newBank(t *testing.T) *env {
+	e := newEnv(t, 1024)
+	e.exec("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, note TEXT)")
+	for i := 0; i < accounts; i++ {
+		e.exec("INSERT INTO acct (id, balance, note) VALUES (?, ?, '')", i, startBalance)
+	}
+	e.commit()
+	return e
+}
+
+// transfer moves money between two accounts in one transaction, and makes
+// the rows grow and shrink so pages split and merge.
+func (e *env) transfer(rng *rand.Rand) {
+	from, to := rng.Intn(accounts), rng.Intn(accounts)
+	amount := rng.Intn(100)
+	note := make([]byte, rng.Intn(300))
+	for i := range note {
+		note[i] = 'a' + byte(rng.Intn(26))
+	}
+	tx, err := e.primary.Begin()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := tx.Exec("UPDATE acct SET balance = balance - ?, note = ? WHERE id = ?", amount, string(note), from); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := tx.Exec("UPDATE acct SET balance = balance + ? WHERE id = ?", amount, to); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.commit()
+}
+
+// readSnapshot reads the total twice and the TXID inside one transaction.
+func readSnapshot(ctx context.Context, conn *sql.Conn) (total1, total2, txid int64, err error) {
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer tx.Rollback()
+	if err = tx.QueryRow("SELECT sum(balance) FROM acct").Scan(&total1); err != nil {
+		return
+	}
+	if err = tx.QueryRow("PRAGMA walrust_txid").Scan(&txid); err != nil {
+		return
+	}
+	// A full scan of the notes makes the transaction touch most pages.
+	if _, err = tx.Exec("SELECT count(*) FROM acct WHERE note LIKE '%zz%'"); err != nil {
+		return
+	}
+	err = tx.QueryRow("SELECT sum(balance) FROM acct").Scan(&total2)
+	return
+}
+
+// TestInvariantTotalNeverChanges: a producer applies transfers as separate
+// LTX files while several connections read in a loop. Every read
+// transaction sees the same total, and a connection's TXID never goes back.
+func TestInvariantTotalNeverChanges(t *testing.T) {
+	e := newBank(t)
+	db := e.openReplica("")
+	db.SetMaxOpenConns(8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	const readers = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	reads := make([]int, readers)
+	for r := 0; r < readers; r++ {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(r int, conn *sql.Conn) {
+			defer wg.Done()
+			defer conn.Close()
+			var last int64
+			for ctx.Err() == nil {
+				t1, t2, txid, err := readSnapshot(ctx, conn)
+				if ctx.Err() != nil {
+					return
+				}
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case t1 != accounts*startBalance || t2 != t1:
+					errs <- fmt.Errorf("reader %d at TXID %d saw totals %d and %d, want %d", r, txid, t1, t2, accounts*startBalance)
+					return
+				case txid < last:
+					errs <- fmt.Errorf("reader %d: TXID went back from %d to %d", r, last, txid)
+					return
+				}
+				last = txid
+				reads[r]++
+			}
+		}(r, conn)
+	}
+
+	rng := rand.New(rand.NewSource(1))
+	const transfers = 1500
+	for i := 0; i < transfers; i++ {
+		e.transfer(rng)
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		default:
+		}
+	}
+	want := int64(e.pub.TXID)
+	waitFor(t, "the replica to reach the last transfer", func() (bool, error) {
+		var txid int64
+		err := db.QueryRow("PRAGMA walrust_txid").Scan(&txid)
+		return txid == want, err
+	})
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for r, n := range reads {
+		if n == 0 {
+			t.Errorf("reader %d completed no transaction", r)
+		}
+	}
+	t.Logf("%d transfers; read transactions per reader: %v", transfers, reads)
+}
+
+// TestLongReaderDoesNotHoldBackReplication: one connection holds a read
+// transaction open while 500 files are applied. It sees its snapshot
+// unchanged to the end; meanwhile a second connection sees every new TXID
+// promptly, and once the long reader ends the versions are folded away.
+func TestLongReaderDoesNotHoldBackReplication(t *testing.T) {
+	e := newBank(t)
+	db := e.openReplica("")
+	ctx := context.Background()
+	long, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	other, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	snapshot := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) (txid int64, notes string, err error) {
+		if err = q.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
+			return
+		}
+		err = q.QueryRowContext(ctx, "SELECT group_concat(balance || ':' || note, ',') FROM acct").Scan(&notes)
+		return
+	}
+	tx, err := long.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txid0, content0, err := snapshot(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rng := rand.New(rand.NewSource(2))
+	for i := 0; i < 500; i++ {
+		e.transfer(rng)
+		want := int64(e.pub.TXID)
+		if i%50 == 49 { // check promptness regularly, not after every file
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				var txid int64
+				if err := other.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
+					t.Fatal(err)
+				}
+				if txid == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("second connection stuck at TXID %d, want %d", txid, want)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	txid1, content1, err := snapshot(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txid1 != txid0 || content1 != content0 {
+		t.Fatalf("long reader's snapshot changed: TXID %d → %d, content equal: %v", txid0, txid1, content0 == content1)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// The versions held for the long reader are folded once it is gone.
+	waitFor(t, "the log to be folded away", func() (bool, error) {
+		entries, err := os.ReadDir(e.replica + "-replica-log")
+		return len(entries) == 0, err
+	})
+	txid2, content2, err := snapshot(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txid2 != int64(e.pub.TXID) || content2 == content0 {
+		t.Fatalf("after the long reader: TXID %d (want %d), content changed: %v", txid2, e.pub.TXID, content2 != content0)
+	}
+}
