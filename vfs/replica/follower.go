@@ -22,6 +22,7 @@ type Follower struct {
 	st       store.Store
 	interval time.Duration
 	log      *slog.Logger
+	onEvent  func(Event)
 
 	// bad holds files that failed verification, with the reason; plans
 	// route around them and they are not downloaded again.
@@ -55,15 +56,33 @@ type Status struct {
 	Store        store.Stats `json:"store"`
 }
 
+// Options configure a Follower.
+type Options struct {
+	Interval time.Duration // between polls
+	Logger   *slog.Logger  // nil: discard
+	// OnEvent, if set, is called from the follower's goroutine for each
+	// thing it does (the command line prints them); it must not block long.
+	OnEvent func(Event)
+}
+
 // NewFollower starts following st into r in a goroutine; Close stops it.
 func NewFollower(r *Replica, st store.Store, interval time.Duration, log *slog.Logger) *Follower {
+	return Follow(r, st, Options{Interval: interval, Logger: log})
+}
+
+// Follow starts following st into r in a goroutine; Close stops it.
+func Follow(r *Replica, st store.Store, opts Options) *Follower {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
-		r: r, st: st, interval: interval, log: log.With("db", r.path),
+		r: r, st: st, interval: opts.Interval, log: log.With("db", r.path), onEvent: opts.OnEvent,
 		bad: make(map[store.FileInfo]error), ready: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
-	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, interval.String()
+	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
 	if r.Head() != nil {
 		close(f.ready)
 	}
@@ -139,6 +158,7 @@ func (f *Follower) run(ctx context.Context) {
 		f.mu.Unlock()
 		if err != nil {
 			f.log.Warn("poll failed", "err", err)
+			f.emit(Event{Kind: EventError, Err: err})
 		}
 		timer.Reset(f.interval)
 	}
@@ -170,16 +190,24 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
-	for _, fi := range files {
-		if fi.MinTXID != f.r.Head().TXID+1 || f.bad[fi] != nil {
+	// The run of files that continue the head one TXID at a time.
+	next := head.TXID + 1
+	run := files
+	for i, fi := range files {
+		if fi.MinTXID != next || f.bad[fi] != nil {
+			run = files[:i]
+			break
+		}
+		next = fi.MaxTXID + 1
+	}
+	if err := f.applyAll(ctx, run); err != nil {
+		if errors.Is(err, ErrChainBroken) {
 			return f.catchUp(ctx)
 		}
-		if err := f.applyFile(ctx, fi); err != nil {
-			if errors.Is(err, ErrChainBroken) {
-				return f.catchUp(ctx)
-			}
-			return err
-		}
+		return err
+	}
+	if len(run) < len(files) {
+		return f.catchUp(ctx)
 	}
 	return nil
 }
@@ -198,6 +226,7 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		if snap, err := cat.fromNewestSnapshot(); err == nil && snap.reach > p.reach {
 			f.log.Warn("no chain of files reaches the store's head; re-bootstrapping",
 				"txid", head.TXID, "reachable", p.reach, "store_head", cat.head, "snapshot", snap.snapshot.String())
+			f.emit(Event{Kind: EventRebootstrap, File: *snap.snapshot, TXID: head.TXID})
 			return f.follow(ctx, snap)
 		}
 	}
@@ -246,23 +275,19 @@ func (f *Follower) follow(ctx context.Context, p plan) error {
 			return err
 		}
 	}
-	for _, fi := range p.steps {
-		if err := f.applyFile(ctx, fi); err != nil {
-			return err
-		}
-	}
-	return nil
+	return f.applyAll(ctx, p.steps)
 }
 
 func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error {
 	start := time.Now()
 	f.log.Info("bootstrapping from snapshot", "file", fi.String(), "bytes", fi.Size)
+	f.emit(Event{Kind: EventBootstrapStart, File: fi, Bytes: fi.Size})
 	rc, err := f.st.Open(ctx, fi)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	src := &sourceReader{r: rc}
-	staged, err := f.r.StageSnapshot(src)
+	staged, err := f.r.StageSnapshot(&progressReader{r: src, fi: fi, emit: f.emit})
 	rc.Close()
 	if err != nil {
 		if src.err == nil && ctx.Err() == nil {
@@ -279,36 +304,38 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 	f.status.FilesApplied++
 	f.mu.Unlock()
 	f.markReady()
-	f.log.Info("bootstrapped", "file", fi.String(), "pages", staged.Pages, "txid", staged.Meta.MaxTXID, "took", time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	f.log.Info("bootstrapped", "file", fi.String(), "pages", staged.Pages, "txid", staged.Meta.MaxTXID, "took", took.Round(time.Millisecond))
+	f.emit(Event{Kind: EventSnapshotInstalled, File: fi, Bytes: fi.Size, Pages: staged.Pages, TXID: staged.Meta.MaxTXID, Took: took})
 	return nil
 }
 
-// applyFile downloads one file and applies it. A file that fails
-// verification, or cannot follow the head (ErrChainBroken), is remembered as
-// bad, so it is neither retried nor planned through again; an error reading
-// from the store is simply retried at the next poll.
-func (f *Follower) applyFile(ctx context.Context, fi store.FileInfo) error {
-	rc, err := f.st.Open(ctx, fi)
-	if err != nil {
-		return fmt.Errorf("apply %s: %w", fi, err)
-	}
-	src := &sourceReader{r: rc}
-	v, err := f.r.Apply(src)
-	rc.Close()
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+// applyAll downloads files (several at a time) and applies them in order.
+// A file that fails verification, or cannot follow the head
+// (ErrChainBroken), is remembered as bad, so it is neither retried nor
+// planned through again; an error reading from the store is simply retried
+// at the next poll.
+func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
+	return fetchInOrder(ctx, f.st, files, func(fi store.FileInfo, rd io.Reader, src *sourceReader) error {
+		start := time.Now()
+		v, err := f.r.Apply(rd)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if src.err == nil {
+				f.reject(fi, err)
+			}
+			return fmt.Errorf("apply %s: %w", fi, err)
 		}
-		if src.err == nil {
-			f.reject(fi, err)
-		}
-		return fmt.Errorf("apply %s: %w", fi, err)
-	}
-	f.mu.Lock()
-	f.status.FilesApplied++
-	f.mu.Unlock()
-	f.log.Debug("applied", "file", fi.String(), "txid", v.TXID, "pages", v.seg.meta.PageN)
-	return nil
+		f.mu.Lock()
+		f.status.FilesApplied++
+		f.mu.Unlock()
+		pages := int(v.seg.meta.PageN)
+		f.log.Debug("applied", "file", fi.String(), "txid", v.TXID, "pages", pages)
+		f.emit(Event{Kind: EventApplied, File: fi, Bytes: fi.Size, Pages: pages, TXID: v.TXID, Took: time.Since(start)})
+		return nil
+	})
 }
 
 func (f *Follower) reject(fi store.FileInfo, err error) {
@@ -317,6 +344,7 @@ func (f *Follower) reject(fi store.FileInfo, err error) {
 	}
 	f.bad[fi] = err
 	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
+	f.emit(Event{Kind: EventRejected, File: fi, Err: err})
 }
 
 func (f *Follower) markReady() {
@@ -325,20 +353,4 @@ func (f *Follower) markReady() {
 	default:
 		close(f.ready)
 	}
-}
-
-// sourceReader remembers an error from the store, so that a dropped
-// connection is not mistaken for a corrupt file. A clean io.EOF that comes
-// too early is the file's fault (it is truncated), not the store's.
-type sourceReader struct {
-	r   io.Reader
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF && s.err == nil {
-		s.err = err
-	}
-	return n, err
 }

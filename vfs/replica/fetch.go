@@ -1,0 +1,115 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/walrust/walrust/vfs/store"
+)
+
+const (
+	// fetchParallel bounds concurrent downloads: on S3 a small file costs a
+	// round trip, so a replica that is many files behind fetches several at
+	// once, and still applies them strictly in order.
+	fetchParallel = 4
+	// fetchMaxBuffered is the largest file fetched ahead into memory; larger
+	// ones (compactions, snapshots) are streamed when their turn comes, so
+	// memory stays bounded by fetchParallel × fetchMaxBuffered.
+	fetchMaxBuffered = 8 << 20
+)
+
+// fetched is one file's download: its bytes, or the error that stopped it.
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// fetchInOrder calls apply for each file, in order, with a reader of its
+// content. Small files are downloaded up to fetchParallel at a time ahead of
+// the one being applied. The first error stops everything.
+func fetchInOrder(ctx context.Context, st store.Store, files []store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]chan fetched, len(files))
+	sem := make(chan struct{}, fetchParallel)
+	for i, fi := range files {
+		if fi.Size <= 0 || fi.Size > fetchMaxBuffered {
+			continue // streamed in turn
+		}
+		results[i] = make(chan fetched, 1)
+		go func(fi store.FileInfo, out chan<- fetched) {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				out <- fetched{err: ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			out <- download(ctx, st, fi)
+		}(fi, results[i])
+	}
+	for i, fi := range files {
+		if results[i] == nil {
+			if err := streamOne(ctx, st, fi, apply); err != nil {
+				return err
+			}
+			continue
+		}
+		var res fetched
+		select {
+		case res = <-results[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if res.err != nil {
+			return fmt.Errorf("fetch %s: %w", fi, res.err)
+		}
+		// The bytes are all here: any error now is the file's, not the store's.
+		if err := apply(fi, bytes.NewReader(res.data), &sourceReader{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func download(ctx context.Context, st store.Store, fi store.FileInfo) fetched {
+	rc, err := st.Open(ctx, fi)
+	if err != nil {
+		return fetched{err: err}
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(fi.Size))
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return fetched{err: err}
+	}
+	return fetched{data: buf.Bytes()}
+}
+
+func streamOne(ctx context.Context, st store.Store, fi store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
+	rc, err := st.Open(ctx, fi)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", fi, err)
+	}
+	defer rc.Close()
+	src := &sourceReader{r: rc}
+	return apply(fi, src, src)
+}
+
+// sourceReader remembers an error from the store, so that a dropped
+// connection is not mistaken for a corrupt file. A clean io.EOF that comes
+// too early is the file's fault (it is truncated), not the store's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
