@@ -32,11 +32,15 @@ $(BUILD)/walrust: $(GOFILES)
 $(BUILD)/walrust-shell: $(GOFILES)
 	$(GO) build -o $@ ./cmd/walrust-shell
 
-tools: $(BIN)/versitygw
+tools: $(BIN)/versitygw $(BIN)/litestream
 
 # versitygw: a real S3 server on loopback for the S3 store's tests.
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+# litestream: the real LTX producer the end-to-end tests follow.
+$(BIN)/litestream:
+	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
 test: all tools
 	$(GO) vet ./...
