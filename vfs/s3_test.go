@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs"
 	"github.com/walrust/walrust/vfs/internal/ltxtest"
 	"github.com/walrust/walrust/vfs/internal/s3test"
@@ -481,5 +483,124 @@ func checkNoSecret(t *testing.T, w *s3World, what, s string) {
 	t.Helper()
 	if strings.Contains(s, w.srv.SecretKey) {
 		t.Errorf("%s shows the secret access key", what)
+	}
+}
+
+// s3Sample is the replica's request counters as the client and the server
+// agree on them, at one instant.
+type s3Sample struct {
+	at          time.Time
+	lists, gets int64
+}
+
+// sampleIdle reads the replica's counters (through conn) and the server's
+// (since mark, when the replica's store was opened) at a moment when no
+// request is in flight: the client counts a request before it sends it and
+// the server logs it before it answers, so the two agree exactly when
+// nothing is between the two. A server that keeps counting more than the
+// client (retries, requests the client does not count) fails the test.
+func (w *s3World) sampleIdle(conn interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, mark int) s3Sample {
+	w.t.Helper()
+	status := func() store.Stats {
+		var s string
+		if err := conn.QueryRowContext(context.Background(), "PRAGMA walrust_status").Scan(&s); err != nil {
+			w.t.Fatal(err)
+		}
+		return parseS3Status(w.t, s).Store
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		before := status()
+		lists, gets := w.reads(mark)
+		at := time.Now()
+		after := status()
+		if before == after && int64(lists) == before.Lists && int64(len(gets)) == before.Gets {
+			return s3Sample{at: at, lists: before.Lists, gets: before.Gets}
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("the server counts %d LIST and %d GET requests, the replica %d and %d",
+				lists, len(gets), after.Lists, after.Gets)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestS3IdleCost counts, at the server, what a caught-up replica costs while
+// nothing happens: one LIST per poll and no GET, with 10 and with 10,000 old
+// files at L0, and the same with 8 connections open as with 1 (one follower
+// per file per process).
+func TestS3IdleCost(t *testing.T) {
+	for _, old := range []int{10, 10000} {
+		t.Run(fmt.Sprintf("%d files", old), func(t *testing.T) { testS3IdleCost(t, old) })
+	}
+}
+
+func testS3IdleCost(t *testing.T, old int) {
+	const interval = 50 * time.Millisecond
+	const window = time.Second
+	w := newS3World(t, true)
+	// Old L0 files, below the snapshot: listed at start, never needed, never
+	// read (they are not even LTX).
+	for txid := 1; txid <= old; txid++ {
+		name := fmt.Sprintf("%016x-%016x.ltx", txid, txid)
+		w.srv.WriteObject(s3Bucket, s3Prefix+"/0000/"+name, []byte("never read"))
+	}
+	w.insert(10)
+	w.pub.Advance(ltxtest.ReadImage(t, w.primPath), w.pub.TXID+ltx.TXID(old)+10)
+	w.pub.Snapshot(t)
+	w.commit(1)
+
+	mark := w.mark()
+	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&interval=%s",
+		filepath.Join(w.dir, "replica.db"), w.srv.URL(s3Bucket, s3Prefix), w.srv.Endpoint, interval))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &goClient{db: db}
+	w.waitCaughtUp(c, "bootstrap")
+	ctx := context.Background()
+
+	measure := func(conns int, conn interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int64 {
+		t.Helper()
+		s0 := w.sampleIdle(conn, mark)
+		time.Sleep(window) // the measuring window, not an assertion
+		s1 := w.sampleIdle(conn, mark)
+		lists, gets, took := s1.lists-s0.lists, s1.gets-s0.gets, s1.at.Sub(s0.at)
+		t.Logf("%d old files, %d connection(s): %d LIST (server = client) and %d GET in %v at interval %v",
+			old, conns, lists, gets, took.Round(time.Millisecond), interval)
+		if gets != 0 {
+			t.Errorf("%d GET requests while idle", gets)
+		}
+		// A poll starts interval after the previous one ended, so there are
+		// at most took/interval+1 of them; each costs one LIST. Two per poll
+		// would need the polls to be twice as slow as asked.
+		if most, least := int64(took/interval)+1, int64(took/interval)/2; lists > most || lists <= least {
+			t.Errorf("%d LIST requests in %v at interval %v: want one per poll, %d at most", lists, took, interval, most)
+		}
+		return lists
+	}
+	one := measure(1, db)
+
+	var held []*sql.Conn
+	for range 8 {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var n int
+		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != w.rows {
+			t.Fatalf("count = %d, %v; want %d", n, err, w.rows)
+		}
+		held = append(held, conn)
+	}
+	eight := measure(len(held), held[0])
+	if d := eight - one; d > 3 || d < -3 {
+		t.Errorf("8 connections cost %d LIST requests per %v, 1 connection %d", eight, window, one)
 	}
 }
