@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,4 +604,114 @@ func testS3IdleCost(t *testing.T, old int) {
 	if d := eight - one; d > 3 || d < -3 {
 		t.Errorf("8 connections cost %d LIST requests per %v, 1 connection %d", eight, window, one)
 	}
+}
+
+// dbStatus reads PRAGMA walrust_status through db.
+func dbStatus(t *testing.T, db *sql.DB) s3Status {
+	t.Helper()
+	var s string
+	if err := db.QueryRow("PRAGMA walrust_status").Scan(&s); err != nil {
+		t.Fatalf("walrust_status: %v", err)
+	}
+	return parseS3Status(t, s)
+}
+
+// TestS3Outage takes the S3 server away mid-follow: readers keep reading
+// the last good state throughout, the status names the failure, and once
+// the server is back the replica converges by itself and the error clears.
+func TestS3Outage(t *testing.T) {
+	w := newS3World(t, true)
+	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&path_style=true&interval=50ms",
+		filepath.Join(w.dir, "replica.db"), w.srv.URL(s3Bucket, s3Prefix), w.srv.Endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &goClient{db: db}
+	w.commit(3)
+	w.waitCaughtUp(c, "before the outage")
+
+	// A reader queries in a loop from now to the end; rows never go back.
+	ctx, cancel := context.WithCancel(context.Background())
+	var reads atomic.Int64
+	readErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := 0
+		for ctx.Err() == nil {
+			var n int
+			if err := db.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n < last {
+				if ctx.Err() == nil {
+					readErr <- fmt.Errorf("read %d: %d rows (had %d), %v", reads.Load()+1, n, last, err)
+				}
+				return
+			}
+			last = n
+			reads.Add(1)
+		}
+	}()
+	stopReader := func() {
+		cancel()
+		wg.Wait()
+		select {
+		case err := <-readErr:
+			t.Fatalf("reads failed: %v", err)
+		default:
+		}
+	}
+	defer stopReader()
+	waitReads := func(what string) {
+		t.Helper()
+		n := reads.Load()
+		waitFor(t, what, func() (bool, error) {
+			select {
+			case err := <-readErr:
+				t.Fatalf("%s: %v", what, err)
+			default:
+			}
+			return reads.Load() >= n+10, nil
+		})
+	}
+	waitReads("reads before the outage")
+
+	down := time.Now()
+	w.srv.Stop()
+	var st s3Status
+	waitFor(t, "last_error while the server is down", func() (bool, error) {
+		st = dbStatus(t, db)
+		return st.LastError != "", nil
+	})
+	toError := time.Since(down)
+	t.Logf("last_error: %s", st.LastError)
+	for _, want := range []string{"list s3://bkt/app L0", "connection refused"} {
+		if !strings.Contains(st.LastError, want) {
+			t.Errorf("last_error %q does not say %q", st.LastError, want)
+		}
+	}
+	checkNoSecret(t, w, "walrust_status", st.raw)
+	if st.TXID != uint64(w.pub.TXID) {
+		t.Errorf("while down: TXID %d, want %d", st.TXID, w.pub.TXID)
+	}
+	waitReads("reads while the server is down")
+	if !strings.Contains(w.log.String(), `msg="poll failed"`) {
+		t.Errorf("no \"poll failed\" line in the log")
+	}
+
+	up := time.Now()
+	w.srv.Restart()
+	w.commit(2)
+	w.commit(1)
+	published := time.Now()
+	w.waitCaughtUp(c, "after the server is back")
+	waitFor(t, "last_error to clear", func() (bool, error) {
+		st = dbStatus(t, db)
+		return st.LastError == "", nil
+	})
+	converged := time.Now()
+	waitReads("reads after the outage")
+	stopReader()
+	t.Logf("error in the status %v after the server went down; %d reads in all, none failed; caught up and clear %v after the restart (%v after the files were published)",
+		toError.Round(time.Millisecond), reads.Load(), converged.Sub(up).Round(time.Millisecond), converged.Sub(published).Round(time.Millisecond))
 }
