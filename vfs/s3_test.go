@@ -715,3 +715,100 @@ func TestS3Outage(t *testing.T) {
 	t.Logf("error in the status %v after the server went down; %d reads in all, none failed; caught up and clear %v after the restart (%v after the files were published)",
 		toError.Round(time.Millisecond), reads.Load(), converged.Sub(up).Round(time.Millisecond), converged.Sub(published).Round(time.Millisecond))
 }
+
+// TestS3OpenFails: wrong credentials, a missing bucket and denied access
+// fail the open at once (not after timeout=), with a log line that names
+// the problem and shows no secret — in this process and in the sqlite3
+// shell, on its stderr.
+func TestS3OpenFails(t *testing.T) {
+	w := newS3World(t, true)
+	const userSecret = "walrust-user-secret-5678"
+	const wrongSecret = "wrong-secret-9012"
+	w.srv.AddUser("WALRUSTUSER", userSecret)
+	secrets := []string{w.srv.SecretKey, userSecret, wrongSecret}
+	for _, tc := range []struct {
+		name   string
+		env    func(t testing.TB)
+		bucket string
+		wants  []string
+	}{
+		{"wrong secret", func(t testing.TB) { s3test.SetEnv(t, w.srv.AccessKey, wrongSecret) }, s3Bucket,
+			[]string{"s3://bkt/app: access denied", "(SignatureDoesNotMatch)"}},
+		{"unknown access key", func(t testing.TB) { s3test.SetEnv(t, "NOSUCHKEY", wrongSecret) }, s3Bucket,
+			[]string{"s3://bkt/app: access denied", "does not know this access key", "(InvalidAccessKeyId)"}},
+		{"no credentials", func(t testing.TB) {
+			w.srv.Env(t)
+			s3test.Unsetenv(t, "AWS_ACCESS_KEY_ID")
+			s3test.Unsetenv(t, "AWS_SECRET_ACCESS_KEY")
+		}, s3Bucket, []string{"no usable AWS credentials"}},
+		{"missing bucket", w.srv.Env, "nobucket", []string{`bucket \"nobucket\" does not exist`, "(NoSuchBucket)"}},
+		{"access denied", func(t testing.TB) { s3test.SetEnv(t, "WALRUSTUSER", userSecret) }, s3Bucket,
+			[]string{`access denied to bucket \"bkt\"`, "(AccessDenied)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env(t)
+			dir := t.TempDir()
+			uri := fmt.Sprintf("file:replica.db?vfs=walrust&source=s3://%s/app&endpoint=%s&timeout=20s", tc.bucket, w.srv.Endpoint)
+			check := func(what, out string) {
+				t.Helper()
+				line := ""
+				for _, l := range strings.Split(out, "\n") {
+					if strings.Contains(l, `msg="cannot open database"`) {
+						line = l
+					}
+				}
+				if line == "" {
+					t.Fatalf("%s has no \"cannot open database\" line:\n%s", what, out)
+				}
+				t.Logf("%s: %s", what, line)
+				for _, want := range tc.wants {
+					if !strings.Contains(line, want) {
+						t.Errorf("%s does not say %s", what, want)
+					}
+				}
+				for _, s := range secrets {
+					if strings.Contains(out, s) {
+						t.Errorf("%s shows a secret", what)
+					}
+				}
+			}
+
+			// Go, in this process.
+			mark := len(w.log.String())
+			t.Chdir(dir)
+			db, err := sql.Open("sqlite3", uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			start := time.Now()
+			err = db.Ping()
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("open succeeded")
+			}
+			if took > 5*time.Second {
+				t.Errorf("the open failed after %v, not at once", took)
+			}
+			for _, s := range secrets {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("the error shows a secret: %v", err)
+				}
+			}
+			check("walrust's log", w.log.String()[mark:])
+
+			// The sqlite3 shell, on its stderr.
+			// After a failed .open the shell goes on with an empty
+			// in-memory database, which has no table t.
+			sh := startShell(t, dir, uri)
+			if n, err := sh.query("SELECT count(*) FROM t"); err == nil {
+				t.Fatalf("the shell opened the replica: %s rows", n)
+			}
+			sh.close()
+			if !strings.Contains(sh.stderr.String(), "Error: unable to open database") {
+				t.Errorf("sqlite3 did not report the failed open:\n%s", sh.stderr)
+			}
+			check("sqlite3's stderr", sh.stderr.String())
+		})
+	}
+}
