@@ -47,5 +47,10 @@ test: all tools
 	$(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
 
+# A live database published to a local file store and followed by a replica;
+# ends by itself in about 10 s (cmd/walrust/demo.sh; needs the sqlite3 shell).
+demo: all
+	sh cmd/walrust/demo.sh
+
 clean:
 	rm -rf $(BUILD)

@@ -1,9 +1,9 @@
-// Command walrust publishes SQLite databases as LTX files and reports what a
-// store holds. Subcommands:
+// Command walrust publishes SQLite databases as LTX files, follows a store
+// into a local read replica, and reports what a store holds. Subcommands:
 //
-//	walrust publish DB DEST [--interval D]   publish a database's changes
-//	walrust status SOURCE [--json]           what a store holds
-//	walrust replicate ...                    (not yet implemented)
+//	walrust publish DB DEST [--interval D]              publish a database's changes
+//	walrust replicate SOURCE --local DB [--interval D]  follow a store into a local replica
+//	walrust status SOURCE [--json]                      what a store holds
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error.
 package main

@@ -379,13 +379,6 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestReplicatePlaceholder(t *testing.T) {
-	_, errOut, code := walrust(t, "replicate", "s3://b/p", "/tmp/x.db")
-	if code != 2 || !strings.Contains(errOut, "not yet implemented") {
-		t.Fatalf("replicate: exit %d, %q", code, errOut)
-	}
-}
-
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"-h"}, {"help"}, {"help", "publish"}, {"publish", "--help"}, {"status", "-h"}, {"status", "x", "--help"},

@@ -1,30 +1,193 @@
 package main
 
-// ---------------------------------------------------------------------
-// PLACEHOLDER: `walrust replicate` is written by someone else later.
-// Replace this whole file; nothing else refers to it but the commands
-// list in main.go.
-// ---------------------------------------------------------------------
-
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walrust/walrust/vfs/replica"
 )
 
 var replicateCommand = &command{
 	name:    "replicate",
-	args:    "SOURCE DB",
-	summary: "follow a store into a local read replica (not yet implemented)",
-	about:   "Not yet implemented.",
-	nargs:   anyArgs,
+	args:    "SOURCE --local DB",
+	summary: "follow a store into a local read replica, until interrupted",
+	nargs:   anyArgs, // checked by the command, for clearer messages
+	about: `
+Keeps the SQLite database file DB (--local) a read replica of the store
+SOURCE, without any SQLite client: the first run downloads the newest
+snapshot, then walrust polls the store every --interval and applies each new
+LTX file as it lands (every file is verified first), one line per file. Idle
+polls print nothing; a failing poll is reported once, and again when polls
+succeed again.
+
+SOURCE is file:///absolute/dir (a Litestream file replica) or
+s3://bucket/prefix; S3 options come from the flags, the URL parameters
+endpoint=, region= and path_style=, or the usual AWS environment variables.
+
+It runs until SIGINT or SIGTERM, lets the file in hand finish and exits 0 (a
+second signal stops it at once; nothing is lost either way). The next run
+resumes from the replica's TXID without downloading the snapshot again. When
+no chain of files leads from the replica to the store's newest TXID (the
+store's retention removed files it had not seen, or the primary started over
+from a new snapshot), it re-bootstraps from the newest snapshot by itself.
+
+Other processes may read DB while it runs: walrust writes into DB under
+SQLite's own file locks, so a plain SQLite client sees one consistent TXID
+per read transaction and the file advancing as files are applied, e.g.
+
+    sqlite3 'file:DB?mode=ro' 'SELECT count(*) FROM t'
+
+Next to DB it keeps DB-replica-state (the source, TXID and checksum it holds)
+and DB-replica-log/ (files applied but not folded into DB yet). A DB that
+exists without DB-replica-state was not made by walrust and is never
+overwritten; one that follows another source is refused.
+
+Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
+
+// minInterval matches the VFS's lower bound for interval=.
+const minInterval = 10 * time.Millisecond
 
 func init() {
 	replicateCommand.flags = func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-		return func(_ context.Context, e *env, _ []string) error {
-			fmt.Fprintln(e.stderr, "walrust replicate: not yet implemented")
-			return exitCode(exitUsage)
+		var sf storeFlags
+		local := fs.String("local", "", "the local replica `DB` file (required)")
+		interval := fs.Duration("interval", 5*time.Second, "poll the store every `DURATION`: 500ms, 1s, 5m (default 5s)")
+		sf.register(fs)
+		return func(ctx context.Context, e *env, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usagef("missing SOURCE (file:///absolute/dir or s3://bucket/prefix)")
+			case len(args) > 1:
+				return usagef("want one SOURCE, got %d arguments: %s", len(args), strings.Join(args, " "))
+			case *local == "":
+				return usagef("missing --local DB: the replica file to keep")
+			case *interval < minInterval:
+				return usagef("--interval %s: must be at least %s", *interval, minInterval)
+			}
+			return runReplicate(ctx, e, args[0], *local, &sf, *interval)
 		}
 	}
+}
+
+func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval time.Duration) error {
+	if _, err := checkSource(source); err != nil {
+		return err
+	}
+	source = normalizeSource(source)
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
+		return fmt.Errorf("--local %s is a directory, not a database file", local)
+	}
+
+	// The first SIGINT/SIGTERM stops the follower after the file in hand;
+	// stop() restores the default, so a second one ends the process at once.
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// The replica first: a replica of another source is the clearer
+	// message. Opening one creates DB-replica-log/, which goes again if the
+	// store cannot be opened and the replica was new.
+	_, statErr := os.Stat(local + "-replica-log")
+	r, err := replica.Open(local, source)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(sigCtx, source, sf, false)
+	if err != nil {
+		err = errors.Join(err, r.Close())
+		if errors.Is(statErr, fs.ErrNotExist) && r.Head() == nil {
+			err = errors.Join(err, removeEmptyDir(local+"-replica-log"))
+		}
+		return err
+	}
+	p := newReplicatePrinter(e.stdout, e.stderr, interval)
+	if h := r.Head(); h != nil {
+		p.printf("Resuming from TXID %d (%s)\n", uint64(h.TXID), local)
+	}
+	f := replica.Follow(r, st, replica.Options{
+		Interval: interval,
+		Logger:   followerLogger(os.Getenv("WALRUST_LOG")),
+		OnEvent:  p.event,
+	})
+
+	// The follower reports what it does through events; whether a poll
+	// succeeded (the end of an error, the first poll done) only through
+	// its status, which this loop watches.
+	ticker := time.NewTicker(statusEvery)
+	defer ticker.Stop()
+	for running := true; running; {
+		select {
+		case <-sigCtx.Done():
+			running = false
+		case <-ticker.C:
+			p.status(f.Status(), r.Head() != nil)
+		}
+	}
+	stop()
+
+	slow := time.AfterFunc(time.Second, func() {
+		p.errorf("Finishing the file in hand (interrupt again to stop at once)...\n")
+	})
+	f.Close()
+	slow.Stop()
+	// A follower folds after each poll, so this only matters when the
+	// signal came in the middle of one; the next run would fold it too.
+	_, foldErr := r.Fold()
+	if foldErr != nil {
+		foldErr = fmt.Errorf("fold %s: %w", local, foldErr)
+	}
+	if h := r.Head(); h != nil {
+		p.printf("Stopped at TXID %d (%s)\n", uint64(h.TXID), local)
+	} else {
+		p.printf("Stopped before any snapshot was installed (%s)\n", local)
+	}
+	if err := r.Close(); err != nil {
+		return errors.Join(foldErr, fmt.Errorf("close %s: %w", local, err))
+	}
+	return foldErr
+}
+
+// removeEmptyDir removes a directory if it is empty.
+func removeEmptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) > 0 {
+		return err
+	}
+	return os.Remove(dir)
+}
+
+// statusEvery is how often the command looks at the follower's status.
+const statusEvery = 100 * time.Millisecond
+
+// normalizeSource makes equal sources compare equal in the state file, the
+// way the VFS does, so that a replica made here opens there with the same
+// source= (or none).
+func normalizeSource(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > len("file:///") {
+		s = strings.TrimRight(s, "/")
+	}
+	return s
+}
+
+// followerLogger is the follower's own log on stderr at WALRUST_LOG's level;
+// by default it is off, since the command prints every event itself.
+func followerLogger(level string) *slog.Logger {
+	if level == "" {
+		return nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("component", "walrust")
 }
