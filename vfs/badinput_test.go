@@ -1,0 +1,737 @@
+package vfs_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/ltxtest"
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// These tests feed the VFS bad input — bad URIs and environment, bad or
+// foreign local files, and a store holding junk, corrupt files, gaps and a
+// page size change — and check that every open that must fail fails (and
+// fast, unless it waits for a snapshot), that nothing it must not touch is
+// touched, and that a replica keeps serving its last good state and says
+// why until the store lets it move on.
+
+// biEnv is one test's reference database, file store and replica path.
+type biEnv struct {
+	t        *testing.T
+	dir      string
+	storeDir string
+	replica  string
+	refPath  string
+	ref      *sql.DB
+	pub      *ltxtest.Primary
+	images   map[ltx.TXID][]byte
+	sums     map[ltx.TXID]ltx.Checksum
+	log      *biLog
+}
+
+// biLog collects walrust's log lines for the test.
+type biLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *biLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *biLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newBiEnv makes a reference database with table t at pageSize, publishes
+// its first image as a snapshot at TXID 1 unless noSnapshot, and captures
+// walrust's log.
+func newBiEnv(t *testing.T, pageSize int, noSnapshot bool) *biEnv {
+	t.Helper()
+	if err := vfs.Register(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e := &biEnv{
+		t: t, dir: dir, storeDir: filepath.Join(dir, "store"), replica: filepath.Join(dir, "replica.db"),
+		images: map[ltx.TXID][]byte{}, sums: map[ltx.TXID]ltx.Checksum{}, log: &biLog{},
+	}
+	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() {
+		restore()
+		if t.Failed() {
+			t.Logf("walrust log:\n%s", e.log)
+		}
+	})
+	if err := os.MkdirAll(e.storeDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenFile(e.storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ref, e.refPath = biRefDB(t, filepath.Join(dir, "primary.db"), pageSize)
+	e.pub = &ltxtest.Primary{Store: st, PageSize: uint32(pageSize)}
+	e.advance()
+	if !noSnapshot {
+		e.pub.Snapshot(t)
+	}
+	return e
+}
+
+func biRefDB(t *testing.T, path string, pageSize int) (*sql.DB, string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=DELETE&_synchronous=OFF")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	for _, q := range []string{
+		fmt.Sprintf("PRAGMA page_size=%d", pageSize),
+		"CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT, v BLOB)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return db, path
+}
+
+func (e *biEnv) exec(q string, args ...any) {
+	e.t.Helper()
+	if _, err := e.ref.Exec(q, args...); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// insert adds n rows, bigger than a 1024-byte page every third one.
+func (e *biEnv) insert(n int) {
+	e.t.Helper()
+	for i := range n {
+		size := 40 + i*13
+		if i%3 == 2 {
+			size = 1500
+		}
+		e.exec("INSERT INTO t (k, v) VALUES (?, randomblob(?))", fmt.Sprint("k", i), size)
+	}
+}
+
+// advance records the reference's file as the next TXID, unpublished.
+func (e *biEnv) advance() ltx.TXID {
+	e.t.Helper()
+	e.pub.Advance(ltxtest.ReadImage(e.t, e.refPath), e.pub.TXID+1)
+	e.images[e.pub.TXID], e.sums[e.pub.TXID] = e.pub.Image, e.pub.Checksum
+	return e.pub.TXID
+}
+
+// commit publishes the reference's file as the next TXID at L0.
+func (e *biEnv) commit() ltx.TXID {
+	e.t.Helper()
+	txid := e.advance()
+	e.put(0, e.encode(txid, txid))
+	return txid
+}
+
+func (e *biEnv) encode(minTXID, maxTXID ltx.TXID) []byte {
+	e.t.Helper()
+	return ltxtest.Encode(e.t, e.images[minTXID-1], e.images[maxTXID], e.pub.PageSize, minTXID, maxTXID,
+		e.sums[minTXID-1], e.pub.NoChecksum, time.Now())
+}
+
+func (e *biEnv) put(level int, data []byte) store.FileInfo {
+	e.t.Helper()
+	return ltxtest.Put(e.t, e.pub.Store, level, data)
+}
+
+func (e *biEnv) ltxPath(level int, minTXID, maxTXID ltx.TXID) string {
+	return filepath.Join(e.storeDir, "ltx", fmt.Sprint(level), ltx.FormatFilename(minTXID, maxTXID))
+}
+
+// writeRaw places bytes under an LTX name directly, as a broken producer
+// or a torn upload would.
+func (e *biEnv) writeRaw(level int, minTXID, maxTXID ltx.TXID, data []byte) string {
+	e.t.Helper()
+	p := e.ltxPath(level, minTXID, maxTXID)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return filepath.Base(p)
+}
+
+func (e *biEnv) source() string { return "file://" + e.storeDir }
+
+// uri is the replica's URI with the given parameters after vfs=walrust.
+func (e *biEnv) uri(params string) string {
+	return "file:" + e.replica + "?vfs=walrust&" + params
+}
+
+// follow opens the replica following the store at a 20ms interval.
+func (e *biEnv) follow() *sql.DB {
+	e.t.Helper()
+	db := biOpen(e.t, e.uri("source="+e.source()+"&interval=20ms"))
+	if err := db.Ping(); err != nil {
+		e.t.Fatalf("open replica: %v", err)
+	}
+	return db
+}
+
+func biOpen(t *testing.T, uri string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// biOpenFails opens uri, expects the open to fail, and returns how long it
+// took.
+func biOpenFails(t *testing.T, uri string) time.Duration {
+	t.Helper()
+	db, err := sql.Open("sqlite3", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Now()
+	err = db.Ping()
+	took := time.Since(start)
+	if err == nil {
+		var n int
+		err = db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&n)
+	}
+	if err == nil {
+		t.Fatalf("open %s succeeded", uri)
+	}
+	return took
+}
+
+// biNothingCreated checks that no file of a replica at path exists.
+func biNothingCreated(t *testing.T, path string) {
+	t.Helper()
+	for _, p := range []string{path, path + "-replica-state"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("%s left behind by a failed open", p)
+		}
+	}
+}
+
+// biQuerier is a *sql.DB or a *sql.Conn.
+type biQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// biRows is the content of t, one string per row.
+func biRows(db biQuerier) ([]string, error) {
+	rows, err := db.QueryContext(context.Background(), "SELECT id, k, hex(v) FROM t ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id int64
+		var k, v string
+		if err := rows.Scan(&id, &k, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, fmt.Sprintf("%d|%s|%s", id, k, v))
+	}
+	return out, rows.Err()
+}
+
+func (e *biEnv) refRows() []string {
+	e.t.Helper()
+	r, err := biRows(e.ref)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// biStatus is PRAGMA walrust_status.
+type biStatus struct {
+	Source     string    `json:"source"`
+	TXID       uint64    `json:"txid"`
+	LastError  string    `json:"last_error"`
+	Bootstraps int64     `json:"bootstraps"`
+	Interval   string    `json:"interval"`
+	LastPoll   time.Time `json:"last_poll"`
+}
+
+func status(t *testing.T, db *sql.DB) biStatus {
+	t.Helper()
+	var s string
+	if err := db.QueryRow("PRAGMA walrust_status").Scan(&s); err != nil {
+		t.Fatalf("walrust_status: %v", err)
+	}
+	var st biStatus
+	if err := json.Unmarshal([]byte(s), &st); err != nil {
+		t.Fatalf("walrust_status %q: %v", s, err)
+	}
+	return st
+}
+
+// biWait polls cond until it returns nil.
+func biWait(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %v", what, err)
+}
+
+// waitCaughtUp waits until the replica serves the reference's content at
+// the primary's TXID.
+func (e *biEnv) waitCaughtUp(db *sql.DB) {
+	e.t.Helper()
+	want := e.refRows()
+	biWait(e.t, fmt.Sprintf("TXID %d", e.pub.TXID), func() error {
+		var txid uint64
+		if err := db.QueryRow("PRAGMA walrust_txid").Scan(&txid); err != nil {
+			return err
+		}
+		if txid != uint64(e.pub.TXID) {
+			return fmt.Errorf("at TXID %d", txid)
+		}
+		return nil
+	})
+	e.checkRows(db, want, "caught up")
+}
+
+func (e *biEnv) checkRows(db biQuerier, want []string, what string) {
+	e.t.Helper()
+	got, err := biRows(db)
+	if err != nil {
+		e.t.Fatalf("%s: query: %v", what, err)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		e.t.Fatalf("%s: replica has %d rows, want %d (content differs)", what, len(got), len(want))
+	}
+}
+
+// waitPolls waits until the follower has polled n more times.
+func waitPolls(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	last := status(t, db).LastPoll
+	for i := range n {
+		biWait(t, fmt.Sprintf("poll %d", i+1), func() error {
+			if p := status(t, db).LastPoll; !p.After(last) {
+				return fmt.Errorf("last poll still %s", p)
+			} else {
+				last = p
+			}
+			return nil
+		})
+	}
+}
+
+// waitNoError waits until the status reports no error: the poll that
+// recovered has finished.
+func waitNoError(t *testing.T, db *sql.DB) biStatus {
+	t.Helper()
+	var st biStatus
+	biWait(t, "last_error to clear", func() error {
+		if st = status(t, db); st.LastError != "" {
+			return fmt.Errorf("last_error %q", st.LastError)
+		}
+		return nil
+	})
+	return st
+}
+
+// waitError waits until the status's last_error contains every part.
+func waitError(t *testing.T, db *sql.DB, parts ...string) biStatus {
+	t.Helper()
+	var st biStatus
+	biWait(t, fmt.Sprintf("last_error with %q", parts), func() error {
+		st = status(t, db)
+		for _, p := range parts {
+			if !strings.Contains(st.LastError, p) {
+				return fmt.Errorf("last_error %q", st.LastError)
+			}
+		}
+		return nil
+	})
+	return st
+}
+
+// TestBadInputFailedOpenLeavesOthersAlone: failed opens of every kind do
+// not disturb a connection that is already open. sqlite3vfs calls Close on
+// file id 0 after a failed open; without vfs.go's workaround this closes
+// whichever connection holds id 0 — the first file opened in the process,
+// which is why this is the first test of the package.
+func TestBadInputFailedOpenLeavesOthersAlone(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(10)
+	e.commit()
+	db := e.follow()
+	db.SetMaxOpenConns(2) // conn below, and one for waitCaughtUp
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e.waitCaughtUp(db)
+	want := e.refRows()
+
+	empty := filepath.Join(e.dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(e.dir, "foreign.db")
+	if err := os.WriteFile(foreign, []byte("not walrust's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(e.dir, "other.db")
+	for _, uri := range []string{
+		"file:" + other + "?vfs=walrust&source=file://" + e.dir + "/missing",
+		"file:" + other + "?vfs=walrust&source=gopher://x/y",
+		"file:" + other + "?vfs=walrust&source=file://" + empty + "&timeout=50ms",
+		"file:" + foreign + "?vfs=walrust&source=" + e.source(),
+		"file:" + other + "?vfs=walrust&source=" + e.source() + "&interval=banana",
+		e.uri("source=file://" + empty), // already open here with another source
+	} {
+		biOpenFails(t, uri)
+		e.checkRows(conn, want, "after failed open of "+uri)
+	}
+	// The open connection still follows the store.
+	e.insert(3)
+	e.commit()
+	e.waitCaughtUp(db)
+	e.checkRows(conn, e.refRows(), "after a new commit")
+}
+
+// TestBadInputSource: sources that cannot work fail the open at once (the
+// timeout, 20s, is never waited for), say why, and create no replica.
+func TestBadInputSource(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	for _, c := range []struct{ name, source, why string }{
+		{"unknown scheme", "ftp://example.com/store", "unknown scheme"},
+		{"no scheme", "relative/store", "no scheme"},
+		{"relative file path", "file:relative/store", "absolute"},
+		{"host in file URL", "file://relative/store", "absolute"},
+		{"missing directory", "file://" + e.dir + "/missing", "does not exist"},
+		{"store is a file", "file://" + e.refPath, "not a directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			took := biOpenFails(t, e.uri("source="+c.source+"&timeout=20s"))
+			if took > 3*time.Second {
+				t.Fatalf("open took %s; want a fast failure", took)
+			}
+			if !strings.Contains(e.log.String(), c.why) {
+				t.Fatalf("log does not say %q:\n%s", c.why, e.log)
+			}
+			biNothingCreated(t, e.replica)
+		})
+	}
+}
+
+// TestBadInputNoSnapshot: a store without a snapshot fails the open after
+// the timeout, saying so; once a snapshot lands, the same path opens.
+func TestBadInputNoSnapshot(t *testing.T) {
+	e := newBiEnv(t, 4096, true)
+	e.insert(5)
+	e.commit() // an L0 file, but no snapshot
+	const timeout = 300 * time.Millisecond
+	took := biOpenFails(t, e.uri("source="+e.source()+"&interval=20ms&timeout=300ms"))
+	if took < timeout || took > timeout+3*time.Second {
+		t.Fatalf("open failed after %s; want about %s", took, timeout)
+	}
+	if !strings.Contains(e.log.String(), "no snapshot") {
+		t.Fatalf("log does not say there is no snapshot:\n%s", e.log)
+	}
+	biNothingCreated(t, e.replica)
+	e.pub.Snapshot(t)
+	db := e.follow()
+	e.waitCaughtUp(db)
+}
+
+// TestBadInputJunkIgnored: files in the store that are not LTX files, temp
+// files, a directory named like a (newer) snapshot and malformed names are
+// all ignored.
+func TestBadInputJunkIgnored(t *testing.T) {
+	e := newBiEnv(t, 1024, false)
+	junk := map[string]string{
+		"ltx/0/README": "hello",
+		"ltx/0/.0000000000000002-0000000000000002.ltx.tmp": "partial upload",
+		"ltx/0/0000000000000002-0000000000000002.ltx.tmp":  "partial upload",
+		"ltx/0/foo.ltx": "junk",
+		"ltx/0/0000000000000003-0000000000000002.ltx":     "min > max",
+		"ltx/0/0000000000000000-0000000000000000.ltx":     "TXID 0",
+		"ltx/0/00000000000000002-0000000000000002.ltx":    "17 digits",
+		"ltx/1/zzzzzzzzzzzzzzzz-zzzzzzzzzzzzzzzz.ltx":     "not hex",
+		"ltx/9/0000000000000001-00000000000000ff.ltx.tmp": "snapshot upload in progress",
+		"ltx/junk/0000000000000001-0000000000000009.ltx":  "not a level",
+		"ltx/0000000000000001-0000000000000009.ltx":       "not in a level",
+		"0000000000000001-0000000000000009.ltx":           "not under ltx",
+	}
+	for name, content := range junk {
+		p := filepath.Join(e.storeDir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"ltx/9/0000000000000001-00000000000000ff.ltx", "ltx/0/0000000000000002-0000000000000005.ltx"} {
+		if err := os.MkdirAll(filepath.Join(e.storeDir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := e.follow()
+	for range 4 {
+		e.insert(4)
+		e.commit()
+	}
+	e.waitCaughtUp(db)
+	if st := waitNoError(t, db); st.Bootstraps != 1 {
+		t.Fatalf("status %+v; want one bootstrap", st)
+	}
+	if strings.Contains(e.log.String(), "rejected") {
+		t.Fatalf("junk was downloaded and rejected:\n%s", e.log)
+	}
+}
+
+// TestBadInputCorruptFiles: a truncated file and a file with a flipped byte
+// are rejected. The replica keeps serving its last good state, the status
+// names the file, and the replica moves on once a good file for the next
+// TXID appears at a higher level, or a newer snapshot.
+func TestBadInputCorruptFiles(t *testing.T) {
+	e := newBiEnv(t, 1024, false)
+	e.pub.NoChecksum = true // as Litestream writes them: only the file checksum protects
+	e.insert(6)
+	e.commit()
+	db := e.follow()
+	e.waitCaughtUp(db)
+	good := e.refRows()
+
+	// A half-written L0 file.
+	e.insert(6)
+	txid := e.advance()
+	data := e.encode(txid, txid)
+	name := e.writeRaw(0, txid, txid, data[:len(data)/2])
+	waitError(t, db, name)
+	e.checkRows(db, good, "after a truncated file")
+	// It keeps saying so on later polls.
+	waitPolls(t, db, 3)
+	waitError(t, db, name, "rejected")
+	e.checkRows(db, good, "still after a truncated file")
+	if !strings.Contains(e.log.String(), "rejected") {
+		t.Fatalf("rejection not logged:\n%s", e.log)
+	}
+	e.put(1, data)
+	e.waitCaughtUp(db)
+	waitNoError(t, db)
+	good = e.refRows()
+
+	// A flipped byte in the middle of an L0 file.
+	e.exec("UPDATE t SET v = randomblob(700) WHERE id % 2 = 0")
+	txid = e.advance()
+	data = e.encode(txid, txid)
+	data[len(data)/2] ^= 0x01
+	name = e.writeRaw(0, txid, txid, data)
+	waitError(t, db, name)
+	e.checkRows(db, good, "after a corrupt file")
+	e.insert(2)
+	e.advance()
+	e.pub.Snapshot(t)
+	e.waitCaughtUp(db)
+	if st := waitNoError(t, db); st.Bootstraps != 2 {
+		t.Fatalf("status %+v; want a second bootstrap", st)
+	}
+}
+
+// TestBadInputGap: a file whose TXIDs skip ahead leaves the replica at its
+// last state with an error that names the missing TXID, until the gap is
+// filled.
+func TestBadInputGap(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(3)
+	e.commit() // 2
+	db := e.follow()
+	e.waitCaughtUp(db)
+	good := e.refRows()
+	e.insert(3)
+	e.advance() // 3, held back
+	e.insert(3)
+	e.advance() // 4
+	e.put(0, e.encode(4, 4))
+	waitError(t, db, "gap", "TXID 0000000000000003")
+	e.checkRows(db, good, "at the gap")
+	var txid uint64
+	if err := db.QueryRow("PRAGMA walrust_txid").Scan(&txid); err != nil || txid != 2 {
+		t.Fatalf("walrust_txid = %d, %v; want 2", txid, err)
+	}
+	e.put(0, e.encode(3, 3))
+	e.waitCaughtUp(db)
+}
+
+// TestBadInputPageSizeChange: the store restarts from a snapshot with
+// another page size (the old L0 files gone); the replica re-bootstraps and
+// serves the new database.
+func TestBadInputPageSizeChange(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(10)
+	e.commit() // 2
+	db := e.follow()
+	e.waitCaughtUp(db)
+	if err := os.RemoveAll(filepath.Join(e.storeDir, "ltx")); err != nil {
+		t.Fatal(err)
+	}
+	e.ref, e.refPath = biRefDB(t, filepath.Join(e.dir, "primary2.db"), 1024)
+	e.pub.PageSize = 1024
+	e.insert(25)
+	e.advance() // 3
+	e.pub.Snapshot(t)
+	e.insert(5)
+	e.commit() // 4
+	e.waitCaughtUp(db)
+	var ps int
+	if err := db.QueryRow("PRAGMA page_size").Scan(&ps); err != nil || ps != 1024 {
+		t.Fatalf("page_size = %d, %v; want 1024", ps, err)
+	}
+	var ok string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check = %q, %v", ok, err)
+	}
+}
+
+// TestBadInputForeignFile: a local file that exists with no state file is
+// not walrust's; the open is refused and the file is not touched.
+func TestBadInputForeignFile(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(5)
+	e.commit()
+	// A real SQLite database at the replica's path.
+	before := ltxtest.ReadImage(t, e.refPath)
+	if err := os.WriteFile(e.replica, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	biOpenFails(t, e.uri("source="+e.source()+"&timeout=20s"))
+	if after, err := os.ReadFile(e.replica); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("foreign file changed (%v)", err)
+	}
+	if !strings.Contains(e.log.String(), "not made by walrust") {
+		t.Fatalf("log does not explain the refusal:\n%s", e.log)
+	}
+	for _, p := range []string{e.replica + "-replica-state", e.replica + "-replica-log", e.replica + "-journal"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("%s created next to a foreign file", p)
+		}
+	}
+}
+
+// TestBadInputStateSource: a replica follows the source its state file
+// names. Another source is refused; no source reopens it.
+func TestBadInputStateSource(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(4)
+	e.commit()
+	db := e.follow()
+	e.waitCaughtUp(db)
+	want := e.refRows()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	other := filepath.Join(e.dir, "other-store")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	biOpenFails(t, e.uri("source=file://"+other))
+	if !strings.Contains(e.log.String(), "follows "+e.source()) {
+		t.Fatalf("log does not name the replica's source:\n%s", e.log)
+	}
+
+	db = biOpen(t, "file:"+e.replica+"?vfs=walrust")
+	e.checkRows(db, want, "reopened without source")
+	if st := status(t, db); st.Source != e.source() || st.Bootstraps != 0 {
+		t.Fatalf("status %+v; want source %s and no bootstrap", st, e.source())
+	}
+	// A trailing slash names the same source.
+	db.Close()
+	db = biOpen(t, e.uri("source="+e.source()+"/"))
+	e.checkRows(db, want, "reopened with a trailing slash")
+}
+
+// TestBadInputEnv: WALRUST_SOURCE, WALRUST_INTERVAL and WALRUST_TIMEOUT
+// are defaults for URIs that do not say; URI parameters win; a bad value
+// fails the open.
+func TestBadInputEnv(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(4)
+	e.commit()
+	t.Setenv("WALRUST_SOURCE", e.source())
+	t.Setenv("WALRUST_INTERVAL", "30ms")
+	db := biOpen(t, "file:"+e.replica+"?vfs=walrust")
+	e.waitCaughtUp(db)
+	if st := status(t, db); st.Interval != "30ms" || st.Source != e.source() {
+		t.Fatalf("status %+v; want interval 30ms from the environment", st)
+	}
+	e.insert(2)
+	e.commit()
+	e.waitCaughtUp(db)
+	db.Close()
+
+	db = biOpen(t, e.uri("interval=40ms"))
+	if st := status(t, db); st.Interval != "40ms" {
+		t.Fatalf("interval %s; want the URI's 40ms", st.Interval)
+	}
+	db.Close()
+
+	t.Setenv("WALRUST_INTERVAL", "banana")
+	took := biOpenFails(t, "file:"+e.replica+"?vfs=walrust")
+	if took > 3*time.Second || !strings.Contains(e.log.String(), "banana") {
+		t.Fatalf("bad WALRUST_INTERVAL: open took %s; log:\n%s", took, e.log)
+	}
+	t.Setenv("WALRUST_INTERVAL", "1ms")
+	biOpenFails(t, "file:"+e.replica+"?vfs=walrust")
+	t.Setenv("WALRUST_INTERVAL", "")
+
+	// WALRUST_TIMEOUT bounds the wait for a first snapshot.
+	empty := filepath.Join(e.dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WALRUST_SOURCE", "file://"+empty)
+	t.Setenv("WALRUST_TIMEOUT", "250ms")
+	took = biOpenFails(t, "file:"+filepath.Join(e.dir, "new.db")+"?vfs=walrust&interval=20ms")
+	if took < 250*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("open failed after %s; want about WALRUST_TIMEOUT=250ms", took)
+	}
+	t.Setenv("WALRUST_TIMEOUT", "soon")
+	took = biOpenFails(t, "file:"+filepath.Join(e.dir, "new.db")+"?vfs=walrust")
+	if took > 3*time.Second {
+		t.Fatalf("bad WALRUST_TIMEOUT: open took %s", took)
+	}
+}
