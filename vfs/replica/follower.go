@@ -36,6 +36,11 @@ type Follower struct {
 	mu     sync.Mutex
 	status Status
 	ready  chan struct{} // closed once the replica has a version
+	// failed is closed when a poll fails, before the replica has a
+	// version, with an error no retry cures (store.IsPermanent: access
+	// denied, a missing bucket). An open waiting in WaitReady then fails
+	// at once, naming it, instead of after its whole timeout.
+	failed chan struct{}
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -79,7 +84,7 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
 		r: r, st: st, interval: opts.Interval, log: log.With("db", r.path), onEvent: opts.OnEvent,
-		bad: make(map[store.FileInfo]error), ready: make(chan struct{}),
+		bad: make(map[store.FileInfo]error), ready: make(chan struct{}), failed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
@@ -97,7 +102,8 @@ func (f *Follower) Close() {
 }
 
 // WaitReady waits until the replica has a version to serve (it has been
-// bootstrapped) or timeout passes, and then says why not.
+// bootstrapped), timeout passes, or the store fails in a way no retry
+// cures, and then says why not.
 func (f *Follower) WaitReady(timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -106,6 +112,7 @@ func (f *Follower) WaitReady(timeout time.Duration) error {
 		return nil
 	case <-t.C:
 	case <-f.done:
+	case <-f.failed:
 	}
 	select {
 	case <-f.ready:
@@ -117,6 +124,11 @@ func (f *Follower) WaitReady(timeout time.Duration) error {
 	f.mu.Unlock()
 	if last == "" {
 		last = "no answer from the store"
+	}
+	select {
+	case <-f.failed:
+		return fmt.Errorf("no replica of %s: %s", f.st, last)
+	default:
 	}
 	return fmt.Errorf("no replica of %s after %s: %s", f.st, timeout, last)
 }
@@ -159,6 +171,9 @@ func (f *Follower) run(ctx context.Context) {
 		if err != nil {
 			f.log.Warn("poll failed", "err", err)
 			f.emit(Event{Kind: EventError, Err: err})
+			if store.IsPermanent(err) {
+				f.markFailed() // after LastError is set: WaitReady reports it
+			}
 		}
 		timer.Reset(f.interval)
 	}
@@ -345,6 +360,17 @@ func (f *Follower) reject(fi store.FileInfo, err error) {
 	f.bad[fi] = err
 	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
 	f.emit(Event{Kind: EventRejected, File: fi, Err: err})
+}
+
+// markFailed lets WaitReady give up at once, if the replica has no
+// version yet; the follower itself keeps retrying.
+func (f *Follower) markFailed() {
+	select {
+	case <-f.ready:
+	case <-f.failed:
+	default:
+		close(f.failed)
+	}
 }
 
 func (f *Follower) markReady() {

@@ -145,3 +145,65 @@ func testS3IdlePolls(t *testing.T, old int) {
 		t.Errorf("last_error: %s", st.LastError)
 	}
 }
+
+// failingOpens is a store whose Open always fails with err.
+type failingOpens struct {
+	store.Store
+	err error
+}
+
+func (s failingOpens) Open(ctx context.Context, f store.FileInfo) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("open %s: %w", f, s.err)
+}
+
+// TestS3WaitReadyPermanent: a bootstrap that fails in a way no retry cures
+// (here the snapshot's GET is denied while listing works) ends WaitReady at
+// once with the reason; one that may yet succeed (a server error) is waited
+// for until the timeout.
+func TestS3WaitReadyPermanent(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	srv.Env(t)
+	st, err := store.Open(context.Background(), srv.URL("bkt", "app"), srv.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := newRefDB(t, t.TempDir(), 4096)
+	pub := &ltxtest.Primary{Store: st, PageSize: 4096, NoChecksum: true}
+	pub.Advance(ref.image(), 1)
+	pub.Snapshot(t)
+
+	for _, tc := range []struct {
+		name      string
+		err       error
+		timeout   time.Duration
+		want      string
+		permanent bool
+	}{
+		{"access denied", fmt.Errorf("%w (AccessDenied)", store.ErrAccessDenied), 20 * time.Second,
+			"no replica of s3://bkt/app: bootstrap: open L9/0000000000000001-0000000000000001.ltx: access denied (AccessDenied)", true},
+		{"server error", fmt.Errorf("503 Service Unavailable"), 300 * time.Millisecond,
+			"no replica of s3://bkt/app after 300ms: bootstrap: open L9/0000000000000001-0000000000000001.ltx: 503 Service Unavailable", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Open(filepath.Join(t.TempDir(), "replica.db"), st.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			f := NewFollower(r, failingOpens{Store: st, err: tc.err}, 10*time.Millisecond, nil)
+			defer f.Close()
+			start := time.Now()
+			err = f.WaitReady(tc.timeout)
+			took := time.Since(start)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("WaitReady: %v\nwant: %s", err, tc.want)
+			}
+			if tc.permanent && took > 2*time.Second {
+				t.Errorf("WaitReady gave up after %v on a permanent error", took)
+			}
+			if !tc.permanent && took < tc.timeout {
+				t.Errorf("WaitReady gave up after %v, before its timeout, on an error a retry may cure", took)
+			}
+		})
+	}
+}
