@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs"
@@ -145,11 +148,11 @@ func (w *s3World) delete(fi store.FileInfo) {
 	}
 }
 
-// want is what a caught-up replica answers to probe.
+// want is what a caught-up replica answers to s3Probe.
 func (w *s3World) want() string { return fmt.Sprintf("%d|%d", w.pub.TXID, w.rows) }
 
-// probe is the TXID a replica serves and its rows, as TXID|rows.
-func probe(c s3Client) (string, error) {
+// s3Probe is the TXID a replica serves and its rows, as TXID|rows.
+func s3Probe(c s3Client) (string, error) {
 	txid, err := c.query("PRAGMA walrust_txid")
 	if err != nil {
 		return "", err
@@ -189,12 +192,12 @@ type s3Client interface {
 
 type s3Opener func(t *testing.T, dir, uri string) s3Client
 
-// goClient is mattn/go-sqlite3 with the VFS linked in.
-type goClient struct {
+// s3GoClient is mattn/go-sqlite3 with the VFS linked in.
+type s3GoClient struct {
 	db *sql.DB
 }
 
-func openGo(t *testing.T, dir, uri string) s3Client {
+func s3OpenGo(t *testing.T, dir, uri string) s3Client {
 	t.Helper()
 	t.Chdir(dir) // the URI names the replica relative to the working directory
 	db, err := sql.Open("sqlite3", uri)
@@ -205,10 +208,10 @@ func openGo(t *testing.T, dir, uri string) s3Client {
 	if err := db.Ping(); err != nil {
 		t.Fatalf("open %s: %v", uri, err)
 	}
-	return &goClient{db: db}
+	return &s3GoClient{db: db}
 }
 
-func (c *goClient) query(q string) (string, error) {
+func (c *s3GoClient) query(q string) (string, error) {
 	var s string
 	err := c.db.QueryRow(q).Scan(&s)
 	return s, err
@@ -216,10 +219,10 @@ func (c *goClient) query(q string) (string, error) {
 
 // close closes every connection, which stops the follower: the last
 // connection to a replica stops it before Close returns.
-func (c *goClient) close() { c.db.Close() }
+func (c *s3GoClient) close() { c.db.Close() }
 
-// shellClient is the sqlite3 shell with `.load build/walrust`.
-type shellClient struct {
+// s3ShellClient is the sqlite3 shell with `.load build/walrust`.
+type s3ShellClient struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	stdin  interface{ Write([]byte) (int, error) }
@@ -228,16 +231,16 @@ type shellClient struct {
 	stderr *testtool.Buffer
 }
 
-const shellEnd = "--end-of-answer--"
+const s3ShellEnd = "--end-of-answer--"
 
-// startShell runs sqlite3 in dir with the test's environment, loads the
+// s3StartShell runs sqlite3 in dir with the test's environment, loads the
 // extension and opens uri.
-func startShell(t *testing.T, dir, uri string) *shellClient {
+func s3StartShell(t *testing.T, dir, uri string) *s3ShellClient {
 	t.Helper()
 	ext := testtool.Extension(t)
 	sqlite3 := testtool.Program(t, "sqlite3")
 	stdbuf := testtool.Program(t, "stdbuf")
-	c := &shellClient{t: t, stderr: &testtool.Buffer{}}
+	c := &s3ShellClient{t: t, stderr: &testtool.Buffer{}}
 	c.cmd = exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
 	c.cmd.Dir = dir
 	c.cmd.Stderr = c.stderr
@@ -259,9 +262,9 @@ func startShell(t *testing.T, dir, uri string) *shellClient {
 	return c
 }
 
-func openShell(t *testing.T, dir, uri string) s3Client {
+func s3OpenShell(t *testing.T, dir, uri string) s3Client {
 	t.Helper()
-	c := startShell(t, dir, uri)
+	c := s3StartShell(t, dir, uri)
 	if _, err := c.query("SELECT count(*) FROM sqlite_schema"); err != nil {
 		t.Fatalf("open %s: %v", uri, err)
 	}
@@ -270,14 +273,14 @@ func openShell(t *testing.T, dir, uri string) s3Client {
 
 // query sends q and a marker; an answer that is only the marker means q
 // failed (its error is on stderr).
-func (c *shellClient) query(q string) (string, error) {
+func (c *s3ShellClient) query(q string) (string, error) {
 	c.t.Helper()
 	before := len(c.stderr.String())
-	fmt.Fprintf(c.stdin, "%s;\nSELECT '%s';\n", q, shellEnd)
+	fmt.Fprintf(c.stdin, "%s;\nSELECT '%s';\n", q, s3ShellEnd)
 	var lines []string
 	for {
 		l := c.out.next(c.t, c.stderr)
-		if l == shellEnd {
+		if l == s3ShellEnd {
 			break
 		}
 		lines = append(lines, l)
@@ -289,7 +292,7 @@ func (c *shellClient) query(q string) (string, error) {
 }
 
 // close ends the shell (and its follower) and waits for it to exit.
-func (c *shellClient) close() {
+func (c *s3ShellClient) close() {
 	if c.closer == nil {
 		return
 	}
@@ -300,7 +303,7 @@ func (c *shellClient) close() {
 	}
 }
 
-func mustQuery(t *testing.T, c s3Client, q string) string {
+func s3MustQuery(t *testing.T, c s3Client, q string) string {
 	t.Helper()
 	s, err := c.query(q)
 	if err != nil {
@@ -309,9 +312,9 @@ func mustQuery(t *testing.T, c s3Client, q string) string {
 	return s
 }
 
-func clientStatus(t *testing.T, c s3Client) s3Status {
+func s3ClientStatus(t *testing.T, c s3Client) s3Status {
 	t.Helper()
-	return parseS3Status(t, mustQuery(t, c, "PRAGMA walrust_status"))
+	return parseS3Status(t, s3MustQuery(t, c, "PRAGMA walrust_status"))
 }
 
 // waitCaughtUp waits until the replica serves the primary's TXID and rows.
@@ -320,7 +323,7 @@ func (w *s3World) waitCaughtUp(c s3Client, what string) {
 	want := w.want()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got, err := probe(c)
+		got, err := s3Probe(c)
 		if err == nil && got == want {
 			return
 		}
@@ -350,7 +353,7 @@ func (w *s3World) reads(mark int) (lists int, gets []string) {
 	return lists, gets
 }
 
-func snapshotGets(gets []string) int {
+func s3SnapshotGets(gets []string) int {
 	n := 0
 	for _, p := range gets {
 		if strings.Contains(p, "/"+s3Prefix+"/0009/") {
@@ -377,14 +380,14 @@ func TestS3Follow(t *testing.T) {
 		name string
 		open s3Opener
 	}{
-		{"go", openGo},
-		{"sqlite3", openShell},
+		{"go", s3OpenGo},
+		{"sqlite3", s3OpenShell},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testS3Follow(t, tc.open) })
+		t.Run(tc.name, func(t *testing.T) { testS3FollowWith(t, tc.open) })
 	}
 }
 
-func testS3Follow(t *testing.T, open s3Opener) {
+func testS3FollowWith(t *testing.T, open s3Opener) {
 	w := newS3World(t, true)
 	ep := w.srv.Endpoint
 
@@ -394,18 +397,18 @@ func testS3Follow(t *testing.T, open s3Opener) {
 	m := w.mark()
 	c := open(t, w.dir, "file:replica.db?vfs=walrust&source=s3://bkt/app&interval=50ms")
 	w.waitCaughtUp(c, "bootstrap")
-	if _, gets := w.reads(m); snapshotGets(gets) != 1 || len(gets) != 1 {
+	if _, gets := w.reads(m); s3SnapshotGets(gets) != 1 || len(gets) != 1 {
 		t.Errorf("bootstrap fetched %q, want the snapshot once", gets)
 	}
 	for i := 0; i < 5; i++ {
 		w.commit(1 + i)
 		w.waitCaughtUp(c, fmt.Sprintf("commit %d", i+1))
 	}
-	st := clientStatus(t, c)
+	st := s3ClientStatus(t, c)
 	if st.Bootstraps != 1 || st.FilesApplied != 6 || st.LastError != "" {
 		t.Errorf("after following: %s", st.raw)
 	}
-	checkNoSecret(t, w, "walrust_status", st.raw)
+	s3CheckNoSecret(t, w, "walrust_status", st.raw)
 
 	// Resume: close every connection (the follower stops), publish while
 	// nobody follows, reopen with only the endpoint. The local state names
@@ -428,7 +431,7 @@ func testS3Follow(t *testing.T, open s3Opener) {
 	if want := w.paths(missed...); strings.Join(gets, " ") != want {
 		t.Errorf("resume fetched %q, want only the two files it missed %q", gets, want)
 	}
-	if st := clientStatus(t, c); st.Bootstraps != 0 || st.FilesApplied != 2 {
+	if st := s3ClientStatus(t, c); st.Bootstraps != 0 || st.FilesApplied != 2 {
 		t.Errorf("after resume: %s", st.raw)
 	}
 
@@ -443,7 +446,7 @@ func testS3Follow(t *testing.T, open s3Opener) {
 	if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(snap, next) {
 		t.Errorf("re-bootstrap fetched %q, want the new snapshot and the file after it", gets)
 	}
-	if st := clientStatus(t, c); st.Bootstraps != 1 || st.LastError != "" {
+	if st := s3ClientStatus(t, c); st.Bootstraps != 1 || st.LastError != "" {
 		t.Errorf("after re-bootstrap while following: %s", st.raw)
 	}
 
@@ -463,11 +466,11 @@ func testS3Follow(t *testing.T, open s3Opener) {
 	if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(snap, next) {
 		t.Errorf("re-bootstrap at resume fetched %q, want the new snapshot and the file after it", gets)
 	}
-	st = clientStatus(t, c)
+	st = s3ClientStatus(t, c)
 	if st.Bootstraps != 1 || st.LastError != "" {
 		t.Errorf("after re-bootstrap at resume: %s", st.raw)
 	}
-	checkNoSecret(t, w, "walrust_status", st.raw)
+	s3CheckNoSecret(t, w, "walrust_status", st.raw)
 	w.close(c)
 }
 
@@ -475,12 +478,12 @@ func testS3Follow(t *testing.T, open s3Opener) {
 func (w *s3World) close(c s3Client) {
 	w.t.Helper()
 	c.close()
-	if sc, ok := c.(*shellClient); ok {
-		checkNoSecret(w.t, w, "sqlite3's stderr", sc.stderr.String())
+	if sc, ok := c.(*s3ShellClient); ok {
+		s3CheckNoSecret(w.t, w, "sqlite3's stderr", sc.stderr.String())
 	}
 }
 
-func checkNoSecret(t *testing.T, w *s3World, what, s string) {
+func s3CheckNoSecret(t *testing.T, w *s3World, what, s string) {
 	t.Helper()
 	if strings.Contains(s, w.srv.SecretKey) {
 		t.Errorf("%s shows the secret access key", what)
@@ -560,7 +563,7 @@ func testS3IdleCost(t *testing.T, old int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	c := &goClient{db: db}
+	c := &s3GoClient{db: db}
 	w.waitCaughtUp(c, "bootstrap")
 	ctx := context.Background()
 
@@ -606,8 +609,8 @@ func testS3IdleCost(t *testing.T, old int) {
 	}
 }
 
-// dbStatus reads PRAGMA walrust_status through db.
-func dbStatus(t *testing.T, db *sql.DB) s3Status {
+// s3DBStatus reads PRAGMA walrust_status through db.
+func s3DBStatus(t *testing.T, db *sql.DB) s3Status {
 	t.Helper()
 	var s string
 	if err := db.QueryRow("PRAGMA walrust_status").Scan(&s); err != nil {
@@ -627,7 +630,7 @@ func TestS3Outage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	c := &goClient{db: db}
+	c := &s3GoClient{db: db}
 	w.commit(3)
 	w.waitCaughtUp(c, "before the outage")
 
@@ -680,7 +683,7 @@ func TestS3Outage(t *testing.T) {
 	w.srv.Stop()
 	var st s3Status
 	waitFor(t, "last_error while the server is down", func() (bool, error) {
-		st = dbStatus(t, db)
+		st = s3DBStatus(t, db)
 		return st.LastError != "", nil
 	})
 	toError := time.Since(down)
@@ -690,7 +693,7 @@ func TestS3Outage(t *testing.T) {
 			t.Errorf("last_error %q does not say %q", st.LastError, want)
 		}
 	}
-	checkNoSecret(t, w, "walrust_status", st.raw)
+	s3CheckNoSecret(t, w, "walrust_status", st.raw)
 	if st.TXID != uint64(w.pub.TXID) {
 		t.Errorf("while down: TXID %d, want %d", st.TXID, w.pub.TXID)
 	}
@@ -706,7 +709,7 @@ func TestS3Outage(t *testing.T) {
 	published := time.Now()
 	w.waitCaughtUp(c, "after the server is back")
 	waitFor(t, "last_error to clear", func() (bool, error) {
-		st = dbStatus(t, db)
+		st = s3DBStatus(t, db)
 		return st.LastError == "", nil
 	})
 	converged := time.Now()
@@ -800,7 +803,7 @@ func TestS3OpenFails(t *testing.T) {
 			// The sqlite3 shell, on its stderr.
 			// After a failed .open the shell goes on with an empty
 			// in-memory database, which has no table t.
-			sh := startShell(t, dir, uri)
+			sh := s3StartShell(t, dir, uri)
 			if n, err := sh.query("SELECT count(*) FROM t"); err == nil {
 				t.Fatalf("the shell opened the replica: %s rows", n)
 			}
@@ -810,5 +813,73 @@ func TestS3OpenFails(t *testing.T) {
 			}
 			check("sqlite3's stderr", sh.stderr.String())
 		})
+	}
+}
+
+// TestS3ListOnlyCredentials: credentials that may list the bucket but not
+// read its objects (a bucket policy granting s3:ListBucket only) pass the
+// store's s3Probe, so it is the bootstrap's GET that is denied. That is as
+// permanent as a denied LIST: the open fails at once, saying so, instead of
+// waiting out timeout=.
+func TestS3ListOnlyCredentials(t *testing.T) {
+	w := newS3World(t, true)
+	const userSecret = "walrust-lister-secret-3456"
+	w.srv.AddUser("WALRUSTLISTER", userSecret)
+	w.putPolicy(`{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["WALRUSTLISTER"]},
+		"Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::bkt"]}]}`)
+	s3test.SetEnv(t, "WALRUSTLISTER", userSecret)
+
+	t.Chdir(w.dir)
+	mark := len(w.log.String())
+	db, err := sql.Open("sqlite3", fmt.Sprintf("file:replica.db?vfs=walrust&source=s3://bkt/app&endpoint=%s&interval=50ms&timeout=10s", w.srv.Endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Now()
+	err = db.Ping()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("open succeeded")
+	}
+	if took > 5*time.Second {
+		t.Errorf("the open failed after %v, not at once", took)
+	}
+	log := w.log.String()[mark:]
+	var line string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `msg="cannot open database"`) {
+			line = l
+		}
+	}
+	t.Logf("after %v: %s", took.Round(time.Millisecond), line)
+	for _, want := range []string{"bootstrap", `access denied to bucket \"bkt\"`, "(AccessDenied)"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log line does not say %s", want)
+		}
+	}
+	if strings.Contains(log, userSecret) {
+		t.Errorf("the log shows the secret")
+	}
+}
+
+// putPolicy sets the bucket's policy, as the root account.
+func (w *s3World) putPolicy(policy string) {
+	w.t.Helper()
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx,
+		config.WithRegion(s3test.Region),
+		config.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: w.srv.AccessKey, SecretAccessKey: w.srv.SecretKey}, nil
+		})))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(w.srv.Endpoint)
+		o.UsePathStyle = true
+	})
+	if _, err := client.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(s3Bucket), Policy: aws.String(policy)}); err != nil {
+		w.t.Fatalf("put bucket policy: %v", err)
 	}
 }
