@@ -3,8 +3,11 @@ package vfs
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+
+	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
@@ -66,8 +69,16 @@ func start(path string, cfg Config) (*shared, error) {
 	}
 	st, err := store.Open(context.Background(), source, cfg.Store)
 	if err != nil {
-		r.Close()
-		return nil, err
+		if store.IsPermanent(err) || r.Head() == nil {
+			r.Close()
+			return nil, err
+		}
+		// The replica has a version to serve: a store that cannot be
+		// reached right now (a server or network outage) must not keep a
+		// restarted process from serving it. The follower opens the store
+		// at its polls, and shows why it cannot meanwhile.
+		logger.Warn("store unreachable; serving the local replica until it answers", "db", path, "err", err)
+		st = &lazyStore{source: source, opts: cfg.Store}
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
 	return &shared{
@@ -99,5 +110,76 @@ func normalizeSource(s string) string {
 	if len(s) > len("file:///") {
 		s = strings.TrimRight(s, "/")
 	}
+	return s
+}
+
+// lazyStore opens its store at first use, and again at every use until an
+// open succeeds.
+type lazyStore struct {
+	source string
+	opts   store.Options
+	mu     sync.Mutex
+	st     store.Store
+}
+
+func (l *lazyStore) get(ctx context.Context) (store.Store, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st == nil {
+		st, err := store.Open(ctx, l.source, l.opts)
+		if err != nil {
+			return nil, err
+		}
+		l.st = st
+	}
+	return l.st, nil
+}
+
+func (l *lazyStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]store.FileInfo, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.ListAfter(ctx, level, after)
+}
+
+func (l *lazyStore) Open(ctx context.Context, f store.FileInfo) (io.ReadCloser, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.Open(ctx, f)
+}
+
+func (l *lazyStore) Put(ctx context.Context, f store.FileInfo, r io.Reader) error {
+	st, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Put(ctx, f, r)
+}
+
+func (l *lazyStore) Delete(ctx context.Context, f store.FileInfo) error {
+	st, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Delete(ctx, f)
+}
+
+func (l *lazyStore) Stats() store.Stats {
+	l.mu.Lock()
+	st := l.st
+	l.mu.Unlock()
+	if st == nil {
+		return store.Stats{}
+	}
+	return st.Stats()
+}
+
+// String is the source without its query (endpoint, region): what the
+// opened store would say.
+func (l *lazyStore) String() string {
+	s, _, _ := strings.Cut(l.source, "?")
 	return s
 }

@@ -883,3 +883,53 @@ func (w *s3World) putPolicy(policy string) {
 		w.t.Fatalf("put bucket policy: %v", err)
 	}
 }
+
+// TestS3ResumeWhileDown: a replica that already has a version opens and
+// serves it while the S3 server is down (a process restarting during an
+// outage), says why it is not following, and catches up by itself once the
+// server is back.
+func TestS3ResumeWhileDown(t *testing.T) {
+	w := newS3World(t, true)
+	uri := fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&interval=50ms",
+		filepath.Join(w.dir, "replica.db"), w.srv.URL(s3Bucket, s3Prefix), w.srv.Endpoint)
+	db, err := sql.Open("sqlite3", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.commit(2)
+	w.waitCaughtUp(&s3GoClient{db: db}, "before the outage")
+	db.Close()
+
+	w.srv.Stop()
+	resume := fmt.Sprintf("file:%s?vfs=walrust&endpoint=%s&interval=50ms", filepath.Join(w.dir, "replica.db"), w.srv.Endpoint)
+	db, err = sql.Open("sqlite3", resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := &s3GoClient{db: db}
+	start := time.Now()
+	got, err := s3Probe(c)
+	if err != nil || got != w.want() {
+		t.Fatalf("open while the server is down: %q, %v; want %q (TXID|rows)", got, err, w.want())
+	}
+	t.Logf("opened in %v with the server down", time.Since(start).Round(time.Millisecond))
+	var st s3Status
+	waitFor(t, "last_error while the server is down", func() (bool, error) {
+		st = s3DBStatus(t, db)
+		return strings.Contains(st.LastError, "connection refused"), nil
+	})
+	t.Logf("last_error: %s", st.LastError)
+	s3CheckNoSecret(t, w, "walrust_status", st.raw)
+
+	w.srv.Restart()
+	w.commit(1)
+	w.waitCaughtUp(c, "after the server is back")
+	waitFor(t, "last_error to clear", func() (bool, error) {
+		st = s3DBStatus(t, db)
+		return st.LastError == "", nil
+	})
+	if st.Bootstraps != 0 {
+		t.Errorf("resumed by re-bootstrapping: %s", st.raw)
+	}
+}
