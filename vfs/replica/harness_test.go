@@ -95,6 +95,7 @@ type world struct {
 	st       *store.FileStore
 	ref      *refDB
 	pub      *ltxtest.Primary
+	mu       sync.Mutex // guards images and sums for reader goroutines
 	images   map[ltx.TXID][]byte
 	sums     map[ltx.TXID]ltx.Checksum
 	path     string // the replica's local file
@@ -134,9 +135,18 @@ func (w *world) openStore() *store.FileStore {
 func (w *world) advance(img []byte) ltx.TXID {
 	txid := w.pub.TXID + 1
 	w.pub.Advance(img, txid)
+	w.mu.Lock()
 	w.images[txid] = w.pub.Image
 	w.sums[txid] = w.pub.Checksum
+	w.mu.Unlock()
 	return txid
+}
+
+// image is the primary's image at txid, safe to call from any goroutine.
+func (w *world) image(txid ltx.TXID) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.images[txid]
 }
 
 // commit publishes the reference's current file as the next TXID at L0.
