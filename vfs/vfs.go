@@ -88,10 +88,20 @@ func (v *walrustVFS) Access(name string, flag sqlite3vfs.AccessFlag) (bool, erro
 	return false, nil
 }
 
+// FullPathname resolves symbolic links, as SQLite's own unix VFS does: the
+// registry keeps one follower per name, so two names of one file would
+// otherwise get two followers writing the same replica files.
 func (v *walrustVFS) FullPathname(name string) string {
 	abs, err := filepath.Abs(name)
 	if err != nil {
 		return name
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real
+	}
+	// The file does not exist yet (a first open): resolve its directory.
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(dir, filepath.Base(abs))
 	}
 	return abs
 }
