@@ -275,6 +275,7 @@ func (e *biEnv) refRows() []string {
 // biStatus is PRAGMA walrust_status.
 type biStatus struct {
 	Source     string    `json:"source"`
+	Path       string    `json:"path"`
 	TXID       uint64    `json:"txid"`
 	LastError  string    `json:"last_error"`
 	Bootstraps int64     `json:"bootstraps"`

@@ -1,0 +1,46 @@
+package vfs_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestSameFileTwoNames opens one replica by its path and through a
+// symbolic link to its directory, the first time (the file does not exist
+// yet) and again once it does. Both names must share one follower: two
+// followers of one file would both write its base file, log and state.
+func TestSameFileTwoNames(t *testing.T) {
+	e := newBiEnv(t, 1024, false)
+	e.insert(5)
+	e.commit()
+	link := filepath.Join(e.dir, "link")
+	if err := os.Symlink(e.dir, link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := "file:" + filepath.Join(link, "replica.db") + "?vfs=walrust&interval=20ms&source=" + e.source()
+	a := biOpen(t, viaLink) // first open, through the link
+	if err := a.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	b := e.follow()
+	fileLink := filepath.Join(e.dir, "file-link.db")
+	if err := os.Symlink(e.replica, fileLink); err != nil {
+		t.Fatal(err)
+	}
+	c := biOpen(t, "file:"+fileLink+"?vfs=walrust")
+	for range 30 {
+		e.insert(2)
+		e.commit()
+	}
+	e.waitCaughtUp(a)
+	e.waitCaughtUp(b)
+	e.waitCaughtUp(c)
+	sa, sb, sc := status(t, a), status(t, b), status(t, c)
+	if sa.Path != e.replica || sb.Path != e.replica || sc.Path != e.replica {
+		t.Fatalf("paths %q, %q, %q; want all %q (one follower)", sa.Path, sb.Path, sc.Path, e.replica)
+	}
+	if sa.LastError != "" || sb.LastError != "" {
+		t.Fatalf("errors: %q, %q", sa.LastError, sb.LastError)
+	}
+}
