@@ -275,6 +275,15 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 	}
 	p, err := cat.fromNewestSnapshot()
 	if err != nil {
+		var rejected strings.Builder
+		for _, fi := range cat.rejected {
+			if fi.Level == store.SnapshotLevel {
+				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.bad[fi])
+			}
+		}
+		if rejected.Len() > 0 {
+			return fmt.Errorf("bootstrap from %s: no usable snapshot%s", f.st, rejected.String())
+		}
 		return fmt.Errorf("bootstrap from %s: %w", f.st, err)
 	}
 	err = f.follow(ctx, p)
