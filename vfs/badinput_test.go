@@ -476,6 +476,36 @@ func TestBadInputNoSnapshot(t *testing.T) {
 	e.waitCaughtUp(db)
 }
 
+// TestBadInputOnlySnapshotCorrupt: the store's only snapshot is corrupt.
+// The open fails after the timeout and says the snapshot was rejected (not
+// that there is none); a good snapshot then opens.
+func TestBadInputOnlySnapshotCorrupt(t *testing.T) {
+	e := newBiEnv(t, 4096, true)
+	e.insert(5)
+	txid := e.advance()
+	snap := e.encode(1, txid)
+	snap[len(snap)/2] ^= 0x08
+	name := e.writeRaw(store.SnapshotLevel, 1, txid, snap)
+	took := biOpenFails(t, e.uri("source="+e.source()+"&interval=20ms&timeout=300ms"))
+	if took < 300*time.Millisecond {
+		t.Fatalf("open failed after %s, before the timeout", took)
+	}
+	var line string
+	for _, l := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(l, "cannot open database") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "rejected") || !strings.Contains(line, name) {
+		t.Fatalf("the open's error does not name the rejected snapshot %s: %q", name, line)
+	}
+	e.insert(1)
+	e.advance()
+	e.pub.Snapshot(t)
+	db := e.follow()
+	e.waitCaughtUp(db)
+}
+
 // TestBadInputJunkIgnored: files in the store that are not LTX files, temp
 // files, a directory named like a (newer) snapshot and malformed names are
 // all ignored.
