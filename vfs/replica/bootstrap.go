@@ -13,7 +13,7 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// Staged is a snapshot decoded into a database file next to the replica,
+// Staged is a snapshot decoded into a database file in the log directory,
 // verified and synced, waiting for Install.
 type Staged struct {
 	path  string
@@ -21,27 +21,32 @@ type Staged struct {
 	Pages int
 }
 
-func (r *Replica) stagedPath() string { return r.path + "-replica-staged" }
+const stagedExt = ".staged"
 
 // StageSnapshot decodes an LTX snapshot stream into a staged database file.
 // Pages are written as they are decoded, so memory does not grow with the
 // database; the file checksum is checked at the end, and a file that fails
 // is removed.
 func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
-	path := r.stagedPath()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.CreateTemp(r.logDir, ".snapshot-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("stage snapshot: %w", err)
 	}
 	st, err := decodeSnapshot(f, rd)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	if err == nil {
+		st.path = filepath.Join(r.logDir, fmt.Sprintf("snapshot-%016x-%08x%s", uint64(st.Meta.MaxTXID), r.counter+1, stagedExt))
+		err = os.Rename(f.Name(), st.path)
+	}
 	if err != nil {
-		os.Remove(path)
+		os.Remove(f.Name())
 		return nil, err
 	}
-	st.path = path
 	return st, nil
 }
 
@@ -115,74 +120,112 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 // Discard removes a staged file that will not be installed.
 func (s *Staged) Discard() { os.Remove(s.path) }
 
-// Install makes a staged snapshot the replica's base file and head. Readers
-// pinned to the old chain keep reading the old file (still open, now
-// unlinked) until they unpin; transactions that start afterwards see only the
-// new one. Ordering, so a crash at any instant is finished at the next Open:
-//  1. patch page 1 and sync the staged file;
-//  2. write the state with Staged set (the intent);
-//  3. remove the old chain's segments, rename the staged file over the base,
-//     sync the directory;
-//  4. write the state without Staged.
-func (r *Replica) Install(s *Staged) error {
-	counter := r.nextCounter()
+func (s *Staged) snapshot() *StagedSnapshot {
 	m := s.Meta
-	root := &Version{
-		r: r, TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit,
-		Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: m.Checksum,
-		Page1Checksum: m.Page1Checksum, Counter: counter,
+	return &StagedSnapshot{
+		Path: s.path, TXID: m.MaxTXID, Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: m.Checksum,
+		PageSize: m.PageSize, Commit: m.Commit, Page1Checksum: m.Page1Checksum,
 	}
-	if err := patchFileHeader(s.path, root); err != nil {
+}
+
+// Install makes a staged snapshot the replica's head. The first one becomes
+// the base file by rename. Later ones (a re-bootstrap) are served as a
+// version from the staged file, and a fold copies them into the base file
+// once no reader needs the old chain: readers of the old chain, and other
+// processes that hold the base file open, never see a mix of the two.
+//
+// Ordering, so that a crash at any instant is finished at the next Open:
+// the state names the staged file before anything depends on it; a first
+// install renames it over the (missing) base and then records it as the
+// root; a re-bootstrap first removes the old chain's segments, which are
+// only a cache of downloaded files, so none of them can be mistaken for a
+// continuation of the new chain.
+func (r *Replica) Install(s *Staged) error {
+	if r.base == nil {
+		return r.installFirst(s)
+	}
+	if err := r.removeSegments(); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
-	st := r.stateFor(root)
-	st.Staged = s.path
+	st := r.state
+	st.Staged = s.snapshot()
 	if err := writeState(r.path, &st); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
 	r.state = st
-	if err := r.finishSwap(); err != nil {
-		return fmt.Errorf("install snapshot: %w", err)
-	}
-	f, err := os.Open(r.path)
+	seg, err := openStaged(st.Staged)
 	if err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
-	root.base = &baseFile{f: f}
-
-	r.mu.Lock()
-	old := r.root
-	r.root, r.head = root, root
-	if old != nil {
-		old.base.retired = true
-	}
-	r.mu.Unlock()
-	if old != nil {
-		r.closeIfRetired(old.base) // now, or at the last Unpin of the old chain
-	}
+	r.publish(r.newVersion(seg))
 	return nil
 }
 
-// finishSwap performs steps 3 and 4 of Install; it is idempotent, so Open
-// calls it when a crash interrupted an install.
-func (r *Replica) finishSwap() error {
-	if err := r.clearLog(); err != nil {
-		return err
+func (r *Replica) installFirst(s *Staged) error {
+	counter := r.nextCounter()
+	m := s.Meta
+	root := &Version{TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit, Counter: counter}
+	if err := patchFileHeader(s.path, root); err != nil {
+		return fmt.Errorf("install snapshot: %w", err)
 	}
-	staged := r.state.Staged
-	if _, err := os.Stat(staged); err == nil {
-		if err := os.Rename(staged, r.path); err != nil {
+	r.state = State{Source: r.state.Source, Counter: counter, Staged: s.snapshot()}
+	if err := writeState(r.path, &r.state); err != nil {
+		return fmt.Errorf("install snapshot: %w", err)
+	}
+	if err := r.finishFirstInstall(); err != nil {
+		return fmt.Errorf("install snapshot: %w", err)
+	}
+	return r.loadBase()
+}
+
+// finishFirstInstall renames the staged snapshot over the base file (unless
+// a crash came after the rename) and records it as the root. Idempotent.
+func (r *Replica) finishFirstInstall() error {
+	s := r.state.Staged
+	if ok, err := fileExists(s.Path); err != nil {
+		return err
+	} else if ok {
+		if err := os.Rename(s.Path, r.path); err != nil {
 			return err
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		if err := syncDir(filepath.Dir(r.path)); err != nil {
+			return err
+		}
+	} else if ok, err := fileExists(r.path); err != nil || !ok {
+		return err // neither file: the caller starts over
 	}
-	if err := syncDir(filepath.Dir(r.path)); err != nil {
-		return err
+	r.state = State{
+		Source: r.state.Source, TXID: s.TXID, Timestamp: s.Timestamp, Checksum: s.Checksum,
+		PageSize: s.PageSize, Commit: s.Commit, Counter: max(r.state.Counter, r.counter), Page1Checksum: s.Page1Checksum,
 	}
-	r.state.Staged = ""
-	r.counter = max(r.counter, r.state.Counter)
 	return writeState(r.path, &r.state)
+}
+
+// openStaged opens a staged snapshot as a full segment.
+func openStaged(s *StagedSnapshot) (*segment, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open staged snapshot: %w", err)
+	}
+	return &segment{path: s.Path, f: f, full: true, meta: segmentMeta{
+		MinTXID: 1, MaxTXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit,
+		Timestamp: s.Timestamp.UnixMilli(), Checksum: s.Checksum, Page1Checksum: s.Page1Checksum,
+	}}, nil
+}
+
+// removeSegments deletes every segment file; readers that still read one
+// keep its descriptor.
+func (r *Replica) removeSegments() error {
+	paths, err := listSegments(r.logDir)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // patchFileHeader writes the served form of page 1's header into a database

@@ -1,53 +1,57 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
-	"os"
+	"io"
 	"slices"
+	"time"
 )
+
+// foldLockWait bounds how long a fold waits for other processes' readers of
+// the base file to finish; past it the fold is simply tried again after the
+// next poll. While it waits, new readers are held off (SQLite's PENDING
+// lock), so it is kept short.
+const foldLockWait = 50 * time.Millisecond
 
 // Fold copies applied versions into the base file, up to the oldest version
 // a reader still pins (or the head when none is pinned), and records the new
-// base in the state file. It reports whether anything was folded.
+// base in the state file. It reports whether anything was folded; a fold
+// that readers prevent is not an error.
 //
 // Write ordering, so that a crash at any instant restarts into one TXID:
 //  1. sync the segments being folded (until now they were only written);
-//  2. write their pages into the base file and sync it — the file is a mix
-//     of TXIDs now, but the state still names the old root and the segments
-//     are durable, so a restart simply folds them again (page images are
-//     idempotent);
+//  2. under SQLite's exclusive lock, write their pages into the base file
+//     (page 1 last, with a new change counter) and sync it — the file is a
+//     mix of TXIDs now, but the state still names the old root and the
+//     segments are durable, so a restart simply folds them again (page
+//     images are idempotent);
 //  3. write the state file naming the new root;
 //  4. remove the folded segments (a restart ignores segments at or below the
 //     root, so a crash between 3 and 4 is harmless).
 //
-// Readers are not stopped: a reader pinned at a version at or above the new
-// root finds every page the fold rewrites in a segment of its chain, which
-// stays open until step 4, and every other page is not touched.
+// In-process readers are not stopped: one pinned at a version at or above
+// the new root finds every page the fold rewrites in a segment of its chain,
+// which stays open until step 4, and every other page is not touched.
+// Other processes read the base file under SQLite's shared lock, which the
+// exclusive lock excludes, and see the new change counter afterwards.
 func (r *Replica) Fold() (bool, error) {
 	r.mu.Lock()
-	root := r.root
-	var chain []*Version // unfolded versions, oldest first
-	for v := r.head; v != nil && v != root; v = v.parent {
-		chain = append(chain, v)
-	}
-	slices.Reverse(chain)
-	if len(chain) == 0 || root.pins.Load() > 0 {
-		// A reader on the root reads every unchanged page from the file.
-		r.mu.Unlock()
+	fold, target := r.foldable()
+	r.mu.Unlock()
+	if target == nil {
 		return false, nil
 	}
-	last := len(chain) - 1
-	for i, v := range chain {
-		if v.pins.Load() > 0 {
-			last = i
-			break
-		}
+	if err := r.base.lock.tryExclusive(foldLockWait); errors.Is(err, errBusy) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("fold: %w", err)
 	}
-	fold := chain[:last+1]
-	target := fold[last]
-	r.mu.Unlock()
-
-	if err := r.writeFold(fold, target); err != nil {
+	err := r.writeFold(fold, target)
+	if uerr := r.base.lock.unlockExclusive(); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
 		return false, fmt.Errorf("fold to TXID %s: %w", target.TXID, err)
 	}
 	st := r.stateFor(target)
@@ -60,8 +64,13 @@ func (r *Replica) Fold() (bool, error) {
 		v.folded = true
 		v.seg.close()
 	}
+	for _, v := range r.abandoned {
+		if v.seg != nil {
+			v.seg.close()
+		}
+	}
+	r.abandoned = nil
 	target.parent = nil // let older versions be collected
-	target.base.segs = slices.DeleteFunc(target.base.segs, func(s *segment) bool { return s.f == nil })
 	r.root = target
 	r.state = st
 	r.mu.Unlock()
@@ -74,24 +83,63 @@ func (r *Replica) Fold() (bool, error) {
 	return true, nil
 }
 
-// writeFold performs steps 1 and 2 of Fold.
+// foldable picks the versions to fold, oldest first, and the version the
+// base file will hold afterwards; nil when a reader prevents any fold.
+// Called with r.mu held.
+func (r *Replica) foldable() ([]*Version, *Version) {
+	var chain []*Version // unfolded versions, oldest first
+	for v := r.head; v != nil && v != r.root; v = v.parent {
+		chain = append(chain, v)
+	}
+	slices.Reverse(chain)
+	if len(chain) == 0 || r.root.pins.Load() > 0 {
+		// A reader on the root reads every unchanged page from the file.
+		return nil, nil
+	}
+	for _, v := range r.abandoned {
+		if v.pins.Load() > 0 {
+			return nil, nil // a reader of a replaced chain still reads the file
+		}
+	}
+	last := len(chain) - 1
+	for i, v := range chain {
+		if v.pins.Load() > 0 {
+			last = i
+			break
+		}
+	}
+	return chain[:last+1], chain[last]
+}
+
+// writeFold performs steps 1 and 2 of Fold; the caller holds the lock.
 func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	for _, v := range fold {
 		if err := v.seg.f.Sync(); err != nil {
 			return fmt.Errorf("sync segment: %w", err)
 		}
 	}
-	wf, err := os.OpenFile(r.path, os.O_RDWR, 0)
-	if err != nil {
-		return err
+	wf := r.base.f
+	// A staged snapshot in the fold replaces the whole file: copy it, then
+	// only the versions after it matter.
+	start := 0
+	for i, v := range fold {
+		if v.seg.full {
+			start = i
+		}
 	}
-	defer wf.Close()
+	if full := fold[start].seg; full.full {
+		n := min(int64(full.meta.Commit), int64(target.Commit)) * int64(full.meta.PageSize)
+		if _, err := io.Copy(io.NewOffsetWriter(wf, 0), io.NewSectionReader(full.f, 0, n)); err != nil {
+			return fmt.Errorf("copy staged snapshot: %w", err)
+		}
+		start++
+	}
 
 	ps := int64(target.PageSize)
 	buf := make([]byte, ps)
 	written := make(map[uint32]bool)
 	// Newest first, so each page is written once, with its newest image.
-	for i := len(fold) - 1; i >= 0; i-- {
+	for i := len(fold) - 1; i >= start; i-- {
 		seg := fold[i].seg
 		for pgno, off := range seg.pages {
 			if written[pgno] || pgno > target.Commit || pgno == 1 {
@@ -109,7 +157,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	// Page 1 always, even when no version changed it (a WAL primary does not
 	// bump its change counter): it carries the new counter and size.
 	r.mu.RLock()
-	err = target.readPage(1, buf)
+	err := target.readPage(1, buf)
 	r.mu.RUnlock()
 	if err != nil {
 		return err
@@ -129,6 +177,8 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	return nil
 }
 
+// stateFor is the state that names v as the root. A staged snapshot is no
+// longer pending once v is at or past it.
 func (r *Replica) stateFor(v *Version) State {
 	return State{
 		Source: r.state.Source, TXID: v.TXID, Timestamp: v.Timestamp, Checksum: v.Checksum,

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,14 +26,20 @@ type Replica struct {
 	path   string
 	logDir string
 
-	// mu guards the version chain and the base file. Readers hold it for
-	// reading across each page read (so nothing they read is closed under
-	// them); the follower holds it for writing only to publish a version,
-	// swap a base or finish a fold — short critical sections.
+	// mu guards the version chain. Readers hold it for reading across each
+	// page read (so nothing they read is closed under them); the follower
+	// holds it for writing only to publish a version or finish a fold —
+	// short critical sections.
 	mu    sync.RWMutex
 	head  *Version // newest version; nil until bootstrapped
 	root  *Version // the version the base file holds
-	state State    // what the state file says (the root)
+	state State    // what the state file says
+	base  *baseFile
+
+	// abandoned are versions of a chain that a re-bootstrap replaced. Their
+	// readers read the base file, so no fold may write it until they are all
+	// unpinned.
+	abandoned []*Version
 
 	counter uint32 // last change counter handed out
 }
@@ -50,10 +57,9 @@ func Open(path, source string) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, statErr := os.Stat(path)
-	exists := statErr == nil
-	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open %s: %w", path, statErr)
+	exists, err := fileExists(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	switch {
 	case st == nil && exists:
@@ -66,18 +72,22 @@ func Open(path, source string) (*Replica, error) {
 	}
 	if st == nil {
 		r.state.Source = source
-		return r, nil
+		return r, r.clearLog()
 	}
 	r.state = *st
 	r.counter = st.Counter
-	if st.Staged != "" {
-		if err := r.finishSwap(); err != nil {
+	if st.Staged != nil && (!exists || st.TXID == 0) {
+		// A first bootstrap was interrupted: finish or restart it.
+		if err := r.finishFirstInstall(); err != nil {
 			return nil, fmt.Errorf("finish interrupted bootstrap: %w", err)
 		}
+		if exists, err = fileExists(path); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		// A crash during the first bootstrap left a state file and no
-		// database: start again from a snapshot.
+	if !exists {
+		// A crash during the first bootstrap, before its snapshot was
+		// staged: start again from a snapshot.
 		r.state = State{Source: st.Source}
 		return r, r.clearLog()
 	}
@@ -88,6 +98,14 @@ func Open(path, source string) (*Replica, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+func fileExists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Path is the local database file.
@@ -116,13 +134,12 @@ func (r *Replica) Pin() (*Version, error) {
 		return nil, ErrNoReplica
 	}
 	v.pins.Add(1)
-	v.base.pins.Add(1)
 	return v, nil
 }
 
 // loadBase opens the base file and makes the root version from the state.
 func (r *Replica) loadBase() error {
-	f, err := os.Open(r.path)
+	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open base file: %w", err)
 	}
@@ -133,20 +150,35 @@ func (r *Replica) loadBase() error {
 		r.counter = max(r.counter, binary.BigEndian.Uint32(hdr[:]))
 	}
 	s := r.state
+	r.base = &baseFile{f: f, lock: newFileLock(f)}
 	r.root = &Version{
 		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
-		base: &baseFile{f: f},
+		base: r.base,
 	}
 	r.head = r.root
 	return nil
 }
 
-// replayLog turns the segments a previous run applied but did not fold back
-// into versions, in TXID order, and folds them. A segment that does not
-// continue the chain, or fails its CRC, ends the replay: it and everything
-// after it are removed and will be downloaded again.
+// replayLog turns what a previous run applied but did not fold back into
+// versions — a staged snapshot, then segments in TXID order — and folds
+// them. A segment that does not continue the chain, or fails its CRC, ends
+// the replay: it and everything after it are removed and will be downloaded
+// again.
 func (r *Replica) replayLog() error {
+	if s := r.state.Staged; s != nil {
+		seg, err := openStaged(s)
+		if err != nil {
+			// The state names a staged snapshot that is gone: forget it,
+			// the follower will find the snapshot in the store again.
+			r.state.Staged = nil
+			if err := writeState(r.path, &r.state); err != nil {
+				return err
+			}
+		} else {
+			r.publish(r.newVersion(seg))
+		}
+	}
 	paths, err := listSegments(r.logDir)
 	if err != nil {
 		return err
@@ -176,29 +208,42 @@ func (r *Replica) replayLog() error {
 	return err
 }
 
+// clearLog removes every segment, and every staged snapshot the state does
+// not name.
 func (r *Replica) clearLog() error {
-	paths, err := listSegments(r.logDir)
+	entries, err := os.ReadDir(r.logDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("clear log: %w", err)
 	}
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("clear log: %w", err)
+	for _, e := range entries {
+		p := filepath.Join(r.logDir, e.Name())
+		if r.state.Staged != nil && p == r.state.Staged.Path {
+			continue
+		}
+		if strings.HasSuffix(p, segmentExt) || strings.HasSuffix(p, stagedExt) || strings.HasSuffix(p, ".tmp") {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("clear log: %w", err)
+			}
 		}
 	}
 	return nil
 }
 
-// newVersion makes the version a segment produces on top of the head.
-// Only the follower calls it, so reading r.head needs no lock.
+// newVersion makes the version a segment produces on top of the head (a
+// staged snapshot starts a chain of its own). Only the follower calls it,
+// so reading r.head needs no lock.
 func (r *Replica) newVersion(seg *segment) *Version {
 	m := seg.meta
-	return &Version{
+	v := &Version{
 		r: r, TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit,
 		Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: m.Checksum,
 		Page1Checksum: m.Page1Checksum, Counter: r.nextCounter(),
-		seg: seg, parent: r.head, base: r.head.base,
+		seg: seg, parent: r.head, base: r.base,
 	}
+	if seg.full {
+		v.parent = nil
+	}
+	return v
 }
 
 func (r *Replica) nextCounter() uint32 {
@@ -208,47 +253,40 @@ func (r *Replica) nextCounter() uint32 {
 	return r.counter
 }
 
-// publish makes v the head: transactions that start from now on see it.
+// publish makes v the head: transactions that start from now on see it. A
+// version that starts a chain of its own (a staged snapshot) abandons the
+// chain it replaces.
 func (r *Replica) publish(v *Version) {
 	r.mu.Lock()
-	r.head = v
-	v.base.segs = append(v.base.segs, v.seg)
-	r.mu.Unlock()
-}
-
-// closeIfRetired closes a replaced base file, and the segments of the chain
-// that rested on it, once the last reader of that chain has gone.
-func (r *Replica) closeIfRetired(b *baseFile) {
-	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !b.retired || b.pins.Load() != 0 || b.f == nil {
-		return
+	if v.parent == nil && r.head != nil {
+		for x := r.head; x != nil; x = x.parent {
+			r.abandoned = append(r.abandoned, x)
+			if x.seg == nil || x.folded {
+				break
+			}
+		}
 	}
-	b.f.Close()
-	b.f = nil
-	for _, s := range b.segs {
-		s.close()
-	}
-	b.segs = nil
+	r.head = v
 }
 
 // Close releases the replica's files. Readers must have unpinned.
 func (r *Replica) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.root == nil {
-		return nil
+	for v := r.head; v != nil && v.seg != nil && !v.folded; v = v.parent {
+		v.seg.close()
 	}
-	b := r.root.base
-	b.retired = true
-	if b.f != nil {
-		b.f.Close()
-		b.f = nil
+	for _, v := range r.abandoned {
+		if v.seg != nil {
+			v.seg.close()
+		}
 	}
-	for _, s := range b.segs {
-		s.close()
+	r.abandoned = nil
+	if r.base != nil {
+		r.base.f.Close()
+		r.base = nil
 	}
-	b.segs = nil
 	r.head, r.root = nil, nil
 	return nil
 }

@@ -30,6 +30,19 @@ type segment struct {
 	f     *os.File
 	meta  segmentMeta
 	pages map[uint32]int64 // pgno → file offset of the page bytes
+
+	// full marks a staged snapshot: a plain database file holding every
+	// page at (pgno-1)*PageSize, which nothing older shows through.
+	full bool
+}
+
+// lookup returns where page pgno is in the segment.
+func (s *segment) lookup(pgno uint32) (int64, bool) {
+	if s.full {
+		return int64(pgno-1) * int64(s.meta.PageSize), true
+	}
+	off, ok := s.pages[pgno]
+	return off, ok
 }
 
 // segmentMeta describes the database version a segment produces.

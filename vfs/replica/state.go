@@ -34,10 +34,24 @@ type State struct {
 	// so the running checksum cannot be updated from the file's own bytes.
 	Page1Checksum ltx.Checksum `json:"page1_checksum"`
 
-	// Staged names a verified, synced database file that is to replace the
-	// base file. It is set only between the two steps of a bootstrap swap, so
-	// that a crash between them is finished at the next start.
-	Staged string `json:"staged,omitempty"`
+	// Staged is a verified, synced snapshot that is to become the base
+	// file. A first bootstrap renames it into place; a re-bootstrap serves
+	// it as a version until a fold copies it into the base file (so readers
+	// of the old chain, and other processes holding the file open, are never
+	// cut off). Set from the moment it is staged until it is in the base, so
+	// that a restart picks it up again.
+	Staged *StagedSnapshot `json:"staged,omitempty"`
+}
+
+// StagedSnapshot describes a staged snapshot file: a whole database at TXID.
+type StagedSnapshot struct {
+	Path          string       `json:"path"`
+	TXID          ltx.TXID     `json:"txid"`
+	Timestamp     time.Time    `json:"timestamp"`
+	Checksum      ltx.Checksum `json:"checksum"`
+	PageSize      uint32       `json:"page_size"`
+	Commit        uint32       `json:"commit"`
+	Page1Checksum ltx.Checksum `json:"page1_checksum"`
 }
 
 func statePath(dbPath string) string { return dbPath + "-replica-state" }

@@ -41,14 +41,13 @@ type Version struct {
 	pins   atomic.Int32
 }
 
-// baseFile is the local database file a chain of versions rests on. A
-// re-bootstrap replaces it; the old one stays open until no reader pins a
-// version that reads from it.
+// baseFile is the local database file that chains of versions rest on. It
+// is opened once and never replaced while the replica is open: a
+// re-bootstrap is folded into it like any other version, so that other
+// processes holding the file open see it change under SQLite's locks.
 type baseFile struct {
-	f       *os.File
-	pins    atomic.Int32
-	retired bool       // replaced; close when pins drops to zero
-	segs    []*segment // segments of the chain on this base, closed with it
+	f    *os.File // read-write: folds write through it, and its locks are SQLite's
+	lock *fileLock
 }
 
 // Size is the database size in bytes at this version.
@@ -57,9 +56,6 @@ func (v *Version) Size() int64 { return int64(v.Commit) * int64(v.PageSize) }
 // Unpin ends a read transaction that pinned v.
 func (v *Version) Unpin() {
 	v.pins.Add(-1)
-	if v.base.pins.Add(-1) == 0 {
-		v.r.closeIfRetired(v.base)
-	}
 }
 
 // ReadAt reads the database file as of this version. Page 1 is served as a
@@ -112,8 +108,15 @@ func (v *Version) readPage(pgno uint32, buf []byte) error {
 		if x.seg == nil || x.folded {
 			return x.readBase(pgno, buf)
 		}
-		if off, ok := x.seg.pages[pgno]; ok {
-			if _, err := x.seg.f.ReadAt(buf, off); err != nil {
+		if x.seg.full && pgno > x.Commit {
+			clear(buf) // the lock page, or past the end
+			return nil
+		}
+		if off, ok := x.seg.lookup(pgno); ok {
+			n, err := x.seg.f.ReadAt(buf, off)
+			if err == io.EOF && x.seg.full {
+				clear(buf[n:]) // a trailing lock page is not stored
+			} else if err != nil {
 				return fmt.Errorf("read page %d of TXID %s: %w", pgno, x.TXID, err)
 			}
 			return nil
