@@ -47,15 +47,17 @@ func (r *Replica) Fold() (bool, error) {
 	} else if err != nil {
 		return false, fmt.Errorf("fold: %w", err)
 	}
+	// The state is written under the lock too, so that a passive reader in
+	// another process reads the TXID of the file it reads.
+	st := r.stateFor(target)
 	err := r.writeFold(fold, target)
+	if err == nil {
+		err = writeState(r.path, &st)
+	}
 	if uerr := r.base.lock.unlockExclusive(); err == nil && uerr != nil {
 		err = uerr
 	}
 	if err != nil {
-		return false, fmt.Errorf("fold to TXID %s: %w", target.TXID, err)
-	}
-	st := r.stateFor(target)
-	if err := writeState(r.path, &st); err != nil {
 		return false, fmt.Errorf("fold to TXID %s: %w", target.TXID, err)
 	}
 

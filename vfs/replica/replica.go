@@ -42,16 +42,34 @@ type Replica struct {
 	abandoned []*Version
 
 	counter uint32 // last change counter handed out
+
+	leader *leaderLock // this process is the one that writes the replica
 }
 
-// Open opens the replica at path for source. A local file that exists with
-// no state file is refused (it is not ours to overwrite), and so is a state
-// file that names another source. A missing file is fine: Bootstrap fills it.
+// Open opens the replica at path for source, to follow it. A local file
+// that exists with no state file is refused (it is not ours to overwrite),
+// and so is a state file that names another source. A missing file is
+// fine: Bootstrap fills it. Only one process at a time may follow a
+// replica: in the others Open returns ErrFollowed (see OpenPassive).
 func Open(path, source string) (*Replica, error) {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
+	leader, err := acquireLeader(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := open(path, source)
+	if err != nil {
+		leader.release()
+		return nil, err
+	}
+	r.leader = leader
+	return r, nil
+}
+
+func open(path, source string) (*Replica, error) {
 	r := &Replica{path: path, logDir: path + "-replica-log"}
 	st, err := readState(path)
 	if err != nil {
@@ -139,18 +157,18 @@ func (r *Replica) Pin() (*Version, error) {
 
 // loadBase opens the base file and makes the root version from the state.
 func (r *Replica) loadBase() error {
-	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
+	b, err := openBase(r.path)
 	if err != nil {
-		return fmt.Errorf("open base file: %w", err)
+		return err
 	}
 	// Hand out counters above whatever page 1 on disk says as well as above
 	// the state: a crash mid-fold can leave the file ahead of the state.
 	var hdr [4]byte
-	if _, err := f.ReadAt(hdr[:], 24); err == nil {
+	if _, err := b.f.ReadAt(hdr[:], 24); err == nil {
 		r.counter = max(r.counter, binary.BigEndian.Uint32(hdr[:]))
 	}
 	s := r.state
-	r.base = &baseFile{f: f, lock: newFileLock(f)}
+	r.base = b
 	r.root = &Version{
 		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
@@ -284,9 +302,11 @@ func (r *Replica) Close() error {
 	}
 	r.abandoned = nil
 	if r.base != nil {
-		r.base.f.Close()
+		r.base.release()
 		r.base = nil
 	}
 	r.head, r.root = nil, nil
+	r.leader.release()
+	r.leader = nil
 	return nil
 }

@@ -46,6 +46,7 @@ type Version struct {
 // re-bootstrap is folded into it like any other version, so that other
 // processes holding the file open see it change under SQLite's locks.
 type baseFile struct {
+	path string
 	f    *os.File // read-write: folds write through it, and its locks are SQLite's
 	lock *fileLock
 }
