@@ -189,7 +189,10 @@ func (f *Follower) step(ctx context.Context) error {
 	} else {
 		err = f.pollOnce(ctx)
 	}
-	f.started = f.started || err == nil
+	// A failed poll may have missed files that L0 retention deletes before
+	// the store answers again (an outage, an idle primary): the next
+	// successful poll lists every level, as after a restart.
+	f.started = err == nil
 	if _, ferr := f.r.Fold(); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
