@@ -17,6 +17,8 @@
 #   WALRUST_BUILD  where the binaries are (default: build)
 #   WALRUST, WALRUST_EXT, WALRUST_SHELL   each binary, to override one
 #   DEMO_KEEP=1    keep the temporary directory
+#   DEMO_CATCHUP_TRIES  how many times to look for the last TXID (default 30,
+#                  about 15 s)
 set -eu
 
 build=${WALRUST_BUILD:-build}
@@ -163,7 +165,7 @@ while :; do
 	replica_rows=$(printf '%s\n' "$out" | sed -n 2p)
 	[ "$got" = "$want" ] && break
 	i=$((i + 1))
-	[ "$i" -lt 30 ] || break
+	[ "$i" -lt "${DEMO_CATCHUP_TRIES:-30}" ] || break
 done
 
 say "walrust-shell --local replica.db -c 'SELECT count(*) ...; PRAGMA walrust_txid'"
