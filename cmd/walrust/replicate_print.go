@@ -18,6 +18,10 @@ import (
 // head, which moves with every file the primary publishes).
 const errorRepeat = 30 * time.Second
 
+// progressAfter is how long a snapshot download runs before its progress
+// shows.
+const progressAfter = 500 * time.Millisecond
+
 // replicatePrinter turns a follower's events and status into the lines of
 // `walrust replicate`: what happened on stdout, errors on stderr. On a
 // terminal a snapshot download shows one progress line rewritten in place;
@@ -128,7 +132,9 @@ func (p *replicatePrinter) showProgress(ev replica.Event, now time.Time) {
 		p.clearProgress() // the "Downloaded" line follows
 		return
 	}
-	if done || !p.tty && now.Sub(p.dlLog) < logEvery {
+	// Nothing for downloads that end within a moment (and no rate from a
+	// moment's worth of bytes); then a log line every logEvery at most.
+	if done || now.Sub(p.dlStart) < progressAfter || !p.tty && now.Sub(p.dlLog) < logEvery {
 		return
 	}
 	p.dlLog = now

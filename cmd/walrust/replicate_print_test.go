@@ -32,6 +32,7 @@ var snapshotFile = store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXI
 func TestReplicateProgressTerminal(t *testing.T) {
 	p, out, errOut, clock := testPrinter(true)
 	p.event(replica.Event{Kind: replica.EventBootstrapStart, File: snapshotFile, Bytes: snapshotFile.Size})
+	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 65536, Bytes: snapshotFile.Size}) // too early to show
 	clock.advance(500 * time.Millisecond)
 	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 1_000_000, Bytes: snapshotFile.Size})
 	clock.advance(500 * time.Millisecond)
