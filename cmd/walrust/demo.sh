@@ -4,13 +4,14 @@
 #
 #   1. primary.db (WAL mode); a writer inserts rows every 100ms;
 #      `walrust publish --interval 200ms` publishes it to store/.
-#   2. `walrust replicate --interval 200ms` follows the store into replica.db,
-#      which a plain sqlite3 reads meanwhile (read-only).
-#   3. replicate stops; the walrust extension in the sqlite3 shell opens the
-#      same replica.db, resumes from its TXID and keeps it following while
-#      queries run a second apart.
+#   2. `walrust replicate --interval 200ms` follows the store into replica.db
+#      in the background, until the end.
+#   3. Readers of replica.db meanwhile: a plain sqlite3 (read-only), the
+#      walrust extension in the sqlite3 shell (queries a second apart show
+#      the rows arriving; it reads what replicate applies, since only one
+#      process follows a replica), and walrust-shell.
 #   4. The writer stops; the replica must reach the primary's last TXID with
-#      the same rows. walrust-shell reads it once; a summary ends the demo.
+#      the same rows; replicate stops; a summary ends the demo.
 #
 # Needs only the sqlite3 shell and the binaries `make` builds; no S3.
 # Exits 0 when the replica caught up, 1 otherwise. Environment:
@@ -106,27 +107,19 @@ publish_pid=$!
 wait_for "$dir/publish.log" '^Published snapshot' 20 "$publish_pid" || fail "no snapshot was published"
 grep -m1 '^Published snapshot' "$dir/publish.log" | indent
 
-say "walrust replicate file://$store --local replica.db --interval 200ms"
+say "walrust replicate file://$store --local replica.db --interval 200ms &"
 "$walrust" replicate "file://$store" --local "$replica" --interval 200ms >"$dir/replicate.log" 2>&1 &
 replicate_pid=$!
 wait_for "$dir/replicate.log" '^Polling for updates' 20 "$replicate_pid" || fail "replicate did not start following"
 sed -n '1,/^Polling for updates/p' "$dir/replicate.log" | indent
-echo "    ... and, while it follows, plain sqlite3 reads replica.db (read-only):"
-for i in 1 2 3; do
+echo "    (it follows the store in the background until the end; plain sqlite3 can read replica.db meanwhile:)"
+for i in 1 2; do
 	sleep 1
-	echo "    primary $(rows "$primary") rows | replica.db $(rows "file:$replica?mode=ro") rows"
+	echo "    primary $(rows "$primary") rows | sqlite3 'file:replica.db?mode=ro': $(rows "file:$replica?mode=ro") rows"
 done
-kill -INT "$replicate_pid"
-wait "$replicate_pid" || fail "replicate exited with status $? after SIGINT"
-replicate_pid=""
-applied=$(grep -c '^Applied 0' "$dir/replicate.log" || true)
-echo "    replicate applied $applied LTX files, one line each, e.g."
-grep '^Applied 0' "$dir/replicate.log" | tail -n 2 | indent
-echo "    and on SIGINT:"
-tail -n 1 "$dir/replicate.log" | indent
 
-say "sqlite3 -cmd '.load build/walrust' -cmd \".open 'file:replica.db?vfs=walrust&interval=200ms'\""
-echo "    (the extension resumes replica.db from its TXID and follows the store itself)"
+say "sqlite3 -cmd '.load build/walrust' -cmd \".open 'file:replica.db?vfs=walrust'\""
+echo "    (the extension reads replica.db as replicate applies the files, a query a second)"
 {
 	echo ".headers off"
 	for i in 1 2 3 4; do
@@ -134,13 +127,17 @@ echo "    (the extension resumes replica.db from its TXID and follows the store 
 		echo ".shell sleep 1"
 	done
 	echo "PRAGMA walrust_status;"
-} | $linebuf sqlite3 -batch -cmd ".load $ext" -cmd ".open 'file:$replica?vfs=walrust&interval=200ms'" 2>&1 |
+} | $linebuf sqlite3 -batch -cmd ".load $ext" -cmd ".open 'file:$replica?vfs=walrust'" 2>&1 |
 	tee "$dir/session.out" | sed -e '/^{/d' -e 's/^/    /'
 [ "$(grep -c 'rows, newest row' "$dir/session.out")" = 4 ] || { cat "$dir/session.out" >&2; fail "the sqlite3 shell failed"; }
 status_json=$(grep '^{' "$dir/session.out" | tail -n 1)
 [ -n "$status_json" ] || fail "PRAGMA walrust_status printed nothing"
-lag=$(printf '%s\n' "$status_json" | sed -n 's/.*"lag_seconds":\([0-9.e+-]*\).*/\1/p')
-echo "    PRAGMA walrust_status: lag_seconds $(printf '%.2f' "$lag")"
+json() { printf '%s\n' "$status_json" | sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
+lag=$(json lag_seconds)
+echo "    PRAGMA walrust_status: txid $(json txid), lag_seconds $(printf '%.2f' "$lag"), role $(json role)"
+
+say "walrust-shell --local replica.db -c 'SELECT count(*) ...; PRAGMA walrust_txid'"
+"$wshell" --local "$replica" -c "SELECT count(*) AS rows, max(id) AS last_id FROM events; PRAGMA walrust_txid;" 2>&1 | indent
 
 say "The writer stops; the publisher publishes what is left"
 touch "$dir/stop-writer"
@@ -155,21 +152,28 @@ want=$(sed -n 's/.*TXID \([0-9][0-9]*\).*/\1/p' "$dir/final.log" | tail -n 1)
 [ -n "$want" ] || fail "no TXID in the last publish's output"
 primary_rows=$(rows "$primary")
 
-# The replica catches up: open it through the extension until it reports
+# The replica catches up: read it through the extension until it serves
 # the published TXID.
 got="" replica_rows="" i=0
 while :; do
-	out=$(printf '.shell sleep 0.3\nPRAGMA walrust_txid;\nSELECT count(*) FROM events;\nPRAGMA walrust_status;\n' |
-		sqlite3 -batch -cmd ".load $ext" -cmd ".open 'file:$replica?vfs=walrust&interval=100ms'" 2>&1) || fail "reading the replica: $out"
+	out=$(printf 'PRAGMA walrust_txid;\nSELECT count(*) FROM events;\n' |
+		sqlite3 -batch -cmd ".load $ext" -cmd ".open 'file:$replica?vfs=walrust'" 2>&1) || fail "reading the replica: $out"
 	got=$(printf '%s\n' "$out" | sed -n 1p)
 	replica_rows=$(printf '%s\n' "$out" | sed -n 2p)
 	[ "$got" = "$want" ] && break
 	i=$((i + 1))
 	[ "$i" -lt "${DEMO_CATCHUP_TRIES:-30}" ] || break
+	sleep 0.5
 done
 
-say "walrust-shell --local replica.db -c 'SELECT count(*) ...; PRAGMA walrust_txid'"
-"$wshell" --local "$replica" --interval 200ms -c "SELECT count(*) AS rows, max(id) AS last_id FROM events; PRAGMA walrust_txid;" 2>&1 | indent
+say "walrust replicate stops (SIGINT)"
+kill -INT "$replicate_pid"
+wait "$replicate_pid" || fail "replicate exited with status $? after SIGINT"
+replicate_pid=""
+applied=$(grep -c '^Applied 0' "$dir/replicate.log" || true)
+echo "    It applied $applied LTX files, one line each, the last ones:"
+grep '^Applied 0' "$dir/replicate.log" | tail -n 2 | indent
+tail -n 1 "$dir/replicate.log" | indent
 
 say "Summary"
 printf 'Summary: primary %s rows, replica %s rows; TXID %s published, TXID %s on the replica; lag %.2fs while writing\n' \

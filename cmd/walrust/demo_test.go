@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,36 +19,39 @@ import (
 // demoTimeout bounds a run of the demo; it ends by itself in about 10 s.
 const demoTimeout = 30 * time.Second
 
-// demoTools finds what demo.sh needs beyond this package's binary: the
-// extension and walrust-shell that `make` builds, and the sqlite3 shell.
-// Without them the test is skipped, or failed under CI=true.
+// demoBuild builds, once, what demo.sh needs beyond this package's binary:
+// the extension and walrust-shell, from this tree (so never stale), next to
+// the binary.
+var demoBuild = sync.OnceValues(func() (string, error) {
+	dir := filepath.Dir(binary)
+	for _, args := range [][]string{
+		{"build", "-tags", "SQLITE3VFS_LOADABLE_EXT", "-buildmode=c-shared", "-o", filepath.Join(dir, "walrust.so"), "../../cshim"},
+		{"build", "-o", filepath.Join(dir, "walrust-shell"), "../walrust-shell"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return dir, nil
+})
+
+// demoTools returns the extension and walrust-shell for the demo. Without
+// the sqlite3 shell the test is skipped, or failed under CI=true.
 func demoTools(t *testing.T) (ext, shell string) {
 	t.Helper()
-	missing := func(what string) {
-		t.Helper()
+	if _, err := exec.LookPath("sqlite3"); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: run make", what)
+			t.Fatal("the demo needs the sqlite3 shell")
 		}
-		t.Skipf("%s is missing: run make", what)
+		t.Skip("the demo needs the sqlite3 shell")
 	}
-	build := os.Getenv("WALRUST_BUILD")
-	if build == "" {
-		build = "../../build"
-	}
-	build, err := filepath.Abs(build)
+	dir, err := demoBuild()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext, shell = filepath.Join(build, "walrust.so"), filepath.Join(build, "walrust-shell")
-	for _, f := range []string{ext, shell} {
-		if _, err := os.Stat(f); err != nil {
-			missing(f)
-		}
-	}
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		missing("the sqlite3 shell")
-	}
-	return ext, shell
+	return filepath.Join(dir, "walrust.so"), filepath.Join(dir, "walrust-shell")
 }
 
 // runDemo runs demo.sh with this package's walrust (or another command in
@@ -116,9 +121,10 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"\n    Bootstrapping from snapshot...\n",
 		"\n    Polling for updates every 200ms...\n",
-		"\n    Stopped at TXID ",
 		" rows, newest row ",
+		", role reader\n",
 		"\n    walrust_txid\n",
+		"\n    Stopped at TXID ",
 		"\nThe replica caught up with the primary.\n",
 	} {
 		if !strings.Contains(out, want) {

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +45,11 @@ SQLite's own file locks, so a plain SQLite client sees one consistent TXID
 per read transaction and the file advancing as files are applied, e.g.
 
     sqlite3 'file:DB?mode=ro' 'SELECT count(*) FROM t'
+
+and so do programs that open it through the walrust extension or VFS
+(file:DB?vfs=walrust): one process at a time follows a replica (it holds
+DB-replica-lock), the others read what it applies. If another process
+follows DB already, walrust replicate waits and takes over when it stops.
 
 Next to DB it keeps DB-replica-state (the source, TXID and checksum it holds)
 and DB-replica-log/ (files applied but not folded into DB yet). A DB that
@@ -93,23 +98,16 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The replica first: a replica of another source is the clearer
-	// message. Opening one creates DB-replica-log/, which goes again if the
-	// store cannot be opened and the replica was new.
-	_, statErr := os.Stat(local + "-replica-log")
-	r, err := replica.Open(local, source)
-	if err != nil {
-		return err
-	}
+	// The store first, so that a mistyped source leaves nothing behind.
 	st, err := openStore(sigCtx, source, sf, false)
 	if err != nil {
-		err = errors.Join(err, r.Close())
-		if errors.Is(statErr, fs.ErrNotExist) && r.Head() == nil {
-			err = errors.Join(err, removeEmptyDir(local+"-replica-log"))
-		}
 		return err
 	}
 	p := newReplicatePrinter(e.stdout, e.stderr, interval)
+	r, err := openLeader(sigCtx, p, local, source, interval)
+	if err != nil || r == nil {
+		return err // r == nil: interrupted while another process followed
+	}
 	if h := r.Head(); h != nil {
 		p.printf("Resuming from TXID %d (%s)\n", uint64(h.TXID), local)
 	}
@@ -156,13 +154,31 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	return foldErr
 }
 
-// removeEmptyDir removes a directory if it is empty.
-func removeEmptyDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) > 0 {
-		return err
+// openLeader opens the replica to follow it. While another process follows
+// it (it holds DB-replica-lock: a walrust replicate, or a program that
+// opened it through the VFS), it waits and takes over when that process
+// stops; nil, nil means it was interrupted while waiting.
+func openLeader(ctx context.Context, p *replicatePrinter, local, source string, interval time.Duration) (*replica.Replica, error) {
+	waiting := false
+	for {
+		r, err := replica.Open(local, source)
+		if !errors.Is(err, replica.ErrFollowed) {
+			if err == nil && waiting {
+				p.printf("Took over following %s\n", local)
+			}
+			return r, err
+		}
+		if !waiting {
+			waiting = true
+			p.printf("Another process follows %s (it holds %s-replica-lock); waiting to take over...\n", local, filepath.Base(local))
+		}
+		select {
+		case <-ctx.Done():
+			p.printf("Stopped while another process followed %s\n", local)
+			return nil, nil
+		case <-time.After(min(interval, time.Second)):
+		}
 	}
-	return os.Remove(dir)
 }
 
 // statusEvery is how often the command looks at the follower's status.

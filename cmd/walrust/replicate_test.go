@@ -377,7 +377,7 @@ func TestReplicateRoundTrip(t *testing.T) {
 // without the snapshot (which the store no longer holds).
 func TestReplicateResume(t *testing.T) {
 	path, db := newDB(t, "wal")
-	addContent(t, db, 2000) // about 8 MB
+	addContent(t, db, 1000) // about 4 MB
 	dir := t.TempDir()
 	url := "file://" + dir
 	publishOnce(t, path, url)
@@ -638,7 +638,7 @@ func TestReplicateRefused(t *testing.T) {
 			t.Errorf("walrust replicate %s: exit %d, stdout %q, stderr %q; want exit 1 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.msg)
 		}
 	}
-	for _, leftover := range []string{missing, missing + "-replica-log", missing + "-replica-state"} {
+	for _, leftover := range []string{missing, missing + "-replica-log", missing + "-replica-state", missing + "-replica-lock"} {
 		if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s exists after a failed start (%v)", leftover, err)
 		}
@@ -682,5 +682,48 @@ func TestReplicateS3(t *testing.T) {
 	}
 	if s := p.stderr.String(); s != "" {
 		t.Fatalf("stderr: %s", s)
+	}
+}
+
+// One process follows a replica at a time: a second replicate waits, takes
+// over when the first dies, and resumes where it left off; one interrupted
+// while waiting exits 0.
+func TestReplicateTakeOver(t *testing.T) {
+	path, db := newDB(t, "wal")
+	url := "file://" + t.TempDir()
+	publishOnce(t, path, url)
+	replica := filepath.Join(t.TempDir(), "replica.db")
+	args := []string{"replicate", url, "--local", replica, "--interval", "50ms"}
+
+	first := startWalrust(t, nil, args...)
+	first.waitFor(&first.stdout, `Polling for updates`)
+	second := startWalrust(t, nil, args...)
+	second.waitFor(&second.stdout, `^Another process follows `+regexp.QuoteMeta(replica)+` \(it holds replica\.db-replica-lock\); waiting to take over\.\.\.\n$`)
+	third := startWalrust(t, nil, args...)
+	third.waitFor(&third.stdout, `waiting to take over`)
+	if code := third.stop(syscall.SIGTERM); code != 0 || !strings.HasSuffix(third.stdout.String(), "\nStopped while another process followed "+replica+"\n") {
+		t.Fatalf("exit %d:\n%s", code, third)
+	}
+
+	mustExec(t, db, "INSERT INTO t (body) VALUES ('two')")
+	publishOnce(t, path, url)
+	first.waitFor(&first.stdout, `TXID 2\n`)
+	waitFolded(t, first, replica, 2)
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+
+	second.waitFor(&second.stdout, `\nTook over following `+regexp.QuoteMeta(replica)+`\nResuming from TXID 2 \(.*\)\nPolling for updates`)
+	mustExec(t, db, "DELETE FROM t WHERE id < 100")
+	publishOnce(t, path, url)
+	second.waitFor(&second.stdout, `\nApplied 0000000000000003-0000000000000003\.ltx: \d+ pages?, TXID 3\n`)
+	waitFolded(t, second, replica, 3)
+	checkReplica(t, db, replica)
+	if code := second.stop(syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, second)
+	}
+	if strings.Contains(second.stdout.String(), "Bootstrapping") {
+		t.Fatalf("the second replicate downloaded the snapshot again:\n%s", second)
 	}
 }
