@@ -395,7 +395,7 @@ func TestReplicateResume(t *testing.T) {
 
 	mustExec(t, db, "INSERT INTO t (body) VALUES ('three')")
 	publishOnce(t, path, url)
-	mustExec(t, db, "DELETE FROM blobs WHERE rowid > 1900")
+	mustExec(t, db, "DELETE FROM blobs WHERE rowid > 900")
 	publishOnce(t, path, url)
 	snapshot := filepath.Join(dir, "ltx", "9", "0000000000000001-0000000000000001.ltx")
 	if err := os.Remove(snapshot); err != nil {
