@@ -581,9 +581,10 @@ func testS3IdleCost(t *testing.T, old int) {
 			t.Errorf("%d GET requests while idle", gets)
 		}
 		// A poll starts interval after the previous one ended, so there are
-		// at most took/interval+1 of them; each costs one LIST. Two per poll
-		// would need the polls to be twice as slow as asked.
-		if most, least := int64(took/interval)+1, int64(took/interval)/2; lists > most || lists <= least {
+		// at most took/interval+1 of them. (That each costs exactly one LIST,
+		// counted poll by poll, is TestS3IdlePolls in vfs/replica; here the
+		// server's count is the replica's own, whatever the load.)
+		if most := int64(took/interval) + 1; lists > most || lists < 3 {
 			t.Errorf("%d LIST requests in %v at interval %v: want one per poll, %d at most", lists, took, interval, most)
 		}
 		return lists
@@ -603,8 +604,10 @@ func testS3IdleCost(t *testing.T, old int) {
 		}
 		held = append(held, conn)
 	}
+	// One follower for all 8: the server saw only the requests of the store
+	// whose counters the status shows (sampleIdle), at the same rate.
 	eight := measure(len(held), held[0])
-	if d := eight - one; d > 3 || d < -3 {
+	if eight > one*3/2+2 {
 		t.Errorf("8 connections cost %d LIST requests per %v, 1 connection %d", eight, window, one)
 	}
 }
