@@ -162,11 +162,12 @@ func waitFolded(t *testing.T, p *proc, path string, txid ltx.TXID) {
 	}
 }
 
-// publishOnce publishes db's changes and returns the published TXID.
+// publishOnce publishes db's changes, which there must be, and returns the
+// published TXID.
 func publishOnce(t *testing.T, db, url string) ltx.TXID {
 	t.Helper()
 	out := mustRun(t, "publish", db, url)
-	m := regexp.MustCompile(`TXID (\d+)`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`^Published .* TXID (\d+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("publish printed %q", out)
 	}
