@@ -26,8 +26,8 @@ Keeps the SQLite database file DB (--local) a read replica of the store
 SOURCE, without any SQLite client: the first run downloads the newest
 snapshot, then walrust polls the store every --interval and applies each new
 LTX file as it lands (every file is verified first), one line per file. Idle
-polls print nothing; a failing poll is reported once, and again when polls
-succeed again.
+polls print nothing; errors are printed on stderr when they start and when
+they clear.
 
 SOURCE is file:///absolute/dir (a Litestream file replica) or
 s3://bucket/prefix; S3 options come from the flags, the URL parameters
@@ -66,7 +66,16 @@ func init() {
 	replicateCommand.flags = func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var sf storeFlags
 		local := fs.String("local", "", "the local replica `DB` file (required)")
-		interval := fs.Duration("interval", 5*time.Second, "poll the store every `DURATION`: 500ms, 1s, 5m (default 5s)")
+		interval := new(time.Duration)
+		*interval = 5 * time.Second
+		fs.Func("interval", "poll the store every `DURATION`: 500ms, 1s, 5m (default 5s)", func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return errors.New("not a duration (examples: 500ms, 1s, 5m)")
+			}
+			*interval = d
+			return nil
+		})
 		sf.register(fs)
 		return func(ctx context.Context, e *env, args []string) error {
 			switch {
