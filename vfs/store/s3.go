@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,7 +58,8 @@ const (
 var s3ReadTimeout = 30 * time.Second
 
 // S3Store is a prefix of an S3 (or S3-compatible) bucket in Litestream v0.5's
-// layout: <prefix>/<level as %04x>/<min>-<max>.ltx.
+// layout: <prefix>/<level as %04x>/<min>-<max>.ltx, or one of the other key
+// forms Litestream's configuration can give it (s3_base.go).
 type S3Store struct {
 	client   *s3.Client
 	bucket   string
@@ -65,6 +67,11 @@ type S3Store struct {
 	endpoint string // custom endpoint, "" for AWS
 	region   string
 	stats    counters
+
+	// base is the key prefix the levels are under, once found (s3_base.go).
+	baseMu    sync.Mutex
+	base      string
+	baseFound bool
 
 	// Test hooks.
 	maxKeys  int32 // keys per LIST page; 0 = the server's default (1000)
@@ -174,13 +181,9 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		}
 	}
 
-	// One cheap request: is the bucket there, and may we list it?
-	s.stats.lists.Add(1)
-	if _, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket:  aws.String(s.bucket),
-		Prefix:  aws.String(s.dirPrefix()),
-		MaxKeys: aws.Int32(1),
-	}); err != nil {
+	// One cheap request: is the bucket there, and may we list it? It also
+	// finds where the levels are, if anything has been written yet.
+	if _, _, err := s.resolveBase(ctx); err != nil {
 		return nil, s.wrapErr(s.String(), "", err)
 	}
 	return s, nil
@@ -318,17 +321,11 @@ func (s *S3Store) Region() string { return s.region }
 
 func (s *S3Store) Stats() Stats { return s.stats.snapshot() }
 
-// dirPrefix is "<prefix>/", or "" at the bucket's root.
-func (s *S3Store) dirPrefix() string {
-	if s.prefix == "" {
-		return ""
-	}
-	return s.prefix + "/"
-}
-
-// levelPrefix is "<prefix>/<level as %04x>/".
+// levelPrefix is "<prefix>/<level as %04x>/" (or the key form Litestream
+// used for the prefix, once a listing has found it).
 func (s *S3Store) levelPrefix(level int) string {
-	return s.dirPrefix() + fmt.Sprintf("%04x/", level)
+	base, _ := s.keyBase()
+	return base + fmt.Sprintf("%04x/", level)
 }
 
 // Key is the object key of an LTX file.
@@ -352,7 +349,14 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 	if err := checkLevel(level); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	lp := s.levelPrefix(level)
+	base, found, err := s.resolveBase(ctx)
+	if err != nil {
+		return nil, s.wrapErr(op, "", err)
+	}
+	if !found {
+		return nil, nil // no level directory anywhere yet: the store is empty
+	}
+	lp := base + fmt.Sprintf("%04x/", level)
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(lp)}
 	if after > 0 {
 		// Names sort by MinTXID then MaxTXID (fixed-width hex), so every
@@ -425,6 +429,7 @@ func (s *S3Store) Put(ctx context.Context, f FileInfo, r io.Reader) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	defer cleanup()
+	s.settleBase() // a store walrust writes to has the plain layout
 	key := s.Key(f)
 	if body.Size() > s.partSize {
 		return s.putMultipart(ctx, op, key, body)
