@@ -33,6 +33,10 @@ type Follower struct {
 	// stopped for longer than L0 retention finds its way through L1+.
 	started bool
 
+	// headFile is the head's TXID when the last poll saw the L0 file
+	// named for it (0 otherwise); see pollOnce.
+	headFile ltx.TXID
+
 	mu     sync.Mutex
 	status Status
 	ready  chan struct{} // closed once the replica has a version
@@ -199,14 +203,44 @@ func (f *Follower) step(ctx context.Context) error {
 	return err
 }
 
-// pollOnce is the steady state: one LIST of L0 after the head. New files
+// pollOnce is the steady state: one LIST of L0 from the head on. New files
 // that continue the head are applied in order; anything else (a gap left by
 // retention, a file that cannot follow) hands over to catchUp.
+//
+// The listing starts at the head's own TXID, which costs nothing more: a
+// store keeps the L0 file of its newest TXID (Litestream deletes an L0 file
+// only once newer ones exist: db.go EnforceL0RetentionByTime keeps the
+// last), so when the file named for the head has been seen, and is gone
+// with nothing newer, the store has lost its head: it was wiped and
+// started again from TXID 1 (Litestream does when both its local state and
+// the store are empty). catchUp then finds the store behind the replica.
+// Without this, the replica would wait for the new lineage to pass its TXID
+// and then apply its files on top of the old content.
 func (f *Follower) pollOnce(ctx context.Context) error {
 	head := f.r.Head()
-	files, err := f.st.ListAfter(ctx, 0, head.TXID)
+	listed, err := f.st.ListAfter(ctx, 0, head.TXID-1)
 	if err != nil {
 		return fmt.Errorf("poll: %w", err)
+	}
+	sawHead := false
+	var files []store.FileInfo
+	for _, fi := range listed {
+		if fi.MinTXID > head.TXID {
+			files = append(files, fi)
+		} else if fi.MinTXID == head.TXID && fi.MaxTXID == head.TXID {
+			sawHead = true
+		}
+	}
+	if len(files) == 0 {
+		if !sawHead && f.headFile == head.TXID {
+			f.headFile = 0
+			f.log.Warn("the store no longer has the replica's newest file, nor any newer one; listing every level", "txid", head.TXID)
+			return f.catchUp(ctx)
+		}
+		if sawHead {
+			f.headFile = head.TXID
+		}
+		return nil
 	}
 	// The run of files that continue the head one TXID at a time.
 	next := head.TXID + 1
@@ -227,6 +261,9 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	if len(run) < len(files) {
 		return f.catchUp(ctx)
 	}
+	if last := run[len(run)-1]; last.MinTXID == last.MaxTXID {
+		f.headFile = last.MaxTXID // listed just now
+	}
 	return nil
 }
 
@@ -239,6 +276,20 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		return fmt.Errorf("list store: %w", err)
 	}
 	head := f.r.Head()
+	if cat.head < head.TXID {
+		// The store is behind the replica: it was wiped and a new lineage
+		// started from TXID 1. Nothing in it continues the replica; start
+		// over from its newest snapshot (the change counter still moves
+		// forward, so readers drop their caches).
+		snap, err := cat.fromNewestSnapshot()
+		if err != nil {
+			return fmt.Errorf("the store's newest TXID %s is behind the replica's %s (the store was replaced) and it has no snapshot yet; waiting", cat.head, head.TXID)
+		}
+		f.log.Warn("the store is behind the replica: a new lineage; re-bootstrapping",
+			"txid", head.TXID, "store_head", cat.head, "snapshot", snap.snapshot.String())
+		f.emit(Event{Kind: EventRebootstrap, File: *snap.snapshot, TXID: head.TXID})
+		return f.follow(ctx, snap)
+	}
 	p := cat.chainFrom(head.TXID)
 	if p.reach < cat.head {
 		if snap, err := cat.fromNewestSnapshot(); err == nil && snap.reach > p.reach {
@@ -291,6 +342,12 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 	}
 	err = f.follow(ctx, p)
 	f.started = err == nil
+	if f.r.Head() != nil {
+		// Ready once the whole plan is applied (or failed part-way with a
+		// version to serve), so that an open sees the newest state the
+		// store had when it started, not just the snapshot.
+		f.markReady()
+	}
 	return err
 }
 
@@ -330,7 +387,6 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 	f.status.Bootstraps++
 	f.status.FilesApplied++
 	f.mu.Unlock()
-	f.markReady()
 	took := time.Since(start)
 	f.log.Info("bootstrapped", "file", fi.String(), "pages", staged.Pages, "txid", staged.Meta.MaxTXID, "took", took.Round(time.Millisecond))
 	f.emit(Event{Kind: EventSnapshotInstalled, File: fi, Bytes: fi.Size, Pages: staged.Pages, TXID: staged.Meta.MaxTXID, Took: took})

@@ -1,0 +1,113 @@
+package replica
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/superfly/ltx"
+)
+
+// newLineage wipes w's store and starts a new primary publishing into it the
+// way Litestream does when both its local state and the store are empty:
+// TXID 1 is the whole database at L0 and a snapshot, and later TXIDs are
+// incremental L0 files, up to TXID last. Its TXIDs are below the old
+// lineage's head.
+func newLineage(t *testing.T, w *world, last ltx.TXID) *world {
+	t.Helper()
+	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx")); err != nil {
+		t.Fatal(err)
+	}
+	w2 := newWorld(t, 4096, true)
+	w2.storeDir = w.storeDir
+	w2.insertRows(7, 333)
+	w2.put(0, w2.encode(1, 1))
+	w2.snapshot()
+	for w2.pub.TXID < last {
+		w2.insertRows(2, 100)
+		w2.commit()
+	}
+	return w2
+}
+
+// oldLineage is a replica that has followed a Litestream-style store
+// (NoChecksum files) to TXID 6, the last steps by polling L0.
+func oldLineage(t *testing.T) (*world, *Replica, *Follower) {
+	w := newWorld(t, 4096, true)
+	w.put(0, w.encode(1, 1))
+	w.snapshot()
+	r := w.openReplica()
+	t.Cleanup(func() { r.Close() })
+	f := w.manual(r)
+	mustStep(t, f) // bootstrap
+	for range 5 {
+		w.insertRows(3, 900)
+		w.commit() // 2..6
+	}
+	mustStep(t, f) // poll
+	mustStep(t, f) // idle poll
+	w.checkHead(r, 6, "old lineage")
+	return w, r, f
+}
+
+// TestNewLineageWhilePolling: the store is wiped and a new lineage starts
+// from TXID 1 while the replica polls. The next poll sees that the file of
+// its head is gone with nothing newer, and the replica re-bootstraps from
+// the new lineage's snapshot instead of waiting for the new TXIDs to pass
+// its own and applying them on top of the old content.
+func TestNewLineageWhilePolling(t *testing.T) {
+	w, r, f := oldLineage(t)
+	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx")); err != nil {
+		t.Fatal(err)
+	}
+	// Wiped, nothing new yet: the replica keeps serving TXID 6 and says why.
+	err := step(t, f)
+	if err == nil {
+		t.Fatal("a wiped store: no error")
+	}
+	t.Logf("wiped store: %v", err)
+	w.checkHead(r, 6, "wiped store")
+
+	w2 := newLineage(t, w, 4)
+	mustStep(t, f)
+	w2.checkHead(r, 4, "new lineage")
+	// It keeps following the new lineage.
+	w2.insertRows(2, 100)
+	w2.commit() // 5
+	mustStep(t, f)
+	w2.checkHead(r, 5, "new lineage, next poll")
+}
+
+// TestNewLineageAtRestart: the replica was stopped while the store was
+// wiped and started again; at start it lists every level, finds the store
+// behind it, and re-bootstraps.
+func TestNewLineageAtRestart(t *testing.T) {
+	w, r, _ := oldLineage(t)
+	w2 := newLineage(t, w, 3)
+	f := w.manual(r) // a new follower: its first step lists every level
+	mustStep(t, f)
+	w2.checkHead(r, 3, "new lineage after a restart")
+	if !w.logs.contains("new lineage") {
+		t.Errorf("no log line about the new lineage:\n%s", w.logs)
+	}
+}
+
+// TestHeadFileKept: a store that keeps the head's file (Litestream's L0
+// retention never deletes the newest) costs one LIST per idle poll, and
+// files deleted behind the head change nothing.
+func TestHeadFileKept(t *testing.T) {
+	w, r, f := oldLineage(t)
+	for txid := ltx.TXID(1); txid < 6; txid++ {
+		w.remove(l0(txid))
+	}
+	st := w.openStore()
+	f.st = st
+	before := st.Stats().Lists
+	for range 3 {
+		mustStep(t, f)
+	}
+	if d := st.Stats().Lists - before; d != 3 {
+		t.Errorf("3 idle polls made %d LISTs", d)
+	}
+	w.checkHead(r, 6, "idle")
+}
