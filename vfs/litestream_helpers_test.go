@@ -38,6 +38,7 @@ type lsTarget struct {
 	uriParams   string   // extra walrust URI parameters ("&endpoint=...")
 	shellFlags  []string // the same for walrust-shell
 	storeOpts   store.Options
+	wipe        func(t *testing.T) // deletes everything Litestream wrote
 }
 
 // litestreamConfig is the primary's litestream.yml: short compaction

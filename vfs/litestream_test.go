@@ -34,6 +34,11 @@ func TestLitestreamFile(t *testing.T) {
 	followLitestream(t, dir, lsTarget{
 		replicaYAML: fmt.Sprintf("      type: file\n      path: %s\n", storeDir),
 		source:      "file://" + storeDir,
+		wipe: func(t *testing.T) {
+			if err := os.RemoveAll(filepath.Join(storeDir, "ltx")); err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }
 
@@ -54,6 +59,12 @@ func TestLitestreamS3(t *testing.T) {
 		uriParams:  "&endpoint=" + srv.Endpoint + "&region=" + s3test.Region,
 		shellFlags: []string{"--endpoint", srv.Endpoint, "--region", s3test.Region, "--path-style"},
 		storeOpts:  srv.Options(),
+		wipe: func(t *testing.T) {
+			// Straight from the server's directory: a bulk delete.
+			if err := os.RemoveAll(filepath.Join(srv.Dir, "walrust", "app")); err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }
 
@@ -266,14 +277,38 @@ func followLitestream(t *testing.T, dir string, tg lsTarget) {
 	w.stop(t)
 	converge(t, p, clients, "Litestream restarted without its local state")
 
+	levels = storeLevels(t, tg)
+	t.Logf("store:%s", describeLevels(levels))
+	if len(levels[1]) == 0 || len(levels[2]) == 0 || len(levels[store.SnapshotLevel]) < 2 || levels[0][0].MinTXID == 1 {
+		t.Fatalf("Litestream did not compact, snapshot and delete as configured:%s", describeLevels(levels))
+	}
+
+	// The store wiped and Litestream started over without its local state:
+	// it starts a new lineage from TXID 1, below the replicas' TXIDs. They
+	// notice that the store lost their head and re-bootstrap.
+	oldHead := storeHead(levels)
+	w = p.startWriter(2*time.Millisecond, opMixed)
+	w.waitCommits(t, 50)
+	p.stopLitestream(syscall.SIGKILL)
+	if err := os.RemoveAll(filepath.Join(dir, ".primary.db-litestream")); err != nil {
+		t.Fatal(err)
+	}
+	tg.wipe(t)
+	w.waitCommits(t, 50)
+	p.startLitestream()
+	levels = waitStore(t, p, tg, "a new lineage with a snapshot", func(l map[int][]store.FileInfo) bool {
+		return len(l[store.SnapshotLevel]) > 0
+	})
+	if h := storeHead(levels); h >= oldHead {
+		t.Fatalf("Litestream did not start over from TXID 1: store head %s, was %s", h, oldHead)
+	}
+	waitStoreAdvance(t, p, tg, 3)
+	w.stop(t)
+	converge(t, p, clients, fmt.Sprintf("store wiped, new lineage (TXIDs from 1, the old head was %s)", oldHead))
+
 	// walrust-shell as a one-shot command (-c) on the replica its
 	// interactive run kept up to date.
 	ws.stop()
 	converge(t, p, []lsClient{newWalrustShellOnce(t, local("walrust-shell"), tg)}, "walrust-shell -c")
-
-	levels = storeLevels(t, tg)
-	t.Logf("store at the end:%s (%s)", describeLevels(levels), time.Since(start).Round(time.Millisecond))
-	if len(levels[1]) == 0 || len(levels[2]) == 0 || len(levels[store.SnapshotLevel]) < 2 || levels[0][0].MinTXID == 1 {
-		t.Fatalf("Litestream did not compact, snapshot and delete as configured:%s", describeLevels(levels))
-	}
+	t.Logf("store at the end:%s (%s)", describeLevels(storeLevels(t, tg)), time.Since(start).Round(time.Millisecond))
 }
