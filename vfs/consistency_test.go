@@ -172,16 +172,19 @@ func TestLongReaderDoesNotHoldBackReplication(t *testing.T) {
 	snapshot := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) (txid int64, notes string, err error) {
-		if err = q.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
+		// Read first: a deferred transaction pins its version at its first
+		// read, and a PRAGMA before it would report the newest TXID.
+		if err = q.QueryRowContext(ctx, "SELECT group_concat(balance || ':' || note, ',') FROM acct").Scan(&notes); err != nil {
 			return
 		}
-		err = q.QueryRowContext(ctx, "SELECT group_concat(balance || ':' || note, ',') FROM acct").Scan(&notes)
+		err = q.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid)
 		return
 	}
 	tx, err := long.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tx.Rollback() // before long.Close, which waits for the transaction
 	txid0, content0, err := snapshot(tx)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 type dbFile struct {
 	s      *shared
 	pinned *replica.Version // set between SHARED lock and unlock
+	end    func()           // ends the pinned transaction
 }
 
 var (
@@ -41,8 +42,8 @@ func openDB(name string, params map[string]string) (*dbFile, error) {
 func (f *dbFile) Close() (err error) {
 	defer guard("close", &err)
 	if f.pinned != nil {
-		f.pinned.Unpin()
-		f.pinned = nil
+		f.end()
+		f.pinned, f.end = nil, nil
 	}
 	f.s.release()
 	return nil
@@ -55,11 +56,7 @@ func (f *dbFile) version() (*replica.Version, func(), error) {
 	if f.pinned != nil {
 		return f.pinned, func() {}, nil
 	}
-	v, err := f.s.replica.Pin()
-	if err != nil {
-		return nil, nil, err
-	}
-	return v, v.Unpin, nil
+	return f.s.begin()
 }
 
 func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {
@@ -95,11 +92,12 @@ func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 		return sqlite3vfs.ReadOnlyError
 	}
 	if f.pinned == nil {
-		v, err := f.s.replica.Pin()
+		v, end, err := f.s.begin()
 		if err != nil {
-			return sqlite3vfs.IOError
+			logger.Error("begin read transaction", "db", f.s.path, "err", err)
+			return sqlite3vfs.BusyError
 		}
-		f.pinned = v
+		f.pinned, f.end = v, end
 	}
 	return nil
 }
@@ -107,8 +105,8 @@ func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 func (f *dbFile) Unlock(l sqlite3vfs.LockType) (err error) {
 	defer guard("unlock", &err)
 	if l == sqlite3vfs.LockNone && f.pinned != nil {
-		f.pinned.Unpin()
-		f.pinned = nil
+		f.end()
+		f.pinned, f.end = nil, nil
 	}
 	return nil
 }
@@ -139,7 +137,7 @@ func (f *dbFile) FileControl(op int, name string, value *string) (res *string, e
 		out = strconv.FormatUint(uint64(v.TXID), 10)
 		done()
 	case "walrust_status":
-		b, err := json.Marshal(statusOf(f.s))
+		b, err := json.Marshal(f.s.status())
 		if err != nil {
 			return nil, sqlite3vfs.IOError
 		}
@@ -148,16 +146,4 @@ func (f *dbFile) FileControl(op int, name string, value *string) (res *string, e
 		return nil, sqlite3vfs.NotFoundError
 	}
 	return &out, nil
-}
-
-// status is PRAGMA walrust_status: the follower's status with TXIDs as
-// plain numbers.
-type status struct {
-	replica.Status
-	TXID uint64 `json:"txid"`
-}
-
-func statusOf(s *shared) status {
-	st := s.follower.Status()
-	return status{Status: st, TXID: uint64(st.TXID)}
 }

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,11 +23,20 @@ var replicas = struct {
 }{m: make(map[string]*shared)}
 
 type shared struct {
-	path     string
-	source   string
+	path   string
+	source string
+	cfg    Config
+	refs   int // open database files; guarded by replicas.mu
+
+	// Exactly one of the two roles is set (see role.go): this process
+	// follows the replica, or reads what another process follows.
+	mu       sync.Mutex
 	replica  *replica.Replica
 	follower *replica.Follower
-	refs     int // open database files; guarded by replicas.mu
+	passive  *replica.Passive
+
+	stopWatch chan struct{} // closes to stop a passive entry's takeover watch
+	watchDone chan struct{}
 }
 
 // acquire returns the shared replica of path, starting its follower on
@@ -50,28 +60,41 @@ func acquire(path string, cfg Config) (*shared, error) {
 	s.refs++
 	replicas.mu.Unlock()
 
-	if err := s.follower.WaitReady(cfg.Timeout); err != nil {
+	if err := s.waitReady(cfg.Timeout); err != nil {
 		s.release()
 		return nil, err
 	}
 	return s, nil
 }
 
+// start opens path in the role this process can take: the follower, or a
+// passive reader when another process follows it.
 func start(path string, cfg Config) (*shared, error) {
 	r, err := replica.Open(path, normalizeSource(cfg.Source))
-	if err != nil {
+	if errors.Is(err, replica.ErrFollowed) {
+		return startPassive(path, cfg)
+	} else if err != nil {
 		return nil, err
 	}
+	f, source, err := startFollower(r, cfg)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &shared{path: path, source: source, cfg: cfg, replica: r, follower: f}, nil
+}
+
+// startFollower starts following the store an opened replica names.
+func startFollower(r *replica.Replica, cfg Config) (*replica.Follower, string, error) {
+	path := r.Path()
 	source := r.Source()
 	if source == "" {
-		r.Close()
-		return nil, fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
+		return nil, "", fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
 	}
 	st, err := store.Open(context.Background(), source, cfg.Store)
 	if err != nil {
 		if store.IsPermanent(err) || r.Head() == nil {
-			r.Close()
-			return nil, err
+			return nil, "", err
 		}
 		// The replica has a version to serve: a store that cannot be
 		// reached right now (a server or network outage) must not keep a
@@ -81,10 +104,7 @@ func start(path string, cfg Config) (*shared, error) {
 		st = &lazyStore{source: source, opts: cfg.Store}
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-	return &shared{
-		path: path, source: source, replica: r,
-		follower: replica.NewFollower(r, st, cfg.Interval, logger),
-	}, nil
+	return replica.NewFollower(r, st, cfg.Interval, logger), source, nil
 }
 
 // release drops one reference; the last one stops the follower.
@@ -97,10 +117,7 @@ func (s *shared) release() {
 	}
 	replicas.mu.Unlock()
 	if last {
-		s.follower.Close()
-		if err := s.replica.Close(); err != nil {
-			logger.Error("close replica", "db", s.path, "err", err)
-		}
+		s.close()
 	}
 }
 

@@ -1,0 +1,182 @@
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/walrust/walrust/vfs/replica"
+)
+
+// A process either follows a replica (it won the replica's lock file) or
+// reads it passively while another process follows it. A passive entry
+// keeps trying to take over, so that when the follower exits another
+// process starts following within one poll interval.
+
+// startPassive opens path for a process that does not follow it.
+func startPassive(path string, cfg Config) (*shared, error) {
+	s := &shared{
+		path: path, source: normalizeSource(cfg.Source), cfg: cfg,
+		stopWatch: make(chan struct{}), watchDone: make(chan struct{}),
+	}
+	if p, err := replica.OpenPassive(path); err == nil {
+		s.passive = p
+	} else if !errors.Is(err, replica.ErrNoReplica) {
+		return nil, err
+	}
+	logger.Info("another process follows this replica; reading it passively", "db", path)
+	go s.watch()
+	return s, nil
+}
+
+// watch turns a passive entry into the follower as soon as the lock file is
+// free, and opens the replica for reading once the follower has made it.
+func (s *shared) watch() {
+	defer close(s.watchDone)
+	for {
+		wait := s.cfg.Interval
+		s.mu.Lock()
+		if s.passive == nil {
+			wait = min(wait, 50*time.Millisecond) // an open is waiting for the first bootstrap
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.stopWatch:
+			return
+		case <-time.After(wait):
+		}
+		if s.tryTakeOver() {
+			return
+		}
+		s.mu.Lock()
+		if s.passive == nil {
+			if p, err := replica.OpenPassive(s.path); err == nil {
+				s.passive = p
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// tryTakeOver becomes the follower if no other process is.
+func (s *shared) tryTakeOver() bool {
+	r, err := replica.Open(s.path, s.source)
+	if errors.Is(err, replica.ErrFollowed) {
+		return false
+	} else if err != nil {
+		logger.Warn("cannot take over following", "db", s.path, "err", err)
+		return false
+	}
+	f, source, err := startFollower(r, s.cfg)
+	if err != nil {
+		r.Close()
+		logger.Warn("cannot take over following", "db", s.path, "err", err)
+		return false
+	}
+	logger.Info("took over following", "db", s.path, "source", source)
+	s.mu.Lock()
+	p := s.passive
+	s.replica, s.follower, s.passive, s.source = r, f, nil, source
+	s.mu.Unlock()
+	if p != nil {
+		// Transactions begun passively end on the shared base file, which
+		// the replica keeps open.
+		p.Close()
+	}
+	return true
+}
+
+// waitReady waits until there is a version to read, in either role.
+func (s *shared) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		f, p := s.follower, s.passive
+		s.mu.Unlock()
+		switch {
+		case f != nil:
+			return f.WaitReady(time.Until(deadline))
+		case p != nil:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("no replica after %s: another process follows %s and has not bootstrapped it yet", timeout, s.path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// begin starts a read transaction in the current role; end must follow.
+func (s *shared) begin() (v *replica.Version, end func(), err error) {
+	s.mu.Lock()
+	r, p := s.replica, s.passive
+	s.mu.Unlock()
+	switch {
+	case r != nil:
+		v, err := r.Pin()
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, v.Unpin, nil
+	case p != nil:
+		v, err := p.Begin()
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, func() {
+			if err := p.End(); err != nil {
+				logger.Error("unlock", "db", s.path, "err", err)
+			}
+		}, nil
+	}
+	return nil, nil, replica.ErrNoReplica
+}
+
+// close stops whatever the entry runs; the last connection calls it.
+func (s *shared) close() {
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		<-s.watchDone
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.follower != nil {
+		s.follower.Close()
+	}
+	if s.replica != nil {
+		if err := s.replica.Close(); err != nil {
+			logger.Error("close replica", "db", s.path, "err", err)
+		}
+	}
+	if s.passive != nil {
+		s.passive.Close()
+	}
+}
+
+// status is PRAGMA walrust_status: the follower's status, with TXIDs as
+// plain numbers, and the role this process plays.
+type status struct {
+	replica.Status
+	TXID uint64 `json:"txid"`
+	Role string `json:"role"` // "follower", or "reader" when another process follows
+}
+
+func (s *shared) status() status {
+	s.mu.Lock()
+	f, p := s.follower, s.passive
+	s.mu.Unlock()
+	if f != nil {
+		st := f.Status()
+		return status{Status: st, TXID: uint64(st.TXID), Role: "follower"}
+	}
+	st := replica.Status{Source: s.source, Path: s.path}
+	if p != nil {
+		if v, err := p.Begin(); err == nil {
+			st.TXID, st.Timestamp = v.TXID, v.Timestamp
+			st.LagSeconds = time.Since(v.Timestamp).Seconds()
+			p.End()
+		} else {
+			st.LastError = err.Error()
+		}
+	}
+	return status{Status: st, TXID: uint64(st.TXID), Role: "reader"}
+}
