@@ -1,5 +1,8 @@
 package replica
 
+// Litestream starts a new lineage (TXIDs from 1) when both its local state
+// and the store are empty: a store wiped under running replicas.
+
 import (
 	"os"
 	"path/filepath"
