@@ -28,6 +28,12 @@ type Follower struct {
 	// route around them and they are not downloaded again.
 	bad map[store.FileInfo]error
 
+	// broken holds files that could not follow the head they were tried on
+	// (ErrChainBroken), by that head's change counter. They are kept out of
+	// plans from that head only: after a snapshot of a new lineage they may
+	// well follow. One that breaks again from another head becomes bad.
+	broken map[store.FileInfo]uint32
+
 	// started is false until the first successful poll after start, which
 	// lists every level instead of only L0, so that a replica that was
 	// stopped for longer than L0 retention finds its way through L1+.
@@ -246,7 +252,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	next := head.TXID + 1
 	run := files
 	for i, fi := range files {
-		if fi.MinTXID != next || f.bad[fi] != nil {
+		if c, ok := f.broken[fi]; fi.MinTXID != next || f.bad[fi] != nil || (ok && c == head.Counter) {
 			run = files[:i]
 			break
 		}
@@ -290,7 +296,10 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		f.emit(Event{Kind: EventRebootstrap, File: *snap.snapshot, TXID: head.TXID})
 		return f.follow(ctx, snap)
 	}
-	p := cat.chainFrom(head.TXID)
+	p := cat.chainFrom(head.TXID, func(fi store.FileInfo) bool {
+		c, ok := f.broken[fi]
+		return ok && c == head.Counter
+	})
 	if p.reach < cat.head {
 		if snap, err := cat.fromNewestSnapshot(); err == nil && snap.reach > p.reach {
 			f.log.Warn("no chain of files reaches the store's head; re-bootstrapping",
@@ -394,10 +403,10 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 }
 
 // applyAll downloads files (several at a time) and applies them in order.
-// A file that fails verification, or cannot follow the head
-// (ErrChainBroken), is remembered as bad, so it is neither retried nor
-// planned through again; an error reading from the store is simply retried
-// at the next poll.
+// A file that fails verification is remembered as bad, so it is neither
+// retried nor planned through again; one that cannot follow the head is
+// kept out of plans from that head (see broken); an error reading from the
+// store is simply retried at the next poll.
 func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 	return fetchInOrder(ctx, f.st, files, func(fi store.FileInfo, rd io.Reader, src *sourceReader) error {
 		start := time.Now()
@@ -406,7 +415,11 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if src.err == nil {
+			switch {
+			case src.err != nil: // the store's fault: retry at the next poll
+			case errors.Is(err, ErrChainBroken):
+				f.chainBroken(fi, err)
+			default:
 				f.reject(fi, err)
 			}
 			return fmt.Errorf("apply %s: %w", fi, err)
@@ -419,6 +432,23 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 		f.emit(Event{Kind: EventApplied, File: fi, Bytes: fi.Size, Pages: pages, TXID: v.TXID, Took: time.Since(start)})
 		return nil
 	})
+}
+
+// chainBroken records a file that cannot follow the head: the store's
+// lineage changed under the replica (a new snapshot with another page size
+// or other content at the same TXIDs). catchUp then re-bootstraps if the
+// newest snapshot leads through it.
+func (f *Follower) chainBroken(fi store.FileInfo, err error) {
+	head := f.r.Head()
+	if c, ok := f.broken[fi]; ok && c != head.Counter {
+		f.reject(fi, err) // it follows neither the old chain nor the new one
+		return
+	}
+	if f.broken == nil {
+		f.broken = make(map[store.FileInfo]uint32)
+	}
+	f.broken[fi] = head.Counter
+	f.log.Warn("LTX file does not continue the replica; looking for a snapshot of the new lineage", "file", fi.String(), "err", err)
 }
 
 func (f *Follower) reject(fi store.FileInfo, err error) {

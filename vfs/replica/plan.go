@@ -58,12 +58,13 @@ func listCatalog(ctx context.Context, st store.Store, skip func(store.FileInfo) 
 // chainFrom picks, step by step, the file that covers the next TXID and
 // reaches furthest; ties go to the lower level (a smaller file). Greedy is
 // optimal here: from any TXID, reaching further never closes a path.
-func (c *catalog) chainFrom(txid ltx.TXID) plan {
+// Files for which skip says true are not used.
+func (c *catalog) chainFrom(txid ltx.TXID, skip func(store.FileInfo) bool) plan {
 	p := plan{reach: txid}
 	for {
 		best := -1
 		for i, f := range c.files {
-			if f.MinTXID > p.reach+1 || f.MaxTXID <= p.reach {
+			if f.MinTXID > p.reach+1 || f.MaxTXID <= p.reach || (skip != nil && skip(f)) {
 				continue
 			}
 			if best < 0 || f.MaxTXID > c.files[best].MaxTXID ||
@@ -90,7 +91,7 @@ func (c *catalog) fromNewestSnapshot() (plan, error) {
 			s = f
 		}
 	}
-	p := c.chainFrom(s.MaxTXID)
+	p := c.chainFrom(s.MaxTXID, nil)
 	p.snapshot = &s
 	return p, nil
 }

@@ -288,10 +288,18 @@ func (r *Replica) publish(v *Version) {
 	r.head = v
 }
 
-// Close releases the replica's files. Readers must have unpinned.
+// Close releases the replica's files. Readers must have unpinned. A
+// replica that never got a version leaves nothing behind but its lock file
+// (removing a lock file others may be waiting on would let two processes
+// lock two different files).
 func (r *Replica) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.base == nil {
+		if st, _ := readState(r.path); st == nil {
+			os.Remove(r.logDir) // only if empty: never another's files
+		}
+	}
 	for v := r.head; v != nil && v.seg != nil && !v.folded; v = v.parent {
 		v.seg.close()
 	}
