@@ -119,7 +119,12 @@ func rebuildSince(t *testing.T, st store.Store, first ltx.TXID) (string, ltx.Pos
 	var head ltx.TXID
 	for _, f := range append(l0, l9...) {
 		if g, dup := byTXID[f.MaxTXID]; dup {
-			t.Fatalf("TXID %d is reached by both %s and %s", f.MaxTXID, g, f)
+			// A snapshot after the first comes with a level-0 file of
+			// every page at the same TXID (Publisher.announce).
+			if g.Level != 0 || f.Level != store.SnapshotLevel {
+				t.Fatalf("TXID %d is reached by both %s and %s", f.MaxTXID, g, f)
+			}
+			checkAnnounce(t, st, g, f)
 		}
 		byTXID[f.MaxTXID] = f
 		head = max(head, f.MaxTXID)
@@ -151,6 +156,44 @@ func rebuildSince(t *testing.T, st store.Store, first ltx.TXID) (string, ltx.Pos
 		t.Fatal("the store holds no snapshot")
 	}
 	return path, pos
+}
+
+// checkAnnounce checks the level-0 file published with a snapshot: no
+// database checksums, and every page of the snapshot, identical.
+func checkAnnounce(t *testing.T, st store.Store, l0, snap store.FileInfo) {
+	t.Helper()
+	pages := func(f store.FileInfo) (ltx.Header, map[uint32][]byte) {
+		dec := ltx.NewDecoder(bytes.NewReader(readFile(t, st, f)))
+		if err := dec.DecodeHeader(); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		hdr := dec.Header()
+		m := map[uint32][]byte{}
+		var ph ltx.PageHeader
+		for {
+			data := make([]byte, hdr.PageSize)
+			if err := dec.DecodePage(&ph, data); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			m[ph.Pgno] = data
+		}
+		if err := dec.Close(); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		return hdr, m
+	}
+	ah, a := pages(l0)
+	sh, s := pages(snap)
+	if !ah.NoChecksum() || ah.MinTXID != ah.MaxTXID || ah.Commit != sh.Commit || ah.PageSize != sh.PageSize || len(a) != len(s) {
+		t.Fatalf("%s does not announce %s: header %+v, %d pages vs %d", l0, snap, ah, len(a), len(s))
+	}
+	for pgno, data := range s {
+		if !bytes.Equal(a[pgno], data) {
+			t.Fatalf("%s: page %d differs from %s", l0, pgno, snap)
+		}
+	}
 }
 
 func readFile(t *testing.T, st store.Store, f store.FileInfo) []byte {

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -283,7 +284,49 @@ func (p *Publisher) snapshot(ctx context.Context, cur Image, txid ltx.TXID, ts t
 	if err != nil {
 		return Result{}, err
 	}
-	return p.commit(ctx, stats, cur, ts, reason)
+	res, err := p.commit(ctx, stats, cur, ts, reason)
+	if err != nil || txid == 1 {
+		return res, err
+	}
+	return res, p.announce(ctx, txid, ts)
+}
+
+// announce publishes, next to a snapshot at txid, a level-0 file for the
+// same TXID holding every page. An idle follower lists only level 0 after
+// its own TXID, one request per poll; without this file it would not see
+// that the store moved on through a snapshot alone (a page size change, a
+// lost position). It carries no database checksums, because what it
+// follows is not known here: a follower whose pages do not match its page
+// size re-bootstraps from the snapshot; otherwise, holding every page, it
+// brings any previous state to this one.
+func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) error {
+	cur, f, err := OpenImage(p.wd.path(p.pos.Image))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	empty := Image{R: bytes.NewReader(nil), PageSize: cur.PageSize}
+	name := ltx.FormatFilename(txid, txid)
+	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
+		opts := p.encodeOptions("announce", name)
+		opts.NoChecksum = true
+		return WriteDelta(f, empty, cur, ltx.Pos{TXID: txid - 1}, txid, ts, opts)
+	})
+	if err != nil {
+		return err
+	}
+	info := store.FileInfo{Level: 0, MinTXID: txid, MaxTXID: txid, Size: stats.Size}
+	if err := p.upload(ctx, info); err != nil {
+		return err
+	}
+	also := refOf(info)
+	pos := p.pos
+	pos.Also = &also
+	if err := p.wd.save(pos); err != nil {
+		return err
+	}
+	p.pos = pos
+	return nil
 }
 
 // writePending creates the pending LTX file, fills it with write and makes
@@ -380,9 +423,9 @@ func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason strin
 	for _, f := range append(l0, l9...) {
 		head = max(head, f.MaxTXID)
 		switch {
-		case f.Level == last.Level && f.MinTXID == last.MinTXID && f.MaxTXID == last.MaxTXID &&
-			(f.Size == 0 || last.Size == 0 || f.Size == last.Size):
+		case p.pos.Last.is(f):
 			found = true
+		case p.pos.Also != nil && p.pos.Also.is(f):
 		case p.hasPos && f.MaxTXID == p.pos.TXID:
 			other = &f
 		}

@@ -37,6 +37,9 @@ type position struct {
 	Image    string       `json:"image"`
 	Store    string       `json:"store"`
 	Last     fileRef      `json:"last_file"` // the file that reached TXID
+	// Also is the level-0 file published with a snapshot at the same TXID
+	// (see Publisher.announce); it is ours too.
+	Also *fileRef `json:"also_file,omitempty"`
 }
 
 // fileRef is a store.FileInfo as it is kept in position.json.
@@ -49,6 +52,12 @@ type fileRef struct {
 
 func refOf(f store.FileInfo) fileRef {
 	return fileRef{Level: f.Level, MinTXID: f.MinTXID, MaxTXID: f.MaxTXID, Size: f.Size}
+}
+
+// is says whether a listed file is the one r names.
+func (r fileRef) is(f store.FileInfo) bool {
+	return f.Level == r.Level && f.MinTXID == r.MinTXID && f.MaxTXID == r.MaxTXID &&
+		(f.Size == 0 || r.Size == 0 || f.Size == r.Size)
 }
 
 func (r fileRef) info() store.FileInfo {
