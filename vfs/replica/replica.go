@@ -197,6 +197,9 @@ func (r *Replica) replayLog() error {
 			r.publish(r.newVersion(seg))
 		}
 	}
+	if err := r.removeUnnamedStaged(); err != nil {
+		return err
+	}
 	paths, err := listSegments(r.logDir)
 	if err != nil {
 		return err
@@ -242,6 +245,26 @@ func (r *Replica) clearLog() error {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("clear log: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// removeUnnamedStaged removes the staged snapshots the state does not name:
+// a crash after a snapshot was staged and before Install recorded it leaves
+// one behind, as big as the database, that nothing would ever remove.
+func (r *Replica) removeUnnamedStaged() error {
+	entries, err := os.ReadDir(r.logDir)
+	if err != nil {
+		return fmt.Errorf("read log dir: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(r.logDir, e.Name())
+		if !strings.HasSuffix(p, stagedExt) || (r.state.Staged != nil && p == r.state.Staged.Path) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove unused staged snapshot: %w", err)
 		}
 	}
 	return nil
