@@ -44,6 +44,7 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 			hdr.PreApplyChecksum, head.Checksum, head.TXID, ErrChainBroken)
 	}
 
+	hook("apply:start")
 	seg, err := createSegment(r.logDir, hdr.PageSize)
 	if err != nil {
 		return nil, err
@@ -57,8 +58,10 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
+	hook("apply:written")
 	v := r.newVersion(done)
 	r.publish(v)
+	hook("apply:done")
 	return v, nil
 }
 

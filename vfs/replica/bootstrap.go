@@ -28,6 +28,7 @@ const stagedExt = ".staged"
 // database; the file checksum is checked at the end, and a file that fails
 // is removed.
 func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
+	hook("stage:start")
 	f, err := os.CreateTemp(r.logDir, ".snapshot-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("stage snapshot: %w", err)
@@ -47,6 +48,7 @@ func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
 		os.Remove(f.Name())
 		return nil, err
 	}
+	hook("stage:done")
 	return st, nil
 }
 
@@ -152,12 +154,14 @@ func (r *Replica) Install(s *Staged) error {
 	if err := writeState(r.path, &st); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
+	hook("install:state")
 	r.state = st
 	seg, err := openStaged(st.Staged)
 	if err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
 	r.publish(r.newVersion(seg))
+	hook("install:done")
 	return nil
 }
 
@@ -172,10 +176,15 @@ func (r *Replica) installFirst(s *Staged) error {
 	if err := writeState(r.path, &r.state); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
+	hook("install:state")
 	if err := r.finishFirstInstall(); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
-	return r.loadBase()
+	if err := r.loadBase(); err != nil {
+		return err
+	}
+	hook("install:done")
+	return nil
 }
 
 // finishFirstInstall renames the staged snapshot over the base file (unless
@@ -188,6 +197,7 @@ func (r *Replica) finishFirstInstall() error {
 		if err := os.Rename(s.Path, r.path); err != nil {
 			return err
 		}
+		hook("install:renamed")
 		if err := syncDir(filepath.Dir(r.path)); err != nil {
 			return err
 		}

@@ -47,11 +47,13 @@ func (r *Replica) Fold() (bool, error) {
 	} else if err != nil {
 		return false, fmt.Errorf("fold: %w", err)
 	}
+	hook("fold:locked")
 	// The state is written under the lock too, so that a passive reader in
 	// another process reads the TXID of the file it reads.
 	st := r.stateFor(target)
 	err := r.writeFold(fold, target)
 	if err == nil {
+		hook("fold:synced")
 		err = writeState(r.path, &st)
 	}
 	if uerr := r.base.lock.unlockExclusive(); err == nil && uerr != nil {
@@ -77,11 +79,13 @@ func (r *Replica) Fold() (bool, error) {
 	r.state = st
 	r.mu.Unlock()
 
+	hook("fold:state")
 	for _, v := range fold {
 		if err := v.seg.remove(); err != nil {
 			return true, err
 		}
 	}
+	hook("fold:done")
 	return true, nil
 }
 
@@ -134,6 +138,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 		if _, err := io.Copy(io.NewOffsetWriter(wf, 0), io.NewSectionReader(full.f, 0, n)); err != nil {
 			return fmt.Errorf("copy staged snapshot: %w", err)
 		}
+		hook("fold:snapshot")
 		start++
 	}
 
@@ -156,6 +161,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 			written[pgno] = true
 		}
 	}
+	hook("fold:pages")
 	// Page 1 always, even when no version changed it (a WAL primary does not
 	// bump its change counter): it carries the new counter and size.
 	r.mu.RLock()
