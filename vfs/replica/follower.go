@@ -98,9 +98,6 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
-	if r.Head() != nil {
-		close(f.ready)
-	}
 	go f.run(ctx)
 	return f
 }
@@ -169,6 +166,12 @@ func (f *Follower) run(ctx context.Context) {
 		err := f.step(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if f.r.Head() != nil {
+			// Ready after the first poll, not before it: an open of a
+			// replica that exists sees the store's state as of the open
+			// (or, when the store cannot be reached, the last state).
+			f.markReady()
 		}
 		f.mu.Lock()
 		f.status.LastPoll = time.Now().UTC()
