@@ -125,8 +125,34 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 		}
 	}
 	wf := r.base.f
-	// A staged snapshot in the fold replaces the whole file: copy it, then
-	// only the versions after it matter.
+	ps := int64(target.PageSize)
+	page1 := make([]byte, ps)
+	r.mu.RLock()
+	err := target.readPage(1, page1)
+	r.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	target.patchHeader(page1, 0)
+	// Page 1 first, with foldingMagic in place of SQLite's: from here until
+	// the real page 1 is written last, the file is a mix of TXIDs, and if
+	// this process dies meanwhile the mark stays. A plain SQLite reader in
+	// another process then fails with "file is not a database" instead of
+	// reading a torn file (the new counter makes it drop its cache and read
+	// page 1 again), Passive.Begin reports ErrFoldInterrupted, and the next
+	// follower folds again. The sync orders the mark before the pages on
+	// disk too.
+	mark := append([]byte(nil), page1...)
+	copy(mark, foldingMagic)
+	if _, err := wf.WriteAt(mark, 0); err != nil {
+		return fmt.Errorf("write base: %w", err)
+	}
+	if err := wf.Sync(); err != nil {
+		return fmt.Errorf("sync base: %w", err)
+	}
+
+	// A staged snapshot in the fold replaces the whole file: copy it (but
+	// its page 1), then only the versions after it matter.
 	start := 0
 	for i, v := range fold {
 		if v.seg.full {
@@ -134,15 +160,14 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 		}
 	}
 	if full := fold[start].seg; full.full {
-		n := min(int64(full.meta.Commit), int64(target.Commit)) * int64(full.meta.PageSize)
-		if _, err := io.Copy(io.NewOffsetWriter(wf, 0), io.NewSectionReader(full.f, 0, n)); err != nil {
+		n := min(int64(full.meta.Commit), int64(target.Commit)) * ps
+		if _, err := io.Copy(io.NewOffsetWriter(wf, ps), io.NewSectionReader(full.f, ps, n-ps)); err != nil {
 			return fmt.Errorf("copy staged snapshot: %w", err)
 		}
 		hook("fold:snapshot")
 		start++
 	}
 
-	ps := int64(target.PageSize)
 	buf := make([]byte, ps)
 	written := make(map[uint32]bool)
 	// Newest first, so each page is written once, with its newest image.
@@ -163,15 +188,9 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	}
 	hook("fold:pages")
 	// Page 1 always, even when no version changed it (a WAL primary does not
-	// bump its change counter): it carries the new counter and size.
-	r.mu.RLock()
-	err := target.readPage(1, buf)
-	r.mu.RUnlock()
-	if err != nil {
-		return err
-	}
-	target.patchHeader(buf, 0)
-	if _, err := wf.WriteAt(buf, 0); err != nil {
+	// bump its change counter): it carries the new counter and size, and
+	// SQLite's magic again.
+	if _, err := wf.WriteAt(page1, 0); err != nil {
 		return fmt.Errorf("write base: %w", err)
 	}
 	// Shrink after VACUUM; also extends a file whose last page is the

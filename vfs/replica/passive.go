@@ -16,6 +16,11 @@ import (
 // and take over when that process exits.
 var ErrFollowed = errors.New("another process follows this replica")
 
+// ErrFoldInterrupted means the process that followed this replica died in
+// the middle of a fold: the base file is a mix of two TXIDs, marked as such
+// on page 1, until another process takes over and folds again.
+var ErrFoldInterrupted = errors.New("the process that followed this replica stopped in the middle of a fold; waiting for another to take over")
+
 // leaderLock is the exclusive flock on <db>-replica-lock that elects the one
 // process whose follower writes the replica. flock, unlike fcntl, belongs to
 // the open file description, so no other descriptor of the file, opened or
@@ -140,11 +145,17 @@ func (p *Passive) End() error { return p.b.lock.runlock() }
 
 // current describes the file as it is: its page 1 already carries the
 // served header, and the state file, written under the same lock as the
-// fold, names its TXID.
+// fold, names its TXID. A fold that died before it wrote the state leaves
+// page 1 marked (foldingMagic: the file is torn), or carrying a counter the
+// state does not (the file is whole, at a TXID the state does not name):
+// both are ErrFoldInterrupted.
 func (p *Passive) current() (*Version, error) {
 	var hdr [100]byte
 	if _, err := p.b.f.ReadAt(hdr[:], 0); err != nil {
 		return nil, fmt.Errorf("read header of %s: %w", p.path, err)
+	}
+	if string(hdr[:16]) != sqliteMagic {
+		return nil, ErrFoldInterrupted
 	}
 	pageSize := uint32(binary.BigEndian.Uint16(hdr[16:]))
 	if pageSize == 1 {
@@ -153,6 +164,9 @@ func (p *Passive) current() (*Version, error) {
 	st, err := readState(p.path)
 	if err != nil || st == nil {
 		return nil, fmt.Errorf("read state of %s: %v", p.path, err)
+	}
+	if binary.BigEndian.Uint32(hdr[24:]) != st.Counter {
+		return nil, ErrFoldInterrupted
 	}
 	return &Version{
 		r: p.r, TXID: st.TXID, PageSize: pageSize, Commit: binary.BigEndian.Uint32(hdr[28:]),

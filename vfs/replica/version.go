@@ -143,19 +143,29 @@ func (x *Version) readBase(pgno uint32, buf []byte) error {
 	return nil
 }
 
+// The first 16 bytes of page 1: SQLite's magic, and the mark a fold writes
+// in its place while the base file is a mix of TXIDs (see writeFold).
+const (
+	sqliteMagic  = "SQLite format 3\x00"
+	foldingMagic = "walrust:folding\x00"
+)
+
 // patchHeader rewrites the parts of page 1's header that must differ from
-// the primary's: the file format bytes (18, 19) say rollback journal, so
-// SQLite never looks for -wal or -shm files; the change counter (24) and
-// version-valid-for (92) are this version's counter, so SQLite keeps its page
-// cache exactly while nothing changed; the size in pages (28) is the commit.
-// dst holds the bytes of page 1 that start at offset at.
+// the primary's, or from the base file's: SQLite's magic (0), which the
+// base file lacks while a fold is interrupted; the file format bytes (18,
+// 19) say rollback journal, so SQLite never looks for -wal or -shm files;
+// the change counter (24) and version-valid-for (92) are this version's
+// counter, so SQLite keeps its page cache exactly while nothing changed; the
+// size in pages (28) is the commit. dst holds the bytes of page 1 that
+// start at offset at.
 func (v *Version) patchHeader(dst []byte, at int64) {
 	var hdr [100]byte
+	copy(hdr[:], sqliteMagic)
 	hdr[18], hdr[19] = 1, 1
 	binary.BigEndian.PutUint32(hdr[24:], v.Counter)
 	binary.BigEndian.PutUint32(hdr[28:], v.Commit)
 	binary.BigEndian.PutUint32(hdr[92:], v.Counter)
-	for _, f := range [...]struct{ off, n int64 }{{18, 2}, {24, 8}, {92, 4}} {
+	for _, f := range [...]struct{ off, n int64 }{{0, 16}, {18, 2}, {24, 8}, {92, 4}} {
 		for i := f.off; i < f.off+f.n; i++ {
 			if i >= at && i < at+int64(len(dst)) {
 				dst[i-at] = hdr[i]
