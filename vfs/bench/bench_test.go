@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"bufio"
+	"database/sql"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/walrust/walrust/vfs"
+)
+
+var (
+	fullFlag    = flag.Bool("full", false, "run every scenario at full size and print the Markdown table on stdout (make bench)")
+	onlyFlag    = flag.String("only", "", "comma-separated scenarios to run: reads,lag,bootstrap,apply,idle (default: all)")
+	childProf   = flag.String("child-cpuprofile", "", "write a CPU profile of each walrust bootstrap child to this path (the last one wins)")
+	outFlag     = flag.String("out", "", "with -full, write the table to this file instead of stdout")
+	samplesFlag = flag.Float64("samples", 1, "scale the number of samples of every scenario by this factor")
+)
+
+func TestMain(m *testing.M) {
+	if err := vfs.Register(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// config sizes one run. smoke() is what `go test` runs; full() is make bench.
+type config struct {
+	name string
+
+	// reads
+	readMB      int // the database read by both VFSes, and the large bootstrap snapshot
+	readPairs   int // interleaved samples per read case (full scans: scanPairs)
+	scanPairs   int
+	lookupsWarm int // point lookups per warm sample
+	lookupsCold int // point lookups per cold sample (one new connection each)
+	rangesWarm  int // range scans per sample
+	rangesCold  int
+	rangeRows   int64
+
+	// lag
+	lagIntervals []time.Duration
+	lagSamples   int
+
+	// bootstrap
+	bootMB   []int // snapshot sizes; the last one is readMB's database
+	bootReps int
+
+	// apply
+	applyFiles, applyPages, applyReps int
+
+	// idle
+	idleInterval time.Duration
+	idlePolls    int
+}
+
+func smoke() config {
+	return config{
+		name:   "smoke",
+		readMB: 4, readPairs: 2, scanPairs: 1,
+		lookupsWarm: 50, lookupsCold: 20, rangesWarm: 5, rangesCold: 2, rangeRows: 100,
+		lagIntervals: []time.Duration{50 * time.Millisecond}, lagSamples: 3,
+		bootMB: []int{1, 4}, bootReps: 1,
+		applyFiles: 20, applyPages: 10, applyReps: 1,
+		idleInterval: 30 * time.Millisecond, idlePolls: 4,
+	}
+}
+
+func full() config {
+	return config{
+		name:   "full",
+		readMB: 256, readPairs: 40, scanPairs: 6,
+		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000,
+		lagIntervals: []time.Duration{100 * time.Millisecond, time.Second}, lagSamples: 100,
+		bootMB: []int{64, 256}, bootReps: 3,
+		applyFiles: 2000, applyPages: 10, applyReps: 3,
+		idleInterval: 100 * time.Millisecond, idlePolls: 30,
+	}
+}
+
+func (c config) scaled(n int) int { return max(1, int(math.Round(float64(n)**samplesFlag))) }
+
+// row is one line of the table: what walrust did, what the baseline measured
+// in the same run did, and their ratio.
+type row struct {
+	group    string // reads, lag, bootstrap, apply, idle
+	what     string
+	walrust  string
+	baseline string
+	a, b     float64 // the two numbers behind the ratio (walrust, baseline); both > 0 when sane
+	ratio    float64 // a / b
+	noise    string  // spread of the per-pair ratios, when there are pairs
+	target   string
+	meets    string // "yes", "no", or "" when there is no target
+}
+
+type bench struct {
+	t    *testing.T
+	cfg  config
+	dir  string
+	rows []row
+}
+
+func (b *bench) want(s string) bool {
+	if *onlyFlag == "" {
+		return true
+	}
+	return slices.Contains(strings.Split(*onlyFlag, ","), s)
+}
+
+// logf reports progress: on stderr in a full run (stdout is the table), in
+// the test log otherwise.
+func (b *bench) logf(format string, args ...any) {
+	b.t.Helper()
+	if *fullFlag {
+		fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	} else {
+		b.t.Logf(format, args...)
+	}
+}
+
+// TestBench runs every scenario: at full size with -full (make bench), at a
+// tiny size otherwise, where it checks only that each row has sane numbers
+// (it never asserts on timings).
+func TestBench(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		t.Skip("a child process")
+	}
+	cfg := smoke()
+	if *fullFlag {
+		cfg = full()
+	} else if testing.Short() {
+		t.Skip("-short")
+	}
+	b := &bench{t: t, cfg: cfg, dir: t.TempDir()}
+	start := time.Now()
+	m := machine()
+	b.logf("%s run; %s", cfg.name, m)
+	d := b.prepare()
+	if b.want("reads") {
+		b.reads(d)
+	}
+	if b.want("lag") {
+		b.lag()
+	}
+	if b.want("bootstrap") {
+		b.bootstrap(d)
+	}
+	if b.want("apply") {
+		b.apply(d)
+	}
+	if b.want("idle") {
+		b.idle()
+	}
+	out := b.table(d, m, time.Since(start))
+	if *fullFlag && *outFlag != "" {
+		if err := os.WriteFile(*outFlag, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	} else if *fullFlag {
+		fmt.Print(out)
+	} else {
+		t.Log("\n" + out)
+	}
+	for _, r := range b.rows {
+		if !(r.a > 0) || !(r.b > 0) || !(r.ratio > 0) || math.IsInf(r.ratio, 0) || math.IsNaN(r.ratio) {
+			t.Errorf("%s / %s: not a sane measurement: walrust %v (%s), baseline %v (%s), ratio %v",
+				r.group, r.what, r.a, r.walrust, r.b, r.baseline, r.ratio)
+		}
+	}
+	if len(b.rows) == 0 {
+		t.Errorf("no scenario ran (-only %q)", *onlyFlag)
+	}
+}
+
+func (b *bench) add(r row) {
+	if r.b != 0 {
+		r.ratio = r.a / r.b
+	}
+	b.rows = append(b.rows, r)
+	b.logf("%-9s %-58s %s | %s | ratio %.2f %s", r.group, r.what, r.walrust, r.baseline, r.ratio, r.noise)
+}
+
+// table is the Markdown the README shows.
+func (b *bench) table(d *data, m string, took time.Duration) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "Machine: %s\n\n", m)
+	fmt.Fprintf(&s, "| scenario | walrust | baseline (same run, interleaved) | ratio | target | meets |\n")
+	fmt.Fprintf(&s, "|---|---|---|---|---|---|\n")
+	for _, r := range b.rows {
+		ratio := fmt.Sprintf("%.2f", r.ratio)
+		if r.noise != "" {
+			ratio += " " + r.noise
+		}
+		fmt.Fprintf(&s, "| %s: %s | %s | %s | %s | %s | %s |\n", r.group, r.what, r.walrust, r.baseline, ratio, r.target, r.meets)
+	}
+	fmt.Fprintf(&s, "\n%s\n", d.describe(b.cfg))
+	fmt.Fprintf(&s, "Whole run: %s.\n", took.Round(time.Second))
+	return s.String()
+}
+
+// machine is the line that says what the numbers were measured on.
+func machine() string {
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	kernel := "?"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	sqliteVersion := "?"
+	if db, err := sql.Open("sqlite3", ":memory:"); err == nil {
+		_ = db.QueryRow("SELECT sqlite_version()").Scan(&sqliteVersion)
+		db.Close()
+	}
+	mem := "?"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, %s, Linux %s, %s %s/%s, SQLite %s (mattn/go-sqlite3), versitygw v1.8.0 on loopback",
+		model, runtime.NumCPU(), mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, sqliteVersion)
+}
+
+// --- statistics ---------------------------------------------------------
+
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// quantile by linear interpolation between closest ranks.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	pos := q * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := int(math.Ceil(pos))
+	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
+}
+
+func durs(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Seconds()
+	}
+	return out
+}
+
+// pairs are interleaved samples of A (walrust) and B (the baseline).
+type pairs struct{ a, b []time.Duration }
+
+// interleave takes n samples of each, alternating which goes first
+// (A B, B A, A B, ...), so that a slow spell of the machine, or being
+// second, does not favour either.
+func interleave(n int, a, b func(i int) time.Duration) pairs {
+	var p pairs
+	for i := range n {
+		if i%2 == 0 {
+			p.a = append(p.a, a(i))
+			p.b = append(p.b, b(i))
+		} else {
+			p.b = append(p.b, b(i))
+			p.a = append(p.a, a(i))
+		}
+	}
+	return p
+}
+
+// ratio is median(A)/median(B); noise is the spread (p25–p75) of the
+// per-pair ratios.
+func (p pairs) ratio() (med float64, noise string) {
+	var rs []float64
+	for i := range p.a {
+		if p.b[i] > 0 {
+			rs = append(rs, float64(p.a[i])/float64(p.b[i]))
+		}
+	}
+	med = median(durs(p.a)) / median(durs(p.b))
+	if len(rs) >= 4 {
+		noise = fmt.Sprintf("(pairs p25–p75 %.2f–%.2f)", quantile(rs, 0.25), quantile(rs, 0.75))
+	}
+	return med, noise
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	}
+}
+
+func fmtSec(s float64) string { return fmtDur(time.Duration(s * float64(time.Second))) }
+
+func meets(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}

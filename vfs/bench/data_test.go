@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/publish"
+)
+
+// testDB is one generated database and its LTX snapshot (TXID 1).
+type testDB struct {
+	mb       int
+	path     string // the SQLite file (rollback journal)
+	snap     string // its snapshot, written the way Litestream writes them (LZ4 pages, no database checksums)
+	snapSize int64
+	pages    uint32
+	rows     int64
+}
+
+type data struct {
+	dbs map[int]*testDB
+	gen time.Duration
+}
+
+func (d *data) db(mb int) *testDB { return d.dbs[mb] }
+
+// snapName is the name of a snapshot at TXID 1.
+var snapName = ltx.FormatFilename(1, 1)
+
+// prepare generates the databases the selected scenarios need.
+func (b *bench) prepare() *data {
+	start := time.Now()
+	d := &data{dbs: map[int]*testDB{}}
+	var sizes []int
+	if b.want("reads") {
+		sizes = append(sizes, b.cfg.readMB)
+	}
+	if b.want("bootstrap") {
+		sizes = append(sizes, b.cfg.bootMB...)
+	}
+	if b.want("apply") {
+		sizes = append(sizes, b.cfg.bootMB[0])
+	}
+	slices.Sort(sizes)
+	for _, mb := range slices.Compact(sizes) {
+		d.dbs[mb] = b.makeDB(mb)
+	}
+	d.gen = time.Since(start)
+	return d
+}
+
+// lorem is the compressible half of every row.
+const lorem = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam"
+
+// makeDB writes a database of at least mb MiB: table t (id INTEGER PRIMARY
+// KEY, k TEXT, v TEXT) with rows of about 220 bytes (120 random hex
+// characters and 80 of text), 4 KiB pages, and its snapshot.
+func (b *bench) makeDB(mb int) *testDB {
+	t := b.t
+	t.Helper()
+	start := time.Now()
+	dir := filepath.Join(b.dir, fmt.Sprintf("db%d", mb))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &testDB{mb: mb, path: filepath.Join(dir, "primary.db"), snap: filepath.Join(dir, snapName)}
+	db, err := sql.Open("sqlite3", "file:"+d.path+"?_journal_mode=OFF&_synchronous=OFF")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("PRAGMA page_size=4096")
+	exec("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL, v TEXT NOT NULL)")
+	insert := func(n int64) {
+		t.Helper()
+		exec(`INSERT INTO t (id, k, v)
+			WITH RECURSIVE c(x) AS (SELECT ?1 UNION ALL SELECT x+1 FROM c WHERE x < ?2)
+			SELECT x, printf('key-%09d', x), hex(randomblob(60)) || substr(?3, 1 + x % 61, 80) FROM c`,
+			d.rows+1, d.rows+n, lorem)
+		d.rows += n
+	}
+	target := int64(mb) << 20
+	insert(target / 240) // a little under the target; then top up
+	for {
+		var pages int64
+		if err := db.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+			t.Fatal(err)
+		}
+		if pages*4096 >= target {
+			d.pages = uint32(pages)
+			break
+		}
+		insert(max(100, (target-pages*4096)/240))
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	img, f, err := publish.OpenImage(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, err := os.Create(d.snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := publish.WriteSnapshot(out, img, 1, time.Now(), &publish.EncodeOptions{NoChecksum: true, SpillDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d.snapSize = st.Size
+	b.logf("generated a %d MiB database (%d rows, %d pages) and its %.1f MiB snapshot in %s",
+		mb, d.rows, d.pages, float64(d.snapSize)/(1<<20), time.Since(start).Round(time.Millisecond))
+	return d
+}
+
+// describe says what the data was, under the table.
+func (d *data) describe(cfg config) string {
+	var s strings.Builder
+	var mbs []int
+	for mb := range d.dbs {
+		mbs = append(mbs, mb)
+	}
+	slices.Sort(mbs)
+	for _, mb := range mbs {
+		x := d.dbs[mb]
+		fmt.Fprintf(&s, "- %d MiB database: table t(id INTEGER PRIMARY KEY, k TEXT, v TEXT), %d rows of ~220 bytes, %d pages of 4 KiB; its LTX snapshot is %.1f MiB (LZ4, no database checksums, as Litestream writes them).\n",
+			mb, x.rows, x.pages, float64(x.snapSize)/(1<<20))
+	}
+	fmt.Fprintf(&s, "- Data generated in %s (not part of any measurement).\n", d.gen.Round(time.Second))
+	return s.String()
+}
+
+// link hard-links src to dst (making dst's directory), or copies it when
+// they are on different file systems.
+func link(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
