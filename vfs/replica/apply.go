@@ -28,7 +28,7 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	if head == nil {
 		return nil, ErrNoReplica
 	}
-	dec := ltx.NewDecoder(bufio.NewReaderSize(rd, 256<<10))
+	dec := newDecoder(rd)
 	if err := dec.DecodeHeader(); err != nil {
 		return nil, fmt.Errorf("decode header: %w", err)
 	}
@@ -63,6 +63,16 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	r.publish(v)
 	hook("apply:done")
 	return v, nil
+}
+
+// newDecoder decodes an LTX stream. The decoder would otherwise keep the
+// file's page index in a map, built at Close (tens of bytes per page: a
+// snapshot's memory would grow with the database); the index is verified
+// either way, and nothing here uses it.
+func newDecoder(rd io.Reader) *ltx.Decoder {
+	dec := ltx.NewDecoder(bufio.NewReaderSize(rd, 256<<10))
+	dec.SetRetainPageIndex(false)
+	return dec
 }
 
 // decodePages streams the file's pages into the segment while updating the

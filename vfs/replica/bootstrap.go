@@ -53,7 +53,7 @@ func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
 }
 
 func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
-	dec := ltx.NewDecoder(bufio.NewReaderSize(rd, 256<<10))
+	dec := newDecoder(rd)
 	if err := dec.DecodeHeader(); err != nil {
 		return nil, fmt.Errorf("decode header: %w", err)
 	}
