@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/psanford/sqlite3vfs"
 	"github.com/walrust/walrust/vfs/replica"
@@ -59,8 +60,15 @@ func (f *dbFile) version() (*replica.Version, func(), error) {
 	return f.s.begin()
 }
 
+// readHook, when a test sets it, sees every read SQLite makes of a
+// database file (the page cache test counts them). Nil in production.
+var readHook atomic.Pointer[func(path string, off int64, n int)]
+
 func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {
 	defer guard("read", &err)
+	if h := readHook.Load(); h != nil {
+		(*h)(f.s.path, off, len(p))
+	}
 	v, done, err := f.version()
 	if err != nil {
 		return 0, sqlite3vfs.IOErrorRead
