@@ -193,19 +193,21 @@ func (f *Follower) run(ctx context.Context) {
 }
 
 func (f *Follower) step(ctx context.Context) error {
-	if f.r.Head() == nil {
-		return f.bootstrap(ctx)
-	}
 	var err error
-	if !f.started {
+	switch {
+	case f.r.Head() == nil:
+		err = f.bootstrap(ctx)
+	case !f.started:
 		err = f.catchUp(ctx)
-	} else {
+	default:
 		err = f.pollOnce(ctx)
 	}
 	// A failed poll may have missed files that L0 retention deletes before
 	// the store answers again (an outage, an idle primary): the next
 	// successful poll lists every level, as after a restart.
 	f.started = err == nil
+	// Fold after a bootstrap too, so that other processes, which read only
+	// the base file, see the chain after the snapshot without waiting a poll.
 	if _, ferr := f.r.Fold(); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
