@@ -1,13 +1,14 @@
 package replica
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -52,6 +53,12 @@ func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
 	return st, nil
 }
 
+// decodeSnapshot decodes a snapshot into f in two stages that run at once,
+// so that a bootstrap uses two cores: this goroutine reads the stream,
+// checks its file checksum and decompresses pages into batches; a writer
+// goroutine computes each page's database checksum and writes the batch.
+// A fixed set of batches circulates between them, so memory stays bounded
+// (snapshotBatches × ~256 KiB) whatever the database's size.
 func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	dec := newDecoder(rd)
 	if err := dec.DecodeHeader(); err != nil {
@@ -61,62 +68,151 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	if !hdr.IsSnapshot() {
 		return nil, fmt.Errorf("not a snapshot: TXIDs %s-%s", hdr.MinTXID, hdr.MaxTXID)
 	}
-	ps := int64(hdr.PageSize)
-	data := make([]byte, ps)
-	hasher := ltx.NewHasher()
-	var sum, page1Sum ltx.Checksum
-	var ph ltx.PageHeader
-	pages := 0
-	bw := bufio.NewWriterSize(f, 1<<20) // pages arrive in order: write sequentially
-	next := uint32(1)
-	for {
-		if err := dec.DecodePage(&ph, data); err == io.EOF {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("decode page: %w", err)
-		}
-		if ph.Pgno > hdr.Commit {
-			return nil, fmt.Errorf("page %d beyond commit %d", ph.Pgno, hdr.Commit)
-		}
-		if ph.Pgno < next {
-			return nil, fmt.Errorf("page %d out of order", ph.Pgno)
-		}
-		for ; next < ph.Pgno; next++ { // the lock page is not stored: leave zeros
-			if _, err := bw.Write(make([]byte, ps)); err != nil {
-				return nil, fmt.Errorf("write staged: %w", err)
-			}
-		}
-		c := ltx.ChecksumPageWithHasher(hasher, ph.Pgno, data)
-		sum = ltx.ChecksumFlag | (sum ^ c)
-		if ph.Pgno == 1 {
-			page1Sum = c
-		}
-		if _, err := bw.Write(data); err != nil {
-			return nil, fmt.Errorf("write staged: %w", err)
-		}
-		next++
-		pages++
+	ps := int(hdr.PageSize)
+	per := max(1, snapshotBatchBytes/ps) // pages per batch
+	free := make(chan *snapshotBatch, snapshotBatches)
+	full := make(chan *snapshotBatch, snapshotBatches)
+	for range snapshotBatches {
+		free <- &snapshotBatch{buf: make([]byte, per*ps), pgnos: make([]uint32, 0, per)}
+	}
+	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1}
+	written := make(chan error, 1)
+	go func() { written <- w.run(full, free) }()
+
+	pages, err := decodeSnapshotPages(dec, hdr, per, free, full, &w.failed)
+	close(full)
+	if werr := <-written; werr != nil { // the writer is done with f, whatever happened
+		return nil, werr
+	} else if err != nil {
+		return nil, err
 	}
 	if err := dec.Close(); err != nil {
 		return nil, fmt.Errorf("verify snapshot: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("write staged: %w", err)
-	}
-	if pages == 0 || page1Sum == 0 {
+	if pages == 0 || w.page1Sum == 0 {
 		return nil, errors.New("snapshot has no page 1")
 	}
 	tr := dec.Trailer()
-	if !hdr.NoChecksum() && tr.PostApplyChecksum != sum {
-		return nil, fmt.Errorf("snapshot checksum %s does not match its pages (%s)", tr.PostApplyChecksum, sum)
+	if !hdr.NoChecksum() && tr.PostApplyChecksum != w.sum {
+		return nil, fmt.Errorf("snapshot checksum %s does not match its pages (%s)", tr.PostApplyChecksum, w.sum)
 	}
-	if err := f.Truncate(int64(hdr.Commit) * ps); err != nil {
+	if err := f.Truncate(int64(hdr.Commit) * int64(ps)); err != nil {
 		return nil, fmt.Errorf("size staged: %w", err)
 	}
 	return &Staged{Pages: pages, Meta: segmentMeta{
 		MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit,
-		Timestamp: hdr.Timestamp, Checksum: sum, Page1Checksum: page1Sum,
+		Timestamp: hdr.Timestamp, Checksum: w.sum, Page1Checksum: w.page1Sum,
 	}}, nil
+}
+
+const (
+	snapshotBatchBytes = 256 << 10 // decoded pages handed to the writer at once
+	snapshotBatches    = 4         // batches in circulation
+)
+
+// snapshotBatch is a run of decoded pages, back to back in buf, ascending.
+type snapshotBatch struct {
+	buf   []byte
+	pgnos []uint32
+}
+
+// decodeSnapshotPages decodes every page into batches taken from free and
+// hands each full batch to the writer, checking that pages come in order
+// and within the commit.
+func decodeSnapshotPages(dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan *snapshotBatch, full chan<- *snapshotBatch, failed *atomic.Bool) (int, error) {
+	ps := int(hdr.PageSize)
+	var ph ltx.PageHeader
+	pages := 0
+	next := uint32(1)
+	b := <-free
+	for {
+		if len(b.pgnos) == per {
+			if failed.Load() {
+				return pages, errors.New("the writer failed") // run returns why
+			}
+			full <- b
+			b = <-free
+		}
+		n := len(b.pgnos)
+		if err := dec.DecodePage(&ph, b.buf[n*ps:(n+1)*ps]); err == io.EOF {
+			break
+		} else if err != nil {
+			return pages, fmt.Errorf("decode page: %w", err)
+		}
+		if ph.Pgno > hdr.Commit {
+			return pages, fmt.Errorf("page %d beyond commit %d", ph.Pgno, hdr.Commit)
+		}
+		if ph.Pgno < next {
+			return pages, fmt.Errorf("page %d out of order", ph.Pgno)
+		}
+		b.pgnos = append(b.pgnos, ph.Pgno)
+		next = ph.Pgno + 1
+		pages++
+	}
+	if len(b.pgnos) > 0 {
+		full <- b
+	}
+	return pages, nil
+}
+
+// snapshotWriter is the second stage: it writes batches to the staged file
+// in order, leaving zeros for pages the snapshot does not hold (the lock
+// page), and accumulates the database checksum.
+type snapshotWriter struct {
+	f        *os.File
+	ps       int
+	hasher   hash.Hash64
+	next     uint32 // page number at the file's current write offset
+	sum      ltx.Checksum
+	page1Sum ltx.Checksum
+	failed   atomic.Bool // set once a write has failed: the decoder stops
+}
+
+// run writes every batch it receives until full is closed, and gives each
+// back. After an error it only gives batches back, so the decoder never
+// blocks.
+func (w *snapshotWriter) run(full <-chan *snapshotBatch, free chan<- *snapshotBatch) error {
+	var err error
+	for b := range full {
+		if err == nil {
+			if err = w.write(b); err != nil {
+				w.failed.Store(true)
+			}
+		}
+		b.pgnos = b.pgnos[:0]
+		free <- b
+	}
+	return err
+}
+
+func (w *snapshotWriter) write(b *snapshotBatch) error {
+	ps := w.ps
+	start := 0 // first page of the run not written yet
+	for i, pgno := range b.pgnos {
+		page := b.buf[i*ps : (i+1)*ps]
+		c := ltx.ChecksumPageWithHasher(w.hasher, pgno, page)
+		w.sum = ltx.ChecksumFlag | (w.sum ^ c)
+		if pgno == 1 {
+			w.page1Sum = c
+		}
+		if pgno > w.next { // the lock page is not stored: leave zeros
+			if _, err := w.f.Write(b.buf[start*ps : i*ps]); err != nil {
+				return fmt.Errorf("write staged: %w", err)
+			}
+			zero := make([]byte, ps)
+			for ; w.next < pgno; w.next++ {
+				if _, err := w.f.Write(zero); err != nil {
+					return fmt.Errorf("write staged: %w", err)
+				}
+			}
+			start = i
+		}
+		w.next = pgno + 1
+	}
+	if _, err := w.f.Write(b.buf[start*ps : len(b.pgnos)*ps]); err != nil {
+		return fmt.Errorf("write staged: %w", err)
+	}
+	return nil
 }
 
 // Discard removes a staged file that will not be installed.
