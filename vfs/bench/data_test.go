@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -63,11 +64,9 @@ const lorem = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do e
 // makeDB writes a database of at least mb MiB: table t (id INTEGER PRIMARY
 // KEY, k TEXT, v TEXT) with rows of about 220 bytes (120 random hex
 // characters and 80 of text), 4 KiB pages, and its snapshot.
-func (b *bench) makeDB(mb int) *testDB {
-	t := b.t
+func makeDB(t testing.TB, parent string, mb int) *testDB {
 	t.Helper()
-	start := time.Now()
-	dir := filepath.Join(b.dir, fmt.Sprintf("db%d", mb))
+	dir := filepath.Join(parent, fmt.Sprintf("db%d", mb))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +126,12 @@ func (b *bench) makeDB(mb int) *testDB {
 		t.Fatal(err)
 	}
 	d.snapSize = st.Size
+	return d
+}
+
+func (b *bench) makeDB(mb int) *testDB {
+	start := time.Now()
+	d := makeDB(b.t, b.dir, mb)
 	b.logf("generated a %d MiB database (%d rows, %d pages) and its %.1f MiB snapshot in %s",
 		mb, d.rows, d.pages, float64(d.snapSize)/(1<<20), time.Since(start).Round(time.Millisecond))
 	return d
