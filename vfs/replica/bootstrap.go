@@ -165,6 +165,7 @@ type snapshotWriter struct {
 	next     uint32 // page number at the file's current write offset
 	sum      ltx.Checksum
 	page1Sum ltx.Checksum
+	flushed  int64       // bytes handed to startWriteback so far
 	failed   atomic.Bool // set once a write has failed: the decoder stops
 }
 
@@ -212,8 +213,18 @@ func (w *snapshotWriter) write(b *snapshotBatch) error {
 	if _, err := w.f.Write(b.buf[start*ps : len(b.pgnos)*ps]); err != nil {
 		return fmt.Errorf("write staged: %w", err)
 	}
+	// Start writing what is written to disk now, while the rest decodes,
+	// so that the fsync before the rename has little left to wait for.
+	if end := int64(w.next-1) * int64(ps); end-w.flushed >= writebackBytes {
+		startWriteback(w.f, w.flushed, end-w.flushed)
+		w.flushed = end
+	}
 	return nil
 }
+
+// writebackBytes is how much a bootstrap writes before it asks the kernel
+// to start writing it to disk.
+const writebackBytes = 8 << 20
 
 // Discard removes a staged file that will not be installed.
 func (s *Staged) Discard() { os.Remove(s.path) }
