@@ -47,6 +47,7 @@ type config struct {
 	rangesWarm  int // range scans per sample
 	rangesCold  int
 	rangeRows   int64
+	unfolded    int // versions applied behind a long read transaction
 
 	// lag
 	lagIntervals []time.Duration
@@ -68,7 +69,7 @@ func smoke() config {
 	return config{
 		name:   "smoke",
 		readMB: 4, readPairs: 2, scanPairs: 1,
-		lookupsWarm: 50, lookupsCold: 20, rangesWarm: 5, rangesCold: 2, rangeRows: 100,
+		lookupsWarm: 50, lookupsCold: 20, rangesWarm: 5, rangesCold: 2, rangeRows: 100, unfolded: 20,
 		lagIntervals: []time.Duration{50 * time.Millisecond}, lagSamples: 3,
 		bootMB: []int{1, 4}, bootReps: 1,
 		applyFiles: 20, applyPages: 10, applyReps: 1,
@@ -80,7 +81,7 @@ func full() config {
 	return config{
 		name:   "full",
 		readMB: 256, readPairs: 40, scanPairs: 6,
-		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000,
+		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000, unfolded: 1000,
 		lagIntervals: []time.Duration{100 * time.Millisecond, time.Second}, lagSamples: 100,
 		bootMB: []int{64, 256}, bootReps: 3,
 		applyFiles: 2000, applyPages: 10, applyReps: 3,

@@ -1,13 +1,20 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/store"
 )
 
 const (
@@ -216,4 +223,135 @@ func (b *bench) reads(d *data) {
 		})
 		_ = ratio
 	}
+
+	// The same reads once versions pile up unfolded: a long read
+	// transaction on another connection pins the base file's TXID, so
+	// nothing folds while cfg.unfolded small files are applied. Each file
+	// rewrites one page's unused gap (logically the same database), so
+	// walrust and the default VFS, which still reads the base file, read
+	// the same rows.
+	long, err := w.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	tx, err := long.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var one int64
+	if err := tx.QueryRow("SELECT count(*) FROM t WHERE id <= 1").Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	last := publishGapEdits(t, big, storeRoot, cfg.unfolded)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var txid int64
+		if err := w.conn.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
+			t.Fatal(err)
+		}
+		if txid == int64(last) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads: replica at TXID %d, want %d", txid, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.logf("reads: %d versions applied behind a long read transaction in %s", cfg.unfolded, time.Since(start).Round(time.Millisecond))
+	for _, c := range []struct {
+		what   string
+		n      int
+		sample func(i int) func(c *sql.Conn, st readStmts) error
+	}{
+		{fmt.Sprintf("point lookups, warm, %d versions unfolded behind a long read transaction", cfg.unfolded), cfg.readPairs, lookups(cfg.lookupsWarm)},
+		{fmt.Sprintf("full-table aggregate, warm, %d versions unfolded behind a long read transaction", cfg.unfolded), cfg.scanPairs, scan},
+	} {
+		p := interleave(b.cfg.scaled(c.n),
+			func(i int) time.Duration { return w.run(t, true, c.sample(i)) },
+			func(i int) time.Duration { return def.run(t, true, c.sample(i)) })
+		ratio, noise := p.ratio()
+		ma, mb := median(durs(p.a)), median(durs(p.b))
+		b.add(row{
+			group: "reads", what: c.what,
+			walrust:  fmtSec(ma) + " /sample",
+			baseline: fmtSec(mb) + " (default VFS, the base file)",
+			a:        ma, b: mb, noise: noise,
+			target: "≤ 1.15", meets: meets(ratio <= 1.15),
+		})
+	}
+}
+
+// publishGapEdits puts n LTX files at level 0 of the file store at root,
+// TXIDs 2..n+1, each rewriting one random b-tree page of db with a byte
+// changed in the page's unallocated gap (between the cell pointers and the
+// cell content), which SQLite never reads: every version holds the same
+// rows. It returns the last TXID.
+func publishGapEdits(t testing.TB, db *testDB, root string, n int) ltx.TXID {
+	t.Helper()
+	st, err := store.OpenFile(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(db.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const ps = 4096
+	rng := rand.New(rand.NewPCG(7, 7))
+	page := make([]byte, ps)
+	txid := ltx.TXID(1)
+	for i := 0; i < n; {
+		pgno := 2 + uint32(rng.Int64N(int64(db.pages-1)))
+		if pgno == ltx.LockPgno(ps) {
+			continue
+		}
+		if _, err := f.ReadAt(page, int64(pgno-1)*ps); err != nil {
+			t.Fatal(err)
+		}
+		hsize := 8
+		switch page[0] {
+		case 0x0d, 0x0a: // leaf pages
+		case 0x05, 0x02: // interior pages
+			hsize = 12
+		default:
+			continue // an overflow or free page: leave it
+		}
+		lo := hsize + 2*int(binary.BigEndian.Uint16(page[3:]))
+		hi := int(binary.BigEndian.Uint16(page[5:]))
+		if hi == 0 {
+			hi = 65536
+		}
+		if hi-lo < 1 {
+			continue
+		}
+		page[lo+rng.IntN(hi-lo)] ^= 0x5a
+		txid++
+		var buf bytes.Buffer
+		enc, err := ltx.NewEncoder(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.EncodeHeader(ltx.Header{
+			Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: ps, Commit: db.pages,
+			MinTXID: txid, MaxTXID: txid, Timestamp: time.Now().UnixMilli(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, page); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi := store.FileInfo{Level: 0, MinTXID: txid, MaxTXID: txid}
+		if err := st.Put(context.Background(), fi, &buf); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	return txid
 }
