@@ -66,8 +66,10 @@ func (r *Replica) Fold() (bool, error) {
 	r.mu.Lock()
 	for _, v := range fold {
 		v.folded = true
+		v.chain.folded(v)
 		v.seg.close()
 	}
+	target.chain.root = target
 	for _, v := range r.abandoned {
 		if v.seg != nil {
 			v.seg.close()

@@ -42,6 +42,7 @@ type Replica struct {
 	abandoned []*Version
 
 	counter uint32 // last change counter handed out
+	seq     uint64 // last Version.seq handed out
 
 	leader *leaderLock // this process is the one that writes the replica
 }
@@ -172,8 +173,9 @@ func (r *Replica) loadBase() error {
 	r.root = &Version{
 		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
-		base: r.base,
+		base: r.base, chain: newChainIndex(),
 	}
+	r.root.chain.root = r.root
 	r.head = r.root
 	return nil
 }
@@ -307,6 +309,15 @@ func (r *Replica) publish(v *Version) {
 				break
 			}
 		}
+	}
+	r.seq++
+	v.seq = r.seq
+	if v.parent == nil {
+		v.chain = newChainIndex()
+		v.chain.full = v
+	} else {
+		v.chain = v.parent.chain
+		v.chain.add(v)
 	}
 	r.head = v
 }

@@ -35,6 +35,12 @@ type Version struct {
 	parent *Version
 	base   *baseFile
 
+	// seq orders the versions of a replica by publication; chain indexes
+	// the pages of the chain v belongs to (set when v is published; nil
+	// for a version that reads only the base file).
+	seq   uint64
+	chain *chainIndex
+
 	// folded is set (under Replica.mu) once the base file holds this version:
 	// a page lookup that reaches it reads the base file.
 	folded bool
@@ -103,27 +109,104 @@ func (v *Version) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // readPage reads the primary's image of page pgno (page 1 unpatched) into
-// buf. The caller holds r.mu for reading.
+// buf: from the newest version at or below v that holds the page, found
+// through the chain's index, else from where the chain rests (an unfolded
+// snapshot, or the base file). The caller holds r.mu for reading.
 func (v *Version) readPage(pgno uint32, buf []byte) error {
-	for x := v; x != nil; x = x.parent {
-		if x.seg == nil || x.folded {
-			return x.readBase(pgno, buf)
-		}
-		if x.seg.full && pgno > x.Commit {
+	if v.seg == nil || v.folded {
+		return v.readBase(pgno, buf)
+	}
+	c := v.chain
+	if x := c.find(pgno, v.seq); x != nil {
+		return x.readSegment(pgno, buf)
+	}
+	if f := c.full; f != nil {
+		if pgno > f.Commit {
 			clear(buf) // the lock page, or past the end
 			return nil
 		}
-		if off, ok := x.seg.lookup(pgno); ok {
-			n, err := x.seg.f.ReadAt(buf, off)
-			if err == io.EOF && x.seg.full {
-				clear(buf[n:]) // a trailing lock page is not stored
-			} else if err != nil {
-				return fmt.Errorf("read page %d of TXID %s: %w", pgno, x.TXID, err)
-			}
-			return nil
+		return f.readSegment(pgno, buf)
+	}
+	return c.root.readBase(pgno, buf)
+}
+
+// readSegment reads page pgno from x's segment, which holds it.
+func (x *Version) readSegment(pgno uint32, buf []byte) error {
+	off, _ := x.seg.lookup(pgno)
+	n, err := x.seg.f.ReadAt(buf, off)
+	if err == io.EOF && x.seg.full {
+		clear(buf[n:]) // a trailing lock page is not stored
+	} else if err != nil {
+		return fmt.Errorf("read page %d of TXID %s: %w", pgno, x.TXID, err)
+	}
+	return nil
+}
+
+// chainIndex finds a page in a chain of versions without walking it: a
+// reader pinned deep below the head (a long transaction keeps folds back
+// while versions pile up) would otherwise test every newer version's
+// segment, for every page it reads. Guarded by Replica.mu.
+type chainIndex struct {
+	// pages lists, for each page, the unfolded versions of the chain whose
+	// segments hold it, oldest first (ascending seq).
+	pages map[uint32][]*Version
+	// full is the unfolded staged snapshot the chain starts with, if any:
+	// it holds every page no later version changed.
+	full *Version
+	// root is the version the base file holds for this chain, once full
+	// is nil (or when the chain never had one).
+	root *Version
+}
+
+func newChainIndex() *chainIndex { return &chainIndex{pages: make(map[uint32][]*Version)} }
+
+// find returns the newest version at or below seq that holds pgno.
+func (c *chainIndex) find(pgno uint32, seq uint64) *Version {
+	l := c.pages[pgno]
+	lo, hi := 0, len(l) // the first entry newer than seq is in [lo, hi]
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if l[m].seq <= seq {
+			lo = m + 1
+		} else {
+			hi = m
 		}
 	}
-	return fmt.Errorf("read page %d: version chain has no root", pgno)
+	if lo == 0 {
+		return nil
+	}
+	return l[lo-1]
+}
+
+// add records a newly published version's pages.
+func (c *chainIndex) add(v *Version) {
+	for pgno := range v.seg.pages {
+		c.pages[pgno] = append(c.pages[pgno], v)
+	}
+}
+
+// folded forgets a version whose pages the base file now holds.
+func (c *chainIndex) folded(v *Version) {
+	if v.seg.full {
+		if c.full == v {
+			c.full = nil
+		}
+		return
+	}
+	for pgno := range v.seg.pages {
+		l := c.pages[pgno]
+		for i, x := range l { // v is the oldest: folds go oldest first
+			if x == v {
+				l = append(l[:i:i], l[i+1:]...)
+				break
+			}
+		}
+		if len(l) == 0 {
+			delete(c.pages, pgno)
+		} else {
+			c.pages[pgno] = l
+		}
+	}
 }
 
 // readBase reads from the base file, where x is the version the file holds.
