@@ -151,6 +151,17 @@ func (d *data) describe(cfg config) string {
 			mb, x.rows, x.pages, float64(x.snapSize)/(1<<20))
 	}
 	fmt.Fprintf(&s, "- Data generated in %s (not part of any measurement).\n", d.gen.Round(time.Second))
+	fmt.Fprintf(&s, "\nHow each row is measured (ratio = walrust ÷ baseline; each pair interleaved A B, B A, ...; \"pairs p25–p75\" is the spread of the per-pair ratios):\n\n")
+	for _, n := range []string{
+		fmt.Sprintf("reads: the %d MiB database, bootstrapped into a walrust replica from a file store; the baseline opens the replica's base file (`mode=ro`) with SQLite's default unix VFS once the follower has installed the snapshot (nothing left to fold). Both through mattn/go-sqlite3 with its default page cache (`cache_size=-2000`, 2 MB, %.1f%% of the database), the same prepared statements and the same random keys. The OS page cache holds the whole file for both (it is read once first): the comparison is of the VFS, not of the disk. Warm: one connection held throughout, SQLite's cache kept between samples; cold: a new connection per sample, its open timed too. Median time per sample.", cfg.readMB, 2/float64(cfg.readMB)*100),
+		fmt.Sprintf("reads with versions unfolded: a read transaction stays open on another connection while the replica applies %d one-page LTX files (each rewrites the unused gap of a b-tree page, so both sides read the same rows); walrust reads through those versions, the default VFS reads the base file.", cfg.unfolded),
+		fmt.Sprintf("lag: %d replicas (intervals %v, each with and without a long read transaction) follow one versitygw prefix through the VFS; for each sample a row is inserted on a primary, its LTX file PUT with walrust's S3 client after a random delay (random phase against every poll timer), and the clock starts when the PUT returns; a reader per replica runs `SELECT max(id)` every millisecond. Ideal poller = 0.99 × interval + the median LIST+GET of that file timed against the same server in the same run.", 2*len(cfg.lagIntervals), cfg.lagIntervals),
+		"bootstrap: each measurement is a child process (so VmHWM is that job's peak RSS): time from `sql.Open` of a replica that does not exist yet to its first query's answer (S3 client setup, listing, one GET, decode, verify, write, fsync, install). Baseline: one GET of the same object with the same S3 client, `io.Copy` to a local file, fsync (client made and object listed before the clock starts); to `io.Discard` for reference. Medians.",
+		fmt.Sprintf("apply: a follower (file store, interval 10 ms) bootstrapped from the %d MiB snapshot; %d LTX files of %d changed pages appear at once (one rename); time until the state file names the last TXID (applied, folded into the base file, durable); \"visible\" is when the head reached it. Baseline: the same %d page images pwritten into a copy of the database, with an fsync after each file's pages.", cfg.bootMB[0], cfg.applyFiles, cfg.applyPages, cfg.applyFiles*cfg.applyPages),
+		fmt.Sprintf("idle: a caught-up replica at interval %s; polls counted from distinct `last_poll` values of `PRAGMA walrust_status` (sampled every 2 ms), requests from versitygw's own request log over exactly those polls.", cfg.idleInterval),
+	} {
+		fmt.Fprintf(&s, "- %s\n", n)
+	}
 	return s.String()
 }
 
