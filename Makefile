@@ -52,14 +52,14 @@ test: all tools
 demo: all
 	sh cmd/walrust/demo.sh
 
-# The benchmark table (vfs/bench, about 5 minutes): walrust against SQLite's
+# The benchmark table (vfs/bench, about 3 minutes): walrust against SQLite's
 # default VFS and against plain downloads, raw page writes and an ideal
 # poller, each pair interleaved in one run. Progress goes to stderr, the
 # Markdown table to stdout (and to build/bench.md). `make test` runs the same
 # scenarios at a tiny size, checking only that they produce sane numbers.
 bench: all tools
-	$(GO) test -c -o $(BUILD)/walrust-bench.test ./vfs/bench
-	$(BUILD)/walrust-bench.test -test.run '^TestBench$$' -test.timeout 30m -full -out $(BUILD)/bench.md >&2
+	@$(GO) test -c -o $(BUILD)/walrust-bench.test ./vfs/bench
+	@$(BUILD)/walrust-bench.test -test.run '^TestBench$$' -test.timeout 30m -full -out $(BUILD)/bench.md >&2
 	@cat $(BUILD)/bench.md
 
 clean:
