@@ -45,7 +45,7 @@ cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP
 	touch "$dir/stop-writer"
-	for pid in $replicate_pid $publish_pid $writer_pid; do
+	for pid in $replicate_pid $publish_pid; do
 		kill "$pid" 2>/dev/null || true
 	done
 	for pid in $replicate_pid $publish_pid $writer_pid; do
@@ -92,6 +92,11 @@ INSERT INTO events (at, payload) SELECT strftime('%Y-%m-%d %H:%M:%f', 'now'), ra
 EOF
 echo "    primary.db: WAL mode, $(rows "$primary") rows; a writer adds 5 rows every 100ms"
 (
+	# Signals do not stop the writer half-way: cleanup asks it to stop (the
+	# stop-writer file) and waits, so no sqlite3 of it outlives the demo or
+	# writes into a directory being removed. (Ignored signals are inherited:
+	# each insert finishes too.)
+	trap '' INT TERM HUP
 	while [ ! -e "$dir/stop-writer" ]; do
 		sqlite3 "$primary" ".timeout 5000" \
 			"INSERT INTO events (at, payload) SELECT strftime('%Y-%m-%d %H:%M:%f', 'now'), randomblob(200) FROM generate_series(1, 5)" \
