@@ -45,7 +45,7 @@ func acquire(path string, cfg Config) (*shared, error) {
 	replicas.mu.Lock()
 	s, ok := replicas.m[path]
 	if ok {
-		if cfg.Source != "" && normalizeSource(cfg.Source) != s.source {
+		if cfg.Source != "" && store.Canonical(cfg.Source) != s.source {
 			replicas.mu.Unlock()
 			return nil, fmt.Errorf("%s is already open here following %s, not %s", path, s.source, cfg.Source)
 		}
@@ -70,7 +70,7 @@ func acquire(path string, cfg Config) (*shared, error) {
 // start opens path in the role this process can take: the follower, or a
 // passive reader when another process follows it.
 func start(path string, cfg Config) (*shared, error) {
-	r, err := replica.Open(path, normalizeSource(cfg.Source))
+	r, err := replica.Open(path, store.Canonical(cfg.Source))
 	if errors.Is(err, replica.ErrFollowed) {
 		return startPassive(path, cfg)
 	} else if err != nil {
@@ -119,15 +119,6 @@ func (s *shared) release() {
 	if last {
 		s.close()
 	}
-}
-
-// normalizeSource makes equal sources compare equal in the state file.
-func normalizeSource(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > len("file:///") {
-		s = strings.TrimRight(s, "/")
-	}
-	return s
 }
 
 // lazyStore opens its store at first use, and again at every use until an

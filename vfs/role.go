@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // A process either follows a replica (it won the replica's lock file) or
@@ -16,7 +17,7 @@ import (
 // startPassive opens path for a process that does not follow it.
 func startPassive(path string, cfg Config) (*shared, error) {
 	s := &shared{
-		path: path, source: normalizeSource(cfg.Source), cfg: cfg,
+		path: path, source: store.Canonical(cfg.Source), cfg: cfg,
 		stopWatch: make(chan struct{}), watchDone: make(chan struct{}),
 	}
 	if p, err := replica.OpenPassive(path); err == nil {

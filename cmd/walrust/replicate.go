@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/store"
 )
 
 var replicateCommand = &command{
@@ -97,7 +98,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	if _, err := checkSource(source); err != nil {
 		return err
 	}
-	source = normalizeSource(source)
+	source = store.Canonical(source)
 	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
 		return fmt.Errorf("--local %s is a directory, not a database file", local)
 	}
@@ -192,17 +193,6 @@ func openLeader(ctx context.Context, p *replicatePrinter, local, source string, 
 
 // statusEvery is how often the command looks at the follower's status.
 const statusEvery = 100 * time.Millisecond
-
-// normalizeSource makes equal sources compare equal in the state file, the
-// way the VFS does, so that a replica made here opens there with the same
-// source= (or none).
-func normalizeSource(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > len("file:///") {
-		s = strings.TrimRight(s, "/")
-	}
-	return s
-}
 
 // followerLogger is the follower's own log on stderr at WALRUST_LOG's level;
 // by default it is off, since the command prints every event itself.

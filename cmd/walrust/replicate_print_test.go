@@ -134,17 +134,3 @@ func TestReplicateEventLines(t *testing.T) {
 		t.Errorf("stderr %q, want %q", errOut, want)
 	}
 }
-
-func TestNormalizeSource(t *testing.T) {
-	for in, want := range map[string]string{
-		"file:///":             "file:///",
-		"file:///a/b/":         "file:///a/b",
-		" s3://bucket/app// ":  "s3://bucket/app",
-		"s3://bucket":          "s3://bucket",
-		"file:///srv/store///": "file:///srv/store",
-	} {
-		if got := normalizeSource(in); got != want {
-			t.Errorf("normalizeSource(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

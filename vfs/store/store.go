@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path"
 	"strings"
 	"sync/atomic"
 
@@ -156,4 +157,33 @@ func parseName(level int, name string, size int64) (FileInfo, bool) {
 		return FileInfo{}, false
 	}
 	return FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: size}, true
+}
+
+// Canonical spells a source URL one way, so that the same store compares
+// equal however it was written: file:/dir, file://localhost/dir/ and
+// file:///dir/./ are all file:///dir; s3://bucket/app/ is s3://bucket/app.
+// A string that is not a URL comes back trimmed.
+func Canonical(source string) string {
+	s := strings.TrimSpace(source)
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return s
+	}
+	switch u.Scheme {
+	case "file":
+		if (u.Host != "" && u.Host != "localhost") || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+			return s // not an absolute local path: leave it for Open to refuse
+		}
+		return "file://" + path.Clean("/"+u.Path)
+	case "s3":
+		c := "s3://" + u.Host
+		if p := strings.Trim(path.Clean("/"+u.Path), "/"); p != "" {
+			c += "/" + p
+		}
+		if u.RawQuery != "" {
+			c += "?" + u.RawQuery
+		}
+		return c
+	}
+	return strings.TrimRight(s, "/")
 }
