@@ -15,8 +15,9 @@ import (
 
 // dbFile is one connection's handle on a replica. It pins the newest
 // version when SQLite takes its SHARED lock at the start of a read
-// transaction, reads only that version until the lock is dropped, and so
-// sees exactly one TXID per transaction.
+// transaction (or, when another process follows the replica, takes
+// SQLite's shared lock on the file), reads only that version until the lock
+// is dropped, and so sees exactly one TXID per transaction.
 type dbFile struct {
 	s      *shared
 	pinned *replica.Version // set between SHARED lock and unlock
@@ -92,8 +93,9 @@ func (f *dbFile) FileSize() (size int64, err error) {
 	return v.Size(), nil
 }
 
-// Lock pins at SHARED. Anything stronger is a write, which a replica
-// refuses; SQLite does not ask for it because the open said read-only.
+// Lock begins a read transaction at SHARED (see shared.begin). Anything
+// stronger is a write, which a replica refuses; SQLite does not ask for it
+// because the open said read-only.
 func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 	defer guard("lock", &err)
 	if l > sqlite3vfs.LockShared {
