@@ -17,7 +17,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
+	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/internal/testtool"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // lineReader delivers a child process's stdout line by line.

@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
-	"github.com/walrust/walrust/vfs/internal/testtool"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // lsTarget is where Litestream replicates to and how walrust reaches it.

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -22,10 +22,10 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
-	"github.com/walrust/walrust/vfs/internal/s3test"
-	"github.com/walrust/walrust/vfs/internal/testtool"
+	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // These tests follow a real S3 server (versitygw on loopback) end to end:

@@ -10,7 +10,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
+	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 )
 

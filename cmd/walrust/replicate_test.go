@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/s3test"
 )
 
 // syncBuffer collects a process's output while the test reads it.
@@ -654,9 +655,9 @@ func TestReplicateRefused(t *testing.T) {
 
 // Replicating from a real S3 server, with the S3 options as flags.
 func TestReplicateS3(t *testing.T) {
-	srv := startVersitygw(t, "bucket")
-	env := []string{"AWS_ACCESS_KEY_ID=" + srv.access, "AWS_SECRET_ACCESS_KEY=" + srv.secret}
-	flags := []string{"--endpoint", srv.endpoint, "--region", "us-east-1", "--path-style"}
+	srv := s3test.Start(t, "bucket")
+	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	flags := []string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
 	path, db := newDB(t, "wal")
 	addContent(t, db, 100)
 	publish := func() {

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

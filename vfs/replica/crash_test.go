@@ -19,8 +19,8 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/internal/testtool"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // The crash test runs the follower in a child process (this test binary,

@@ -18,7 +18,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
+	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/internal/ltxtest"
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/internal/s3test"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
 

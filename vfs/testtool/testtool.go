@@ -21,7 +21,7 @@ func BuildDir() string {
 		return d
 	}
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "build")
+	return filepath.Join(filepath.Dir(file), "..", "..", "build")
 }
 
 // Missing skips or, under CI, fails the test.
