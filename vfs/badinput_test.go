@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/walrust/walrust/vfs"
 	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // These tests feed the VFS bad input — bad URIs and environment, bad or
@@ -39,25 +39,7 @@ type biEnv struct {
 	pub      *ltxtest.Primary
 	images   map[ltx.TXID][]byte
 	sums     map[ltx.TXID]ltx.Checksum
-	log      *biLog
-}
-
-// biLog collects walrust's log lines for the test.
-type biLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *biLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *biLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log      *testtool.Buffer
 }
 
 // newBiEnv makes a reference database with table t at pageSize, publishes
@@ -71,7 +53,7 @@ func newBiEnv(t *testing.T, pageSize int, noSnapshot bool) *biEnv {
 	dir := t.TempDir()
 	e := &biEnv{
 		t: t, dir: dir, storeDir: filepath.Join(dir, "store"), replica: filepath.Join(dir, "replica.db"),
-		images: map[ltx.TXID][]byte{}, sums: map[ltx.TXID]ltx.Checksum{}, log: &biLog{},
+		images: map[ltx.TXID][]byte{}, sums: map[ltx.TXID]ltx.Checksum{}, log: &testtool.Buffer{},
 	}
 	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {

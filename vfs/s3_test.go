@@ -1,7 +1,6 @@
 package vfs_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -51,25 +50,7 @@ type s3World struct {
 	primPath string
 	pub      *ltxtest.Primary
 	rows     int // rows in t on the primary
-	log      *s3Log
-}
-
-// s3Log collects walrust's log lines.
-type s3Log struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *s3Log) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *s3Log) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log      *testtool.Buffer
 }
 
 // newS3World starts versitygw with the root credentials in the environment,
@@ -78,7 +59,7 @@ func (l *s3Log) String() string {
 // files the way Litestream does.
 func newS3World(t *testing.T, noChecksum bool) *s3World {
 	t.Helper()
-	w := &s3World{t: t, srv: s3test.Start(t, s3Bucket), dir: t.TempDir(), log: &s3Log{}}
+	w := &s3World{t: t, srv: s3test.Start(t, s3Bucket), dir: t.TempDir(), log: &testtool.Buffer{}}
 	w.srv.Env(t)
 	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {

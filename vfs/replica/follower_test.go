@@ -326,7 +326,7 @@ func TestBadFiles(t *testing.T) {
 		}
 		w.checkHead(r, 2, "truncated file")
 	}
-	if !w.logs.contains("rejected") || !w.logs.contains(l0(txid).Name()) {
+	if !logContains(w.logs, "rejected") || !logContains(w.logs, l0(txid).Name()) {
 		t.Fatalf("rejection not logged:\n%s", w.logs)
 	}
 	w.put(1, good)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // refDB is the reference: a real SQLite database in rollback-journal mode,
@@ -99,7 +100,7 @@ type world struct {
 	images   map[ltx.TXID][]byte
 	sums     map[ltx.TXID]ltx.Checksum
 	path     string // the replica's local file
-	logs     *logBuffer
+	logs     *testtool.Buffer
 }
 
 func newWorld(t testing.TB, pageSize int, noChecksum bool) *world {
@@ -108,7 +109,7 @@ func newWorld(t testing.TB, pageSize int, noChecksum bool) *world {
 	w := &world{
 		t: t, dir: dir, storeDir: filepath.Join(dir, "store"),
 		images: map[ltx.TXID][]byte{}, sums: map[ltx.TXID]ltx.Checksum{},
-		path: filepath.Join(dir, "replica.db"), logs: &logBuffer{},
+		path: filepath.Join(dir, "replica.db"), logs: &testtool.Buffer{},
 	}
 	w.source = "file://" + w.storeDir
 	if err := os.MkdirAll(w.storeDir, 0o755); err != nil {
@@ -407,22 +408,5 @@ func segments(t testing.TB, r *Replica) int {
 	return len(entries)
 }
 
-// logBuffer collects a follower's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) contains(s string) bool { return strings.Contains(l.String(), s) }
+// logContains says whether a follower's log has s in it.
+func logContains(l *testtool.Buffer, s string) bool { return strings.Contains(l.String(), s) }

@@ -90,7 +90,7 @@ func TestNewLineageAtRestart(t *testing.T) {
 	f := w.manual(r) // a new follower: its first step lists every level
 	mustStep(t, f)
 	w2.checkHead(r, 3, "new lineage after a restart")
-	if !w.logs.contains("new lineage") {
+	if !logContains(w.logs, "new lineage") {
 		t.Errorf("no log line about the new lineage:\n%s", w.logs)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // countingStore counts the follower's calls: ListAfter calls started and
@@ -79,7 +80,7 @@ func testS3IdlePolls(t *testing.T, old int) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	logs := &logBuffer{}
+	logs := &testtool.Buffer{}
 	f := NewFollower(r, cs, interval, slog.New(slog.NewTextHandler(logs, nil)))
 	defer f.Close()
 	if err := f.WaitReady(10 * time.Second); err != nil {
