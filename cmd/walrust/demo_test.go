@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // demoTimeout bounds a run of the demo; it ends by itself in about 10 s.
@@ -169,7 +171,7 @@ func TestDemoInterrupted(t *testing.T) {
 	cmd := exec.Command("sh", "demo.sh")
 	cmd.Env = append(os.Environ(), "WALRUST="+binary, "WALRUST_EXT="+ext, "WALRUST_SHELL="+shell, "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out syncBuffer
+	var out testtool.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
