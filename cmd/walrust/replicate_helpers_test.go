@@ -1,9 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,61 +165,6 @@ func mustExec(t *testing.T, db *sql.DB, queries ...string) {
 	}
 }
 
-// contentHash hashes the schema and every table's rows, in rowid order.
-func contentHash(t *testing.T, db *sql.DB) string {
-	t.Helper()
-	h := sha256.New()
-	var tables []string
-	rows, err := db.Query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var typ, name, tbl, ddl string
-		if err := rows.Scan(&typ, &name, &tbl, &ddl); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(h, "%s|%s|%s|%s\n", typ, name, tbl, ddl)
-		if typ == "table" && !strings.HasPrefix(name, "sqlite_") {
-			tables = append(tables, name)
-		}
-	}
-	if err := rows.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range tables {
-		rows, err := db.Query(fmt.Sprintf(`SELECT * FROM "%s" ORDER BY rowid`, table))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, err := rows.Columns()
-		if err != nil {
-			t.Fatal(err)
-		}
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		n := 0
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range vals {
-				fmt.Fprintf(h, "%T:%v|", v, v)
-			}
-			h.Write([]byte{'\n'})
-			n++
-		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(h, "%s: %d rows\n", table, n)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // checkReplica opens the replica's base file read-only with plain SQLite and
 // compares it with the primary: integrity, content, page size and size.
 func checkReplica(t *testing.T, primary *sql.DB, path string) (size int64) {
@@ -235,7 +178,7 @@ func checkReplica(t *testing.T, primary *sql.DB, path string) (size int64) {
 	if err := rdb.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
 		t.Fatalf("replica integrity_check: %q, %v", ok, err)
 	}
-	if a, b := contentHash(t, primary), contentHash(t, rdb); a != b {
+	if a, b := testtool.ContentHash(t, primary), testtool.ContentHash(t, rdb); a != b {
 		t.Fatalf("replica content differs from the primary's")
 	}
 	var pageSize, pages int64

@@ -14,6 +14,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/s3test"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 var bootstrapOutput = regexp.MustCompile(`^Bootstrapping from snapshot\.\.\.\n` +
@@ -252,7 +253,7 @@ func TestReplicateRejects(t *testing.T) {
 	dir := t.TempDir()
 	url := "file://" + dir
 	publishOnce(t, path, url)
-	good := contentHash(t, db)
+	good := testtool.ContentHash(t, db)
 	mustExec(t, db, "UPDATE t SET body = 'x'")
 	publishOnce(t, path, url)
 	file := filepath.Join(dir, "ltx", "0", "0000000000000002-0000000000000002.ltx")
@@ -286,7 +287,7 @@ func TestReplicateRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	if got := contentHash(t, rdb); got != good {
+	if got := testtool.ContentHash(t, rdb); got != good {
 		t.Fatal("the replica does not hold TXID 1's content")
 	}
 }

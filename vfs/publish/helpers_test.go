@@ -3,9 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // primary is a SQLite database that tests write to, through one connection.
@@ -321,7 +320,7 @@ func sameContent(t *testing.T, p *primary, rebuilt string) {
 	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
 		t.Fatalf("rebuilt database: integrity_check: %q %v", ok, err)
 	}
-	want, got := contentHash(t, p.db), contentHash(t, db)
+	want, got := testtool.ContentHash(t, p.db), testtool.ContentHash(t, db)
 	if want != got {
 		t.Fatalf("content differs:\nprimary: %s\nrebuilt: %s", want, got)
 	}
@@ -355,61 +354,6 @@ func openRebuilt(t *testing.T, rebuilt string) *sql.DB {
 		t.Fatal(err)
 	}
 	return db
-}
-
-// contentHash hashes the schema and every table's rows in rowid order.
-func contentHash(t *testing.T, db *sql.DB) string {
-	t.Helper()
-	h := sha256.New()
-	rows, err := db.Query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var typ, name, tbl, sqlText string
-		if err := rows.Scan(&typ, &name, &tbl, &sqlText); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(h, "%s|%s|%s|%s\n", typ, name, tbl, sqlText)
-		if typ == "table" {
-			tables = append(tables, name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows.Close()
-	for _, name := range tables {
-		fmt.Fprintf(h, "table %s\n", name)
-		rows, err := db.Query(fmt.Sprintf("SELECT * FROM %q ORDER BY rowid", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		n := 0
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range vals {
-				fmt.Fprintf(h, "%T:%v|", v, v)
-			}
-			h.Write([]byte{'\n'})
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
-		fmt.Fprintf(h, "%d rows\n", n)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // verifyStore rebuilds the database from st and checks it against the
