@@ -20,6 +20,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -177,24 +178,7 @@ func checkStore(t *testing.T, dir string, db *sql.DB, wantTXID ltx.TXID) {
 		if !hdr.IsSnapshot() && (hdr.MinTXID != pos.TXID+1 || hdr.PreApplyChecksum != pos.PostApplyChecksum) {
 			t.Fatalf("%s does not follow %s", f, pos)
 		}
-		data := make([]byte, hdr.PageSize)
-		for {
-			var ph ltx.PageHeader
-			if err := dec.DecodePage(&ph, data); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := out.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := dec.Close(); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := out.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
-			t.Fatal(err)
-		}
+		ltxtest.DecodeInto(t, dec, out)
 		pos = dec.PostApplyPos()
 	}
 	if pos.TXID != wantTXID {

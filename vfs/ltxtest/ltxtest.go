@@ -5,6 +5,8 @@ package ltxtest
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -133,4 +135,31 @@ func ReadImage(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// DecodeInto writes the pages of an LTX file, whose header dec has decoded,
+// into a database file at their offsets, verifies the file (its checksum is
+// checked at Close) and sizes out to the file's commit: a test-only applier.
+func DecodeInto(t testing.TB, dec *ltx.Decoder, out *os.File) {
+	t.Helper()
+	hdr := dec.Header()
+	name := ltx.FormatFilename(hdr.MinTXID, hdr.MaxTXID)
+	data := make([]byte, hdr.PageSize)
+	for {
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, data); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := out.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dec.Close(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := out.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
+		t.Fatal(err)
+	}
 }

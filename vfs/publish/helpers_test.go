@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testtool"
 )
@@ -243,24 +243,7 @@ func applyFile(t *testing.T, st store.Store, f store.FileInfo, out *os.File, pos
 			t.Fatal(err)
 		}
 	}
-	data := make([]byte, hdr.PageSize)
-	for {
-		var ph ltx.PageHeader
-		if err := dec.DecodePage(&ph, data); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if _, err := out.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := dec.Close(); err != nil {
-		t.Fatalf("%s: %v", f, err)
-	}
-	if err := out.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
-		t.Fatal(err)
-	}
+	ltxtest.DecodeInto(t, dec, out)
 	img := Image{R: out, PageSize: hdr.PageSize, Commit: hdr.Commit}
 	sum, err := ImageChecksum(img)
 	if err != nil {
