@@ -354,15 +354,10 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 		}
 		return fmt.Errorf("bootstrap from %s: %w", f.st, err)
 	}
-	err = f.follow(ctx, p)
-	f.started = err == nil
-	if f.r.Head() != nil {
-		// Ready once the whole plan is applied (or failed part-way with a
-		// version to serve), so that an open sees the newest state the
-		// store had when it started, not just the snapshot.
-		f.markReady()
-	}
-	return err
+	// run marks the follower ready after this step, once the whole plan is
+	// applied (or failed part-way with a version to serve), so that an open
+	// sees the newest state the store had, not just the snapshot.
+	return f.follow(ctx, p)
 }
 
 // follow carries out a plan: install its snapshot, if any, then apply its
