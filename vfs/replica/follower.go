@@ -39,9 +39,13 @@ type Follower struct {
 	// stopped for longer than L0 retention finds its way through L1+.
 	started bool
 
-	// headFile is the head's TXID when the last poll saw the L0 file
-	// named for it (0 otherwise); see pollOnce.
+	// headFile is the head's TXID once a poll has seen the L0 file named
+	// for it; see pollOnce. It stays set when that file goes missing, so
+	// that a store lost mid-way through a wipe is still known lost.
 	headFile ltx.TXID
+	// lostWarned is the head TXID for which the loss was logged, so that
+	// the polls that keep listing every level do not repeat it.
+	lostWarned ltx.TXID
 
 	mu     sync.Mutex
 	status Status
@@ -243,13 +247,21 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 		}
 	}
 	if len(files) == 0 {
-		if !sawHead && f.headFile == head.TXID {
-			f.headFile = 0
-			f.log.Warn("the store no longer has the replica's newest file, nor any newer one; listing every level", "txid", head.TXID)
-			return f.catchUp(ctx)
-		}
 		if sawHead {
 			f.headFile = head.TXID
+			return nil
+		}
+		if f.headFile == head.TXID {
+			// Lost, and it stays lost for every poll until the store
+			// moves past the head or shows a new lineage's snapshot: a
+			// wipe deletes level by level, so the full listing of one
+			// poll may still find the head in L1 while the next finds
+			// nothing at all.
+			if f.lostWarned != head.TXID {
+				f.lostWarned = head.TXID
+				f.log.Warn("the store no longer has the replica's newest file, nor any newer one; listing every level", "txid", head.TXID)
+			}
+			return f.catchUp(ctx)
 		}
 		return nil
 	}

@@ -6,6 +6,7 @@ package replica
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/superfly/ltx"
@@ -113,4 +114,29 @@ func TestHeadFileKept(t *testing.T) {
 		t.Errorf("3 idle polls made %d LISTs", d)
 	}
 	w.checkHead(r, 6, "idle")
+}
+
+// TestNewLineageWipedLevelByLevel: a wipe is not atomic. The poll that
+// finds the head's L0 file gone may list every level while L1 still holds
+// the old head; the replica must keep treating the head as lost until the
+// wipe is complete and the new lineage has a snapshot, and then
+// re-bootstrap, not wait with the old content for the new TXIDs to pass.
+func TestNewLineageWipedLevelByLevel(t *testing.T) {
+	w, r, f := oldLineage(t)
+	w.put(1, w.encode(1, 6)) // compacted into L1
+	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx", "0")); err != nil {
+		t.Fatal(err)
+	}
+	// L0 gone, L1 not yet: the store still reaches TXID 6.
+	mustStep(t, f)
+	w.checkHead(r, 6, "half-wiped store")
+	mustStep(t, f)
+	w.checkHead(r, 6, "half-wiped store, next poll")
+
+	w2 := newLineage(t, w, 4)
+	mustStep(t, f)
+	w2.checkHead(r, 4, "new lineage after a wipe level by level")
+	if n := strings.Count(w.logs.String(), "no longer has the replica's newest file"); n != 1 {
+		t.Errorf("the lost head was logged %d times, want once:\n%s", n, w.logs)
+	}
 }
