@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"sync"
-
-	"github.com/superfly/ltx"
+	"time"
 
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
@@ -42,6 +39,7 @@ type shared struct {
 // acquire returns the shared replica of path, starting its follower on
 // first use, and waits until it has a version to serve.
 func acquire(path string, cfg Config) (*shared, error) {
+	began := time.Now() // the open's timeout counts from here
 	replicas.mu.Lock()
 	s, ok := replicas.m[path]
 	if ok {
@@ -60,7 +58,7 @@ func acquire(path string, cfg Config) (*shared, error) {
 	s.refs++
 	replicas.mu.Unlock()
 
-	if err := s.waitReady(cfg.Timeout); err != nil {
+	if err := s.waitReady(began, cfg.Timeout); err != nil {
 		s.release()
 		return nil, err
 	}
@@ -92,19 +90,27 @@ func startFollower(r *replica.Replica, cfg Config) (*replica.Follower, string, e
 		return nil, "", fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
 	}
 	st, err := store.Open(context.Background(), source, cfg.Store)
-	if err != nil {
-		if store.IsPermanent(err) || r.Head() == nil {
-			return nil, "", err
-		}
-		// The replica has a version to serve: a store that cannot be
-		// reached right now (a server or network outage) must not keep a
-		// restarted process from serving it. The follower opens the store
-		// at its polls, and shows why it cannot meanwhile.
+	switch {
+	case err == nil:
+	case store.IsPermanent(err):
+		return nil, "", err
+	case r.Head() != nil:
+		// A store that cannot be reached right now (a server or network
+		// outage) must not keep a restarted process from serving the
+		// version it has. The follower opens the store at its polls, and
+		// shows why it cannot meanwhile.
 		logger.Warn("store unreachable; serving the local replica until it answers", "db", path, "err", err)
-		st = &lazyStore{source: source, opts: cfg.Store}
+		st = store.OpenLater(source, cfg.Store)
+	case store.IsUnreachable(err):
+		// A new replica waits for the store as it waits for a first
+		// snapshot: up to timeout=, counted from the open.
+		logger.Warn("store unreachable; waiting for it to bootstrap", "db", path, "timeout", cfg.Timeout, "err", err)
+		st = store.OpenLater(source, cfg.Store)
+	default:
+		return nil, "", err
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-	return replica.NewFollower(r, st, cfg.Interval, logger), source, nil
+	return replica.Follow(r, st, replica.Options{Interval: cfg.Interval, Logger: logger, StoreErr: err}), source, nil
 }
 
 // release drops one reference; the last one stops the follower.
@@ -119,75 +125,4 @@ func (s *shared) release() {
 	if last {
 		s.close()
 	}
-}
-
-// lazyStore opens its store at first use, and again at every use until an
-// open succeeds.
-type lazyStore struct {
-	source string
-	opts   store.Options
-	mu     sync.Mutex
-	st     store.Store
-}
-
-func (l *lazyStore) get(ctx context.Context) (store.Store, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.st == nil {
-		st, err := store.Open(ctx, l.source, l.opts)
-		if err != nil {
-			return nil, err
-		}
-		l.st = st
-	}
-	return l.st, nil
-}
-
-func (l *lazyStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]store.FileInfo, error) {
-	st, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.ListAfter(ctx, level, after)
-}
-
-func (l *lazyStore) Open(ctx context.Context, f store.FileInfo) (io.ReadCloser, error) {
-	st, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.Open(ctx, f)
-}
-
-func (l *lazyStore) Put(ctx context.Context, f store.FileInfo, r io.Reader) error {
-	st, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.Put(ctx, f, r)
-}
-
-func (l *lazyStore) Delete(ctx context.Context, f store.FileInfo) error {
-	st, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.Delete(ctx, f)
-}
-
-func (l *lazyStore) Stats() store.Stats {
-	l.mu.Lock()
-	st := l.st
-	l.mu.Unlock()
-	if st == nil {
-		return store.Stats{}
-	}
-	return st.Stats()
-}
-
-// String is the source without its query (endpoint, region): what the
-// opened store would say.
-func (l *lazyStore) String() string {
-	s, _, _ := strings.Cut(l.source, "?")
-	return s
 }

@@ -88,15 +88,15 @@ func (s *shared) tryTakeOver() bool {
 }
 
 // waitReady waits until there is a version to read, in either role.
-func (s *shared) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+func (s *shared) waitReady(began time.Time, timeout time.Duration) error {
+	deadline := began.Add(timeout)
 	for {
 		s.mu.Lock()
 		f, p := s.follower, s.passive
 		s.mu.Unlock()
 		switch {
 		case f != nil:
-			return f.WaitReady(time.Until(deadline))
+			return f.WaitReadyFrom(began, timeout)
 		case p != nil:
 			return nil
 		case time.Now().After(deadline):

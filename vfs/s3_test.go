@@ -412,12 +412,7 @@ func TestS3OpenFails(t *testing.T) {
 			uri := fmt.Sprintf("file:replica.db?vfs=walrust&source=s3://%s/app&endpoint=%s&timeout=20s", tc.bucket, w.srv.Endpoint)
 			check := func(what, out string) {
 				t.Helper()
-				line := ""
-				for _, l := range strings.Split(out, "\n") {
-					if strings.Contains(l, `msg="cannot open database"`) {
-						line = l
-					}
-				}
+				line := logLine(out, `msg="cannot open database"`)
 				if line == "" {
 					t.Fatalf("%s has no \"cannot open database\" line:\n%s", what, out)
 				}
@@ -590,4 +585,71 @@ func TestS3ResumeWhileDown(t *testing.T) {
 	if st.Bootstraps != 0 {
 		t.Errorf("resumed by re-bootstrapping: %s", st.raw)
 	}
+}
+
+// TestS3FirstOpenWaitsForServer: a brand-new replica opened while the S3
+// server is down waits for it, up to timeout=, as for a first snapshot
+// that is not there yet: the open succeeds once the server is back within
+// the timeout, and otherwise fails after it, naming what failed.
+func TestS3FirstOpenWaitsForServer(t *testing.T) {
+	w := newS3World(t, true)
+	w.commit(3)
+	w.srv.Stop()
+	uri := func(name, timeout string) string {
+		return fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&path_style=true&interval=50ms&timeout=%s",
+			filepath.Join(w.dir, name), w.srv.URL(s3Bucket, s3Prefix), w.srv.Endpoint, timeout)
+	}
+
+	// Down for longer than the timeout: the open fails after it.
+	db, err := sql.Open("sqlite3", uri("late.db", "1s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = db.Ping()
+	took := time.Since(start)
+	db.Close()
+	if err == nil {
+		t.Fatal("open with the server down succeeded")
+	}
+	t.Logf("server down, timeout=1s: failed after %v", took.Round(time.Millisecond))
+	if took < time.Second {
+		t.Errorf("the open failed after %v, before its timeout of 1s", took)
+	}
+	// The SQLite error is only a code; the log line says why.
+	if line := logLine(w.log.String(), `msg="cannot open database"`); !strings.Contains(line, "connection refused") || !strings.Contains(line, "after 1s") {
+		t.Errorf("the log line of the failed open does not say why: %q", line)
+	}
+
+	// Back within the timeout: the open succeeds with the store's data.
+	go func() {
+		time.Sleep(time.Second)
+		w.srv.Restart()
+	}()
+	db, err = sql.Open("sqlite3", uri("replica.db", "20s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start = time.Now()
+	if err := db.Ping(); err != nil {
+		t.Fatalf("open while the server was down for 1s: %v", err)
+	}
+	t.Logf("server back after 1s: the open succeeded after %v", time.Since(start).Round(time.Millisecond))
+	// Ready means the first poll's whole chain is applied, not just the
+	// snapshot: the replica answers the store's head at once.
+	if got, err := s3Probe(&s3GoClient{db: db}); err != nil || got != w.want() {
+		t.Errorf("replica answers %q, %v; want %q (TXID|rows)", got, err, w.want())
+	}
+}
+
+// logLine is the last line of a log that contains s, or "".
+func logLine(log, s string) string {
+	line := ""
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			line = l
+		}
+	}
+	return line
 }

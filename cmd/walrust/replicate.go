@@ -28,7 +28,9 @@ SOURCE, without any SQLite client: the first run downloads the newest
 snapshot, then walrust polls the store every --interval and applies each new
 LTX file as it lands (every file is verified first), one line per file. Idle
 polls print nothing; errors are printed on stderr when they start and when
-they clear.
+they clear. A store that cannot be reached (a server or network outage, also
+at start) is retried at every poll; a source that is wrong (a missing bucket
+or directory, denied access) ends the run with an error at start.
 
 SOURCE is file:///absolute/dir (a Litestream file replica) or
 s3://bucket/prefix; S3 options come from the flags, the URL parameters
@@ -108,10 +110,15 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The store first, so that a mistyped source leaves nothing behind.
-	st, err := openStore(sigCtx, source, sf, false)
-	if err != nil {
-		return err
+	// The store first, so that a mistyped source leaves nothing behind. A
+	// store that does not answer yet (a server or network outage) is
+	// waited for, as a headless follower should: the follower opens it at
+	// its polls, and the first failing poll prints why.
+	st, storeErr := openStore(sigCtx, source, sf, false)
+	if store.IsUnreachable(storeErr) {
+		st = store.OpenLater(source, sf.options())
+	} else if storeErr != nil {
+		return storeErr
 	}
 	p := newReplicatePrinter(e.stdout, e.stderr, interval)
 	r, err := openLeader(sigCtx, p, local, source, interval)
@@ -125,6 +132,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 		Interval: interval,
 		Logger:   followerLogger(os.Getenv("WALRUST_LOG")),
 		OnEvent:  p.event,
+		StoreErr: storeErr,
 	})
 
 	// The follower reports what it does through events; whether a poll

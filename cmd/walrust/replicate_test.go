@@ -410,6 +410,34 @@ func TestReplicateS3(t *testing.T) {
 	}
 }
 
+// A store that does not answer at start is waited for, not a reason to
+// exit: replicate says why once, bootstraps when the server is back, and
+// says that it recovered.
+func TestReplicateS3Unreachable(t *testing.T) {
+	srv := s3test.Start(t, "bucket")
+	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	flags := []string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	path, db := newDB(t, "wal")
+	addContent(t, db, 20)
+	if out, errOut, code := walrustEnv(t, env, append([]string{"publish", path, "s3://bucket/app"}, flags...)...); code != 0 {
+		t.Fatalf("publish: exit %d\n%s%s", code, out, errOut)
+	}
+	srv.Stop()
+	replica := filepath.Join(t.TempDir(), "replica.db")
+	p := startWalrust(t, env, append([]string{"replicate", "s3://bucket/app", "--local", replica, "--interval", "50ms"}, flags...)...)
+	p.waitFor(&p.stderr, `Error: .*connection refused.*; retrying every 50ms\n`)
+	srv.Restart()
+	p.waitFor(&p.stdout, `Polling for updates`)
+	p.waitFor(&p.stderr, `\nRecovered: polls succeed again`)
+	if !bootstrapOutput.MatchString(p.stdout.String()) {
+		t.Fatalf("bootstrap after the outage:\n%s", p)
+	}
+	checkReplica(t, db, replica)
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p)
+	}
+}
+
 // One process follows a replica at a time: a second replicate waits, takes
 // over when the first dies, and resumes where it left off; one interrupted
 // while waiting exits 0.

@@ -82,6 +82,10 @@ type Options struct {
 	// OnEvent, if set, is called from the follower's goroutine for each
 	// thing it does (the command line prints them); it must not block long.
 	OnEvent func(Event)
+	// StoreErr is why st could not be opened yet, if it could not (st
+	// opens itself at the polls): the status shows it until the first
+	// poll says more.
+	StoreErr error
 }
 
 // NewFollower starts following st into r in a goroutine; Close stops it.
@@ -102,6 +106,9 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
+	if opts.StoreErr != nil {
+		f.status.LastError = opts.StoreErr.Error()
+	}
 	go f.run(ctx)
 	return f
 }
@@ -116,7 +123,14 @@ func (f *Follower) Close() {
 // bootstrapped), timeout passes, or the store fails in a way no retry
 // cures, and then says why not.
 func (f *Follower) WaitReady(timeout time.Duration) error {
-	t := time.NewTimer(timeout)
+	return f.WaitReadyFrom(time.Now(), timeout)
+}
+
+// WaitReadyFrom is WaitReady for a wait that began earlier: an open's
+// timeout counts from the open, which may have spent part of it reaching
+// the store before the follower started.
+func (f *Follower) WaitReadyFrom(began time.Time, timeout time.Duration) error {
+	t := time.NewTimer(time.Until(began.Add(timeout)))
 	defer t.Stop()
 	select {
 	case <-f.ready:

@@ -37,8 +37,8 @@ func TestS3ServerDown(t *testing.T) {
 	if !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "attempts, 5") {
 		t.Errorf("error %q: want connection refused after 5 attempts", err)
 	}
-	if store.IsPermanent(err) {
-		t.Errorf("a server that is down is not permanent: %v", err)
+	if store.IsPermanent(err) || !store.IsUnreachable(err) {
+		t.Errorf("a server that is down is unreachable, not permanent: %v", err)
 	}
 
 	// Every call is bounded by its context, retries included.
@@ -214,7 +214,7 @@ func TestS3RetriesFaults(t *testing.T) {
 	t.Run("too many", func(t *testing.T) {
 		fp.fail("503", 100)
 		_, err := st.ListAfter(context.Background(), 0, 0)
-		if err == nil || store.IsPermanent(err) {
+		if err == nil || store.IsPermanent(err) || !store.IsUnreachable(err) {
 			t.Errorf("list through endless 503s: %v; want a temporary error", err)
 		}
 		if n := fp.seen.Load(); n != 5 {

@@ -531,8 +531,8 @@ func TestS3Errors(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, w)
 			}
 		}
-		if !store.IsPermanent(err) {
-			t.Errorf("error %q is not permanent", err)
+		if !store.IsPermanent(err) || store.IsUnreachable(err) {
+			t.Errorf("error %q is not permanent, or is unreachable too", err)
 		}
 		for _, secret := range []string{srv.SecretKey, "wrong-secret-5678", "other-user-secret-1234"} {
 			if strings.Contains(err.Error(), secret) {
