@@ -26,13 +26,13 @@ type Follower struct {
 
 	// bad holds files that failed verification, with the reason; plans
 	// route around them and they are not downloaded again.
-	bad map[store.FileInfo]error
+	bad map[store.FileKey]error
 
 	// broken holds files that could not follow the head they were tried on
 	// (ErrChainBroken), by that head's change counter. They are kept out of
 	// plans from that head only: after a snapshot of a new lineage they may
 	// well follow. One that breaks again from another head becomes bad.
-	broken map[store.FileInfo]uint32
+	broken map[store.FileKey]uint32
 
 	// started is false until the first successful poll after start, which
 	// lists every level instead of only L0, so that a replica that was
@@ -102,7 +102,7 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
 		r: r, st: st, interval: opts.Interval, log: log.With("db", r.path), onEvent: opts.OnEvent,
-		bad: make(map[store.FileInfo]error), ready: make(chan struct{}), failed: make(chan struct{}),
+		bad: make(map[store.FileKey]error), ready: make(chan struct{}), failed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
@@ -283,7 +283,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	next := head.TXID + 1
 	run := files
 	for i, fi := range files {
-		if c, ok := f.broken[fi]; fi.MinTXID != next || f.bad[fi] != nil || (ok && c == head.Counter) {
+		if c, ok := f.broken[fi.Key()]; fi.MinTXID != next || f.bad[fi.Key()] != nil || (ok && c == head.Counter) {
 			run = files[:i]
 			break
 		}
@@ -308,7 +308,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 // from the head. When no chain reaches the store's newest TXID, but the
 // newest snapshot leads further than the head can, it re-bootstraps.
 func (f *Follower) catchUp(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] != nil })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi.Key()] != nil })
 	if err != nil {
 		return fmt.Errorf("list store: %w", err)
 	}
@@ -328,7 +328,7 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		return f.follow(ctx, snap)
 	}
 	p := cat.chainFrom(head.TXID, func(fi store.FileInfo) bool {
-		c, ok := f.broken[fi]
+		c, ok := f.broken[fi.Key()]
 		return ok && c == head.Counter
 	})
 	if p.reach < cat.head {
@@ -354,7 +354,7 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 	var b strings.Builder
 	for _, fi := range cat.rejected {
 		if fi.MinTXID <= txid && txid <= fi.MaxTXID {
-			fmt.Fprintf(&b, "; rejected %s: %v", fi, f.bad[fi])
+			fmt.Fprintf(&b, "; rejected %s: %v", fi, f.bad[fi.Key()])
 		}
 	}
 	return b.String()
@@ -363,7 +363,7 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 // bootstrap fills an empty replica from the newest snapshot and the chain
 // after it.
 func (f *Follower) bootstrap(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi] != nil })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi.Key()] != nil })
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -372,7 +372,7 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 		var rejected strings.Builder
 		for _, fi := range cat.rejected {
 			if fi.Level == store.SnapshotLevel {
-				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.bad[fi])
+				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.bad[fi.Key()])
 			}
 		}
 		if rejected.Len() > 0 {
@@ -466,22 +466,22 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 // newest snapshot leads through it.
 func (f *Follower) chainBroken(fi store.FileInfo, err error) {
 	head := f.r.Head()
-	if c, ok := f.broken[fi]; ok && c != head.Counter {
+	if c, ok := f.broken[fi.Key()]; ok && c != head.Counter {
 		f.reject(fi, err) // it follows neither the old chain nor the new one
 		return
 	}
 	if f.broken == nil {
-		f.broken = make(map[store.FileInfo]uint32)
+		f.broken = make(map[store.FileKey]uint32)
 	}
-	f.broken[fi] = head.Counter
+	f.broken[fi.Key()] = head.Counter
 	f.log.Warn("LTX file does not continue the replica; looking for a snapshot of the new lineage", "file", fi.String(), "err", err)
 }
 
 func (f *Follower) reject(fi store.FileInfo, err error) {
-	if f.bad[fi] != nil {
+	if f.bad[fi.Key()] != nil {
 		return
 	}
-	f.bad[fi] = err
+	f.bad[fi.Key()] = err
 	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
 	f.emit(Event{Kind: EventRejected, File: fi, Err: err})
 }

@@ -73,7 +73,7 @@ func (s *FileStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([
 		if err != nil {
 			continue // removed while listing (retention); it is not ours to serve
 		}
-		f, ok := parseName(level, e.Name(), info.Size())
+		f, ok := parseName(level, e.Name(), info.Size(), info.ModTime())
 		if ok && f.MinTXID > after {
 			files = append(files, f)
 		}

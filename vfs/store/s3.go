@@ -378,7 +378,7 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 			if !ok || strings.Contains(name, "/") {
 				continue
 			}
-			if f, ok := parseName(level, name, aws.ToInt64(obj.Size)); ok && f.MinTXID > after {
+			if f, ok := parseName(level, name, aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified)); ok && f.MinTXID > after {
 				files = append(files, f)
 			}
 		}

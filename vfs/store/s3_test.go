@@ -142,10 +142,10 @@ func TestS3RoundTrip(t *testing.T) {
 		{Level: 0, MinTXID: 4, MaxTXID: 4},
 		{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 4},
 	}
-	content := map[store.FileInfo][]byte{}
+	content := map[store.FileKey][]byte{}
 	for i, f := range files {
 		data := randBytes(1000 + i*100)
-		content[f] = data
+		content[f.Key()] = data
 		if err := st.Put(ctx, f, bytes.NewReader(data)); err != nil {
 			t.Fatalf("put %s: %v", f, err)
 		}
@@ -164,8 +164,12 @@ func TestS3RoundTrip(t *testing.T) {
 		t.Fatalf("L0 = %v, want 3 files", got)
 	}
 	for i, f := range got {
-		if f.Level != 0 || f.MinTXID != files[i].MinTXID || f.MaxTXID != files[i].MaxTXID || f.Size != int64(len(content[files[i]])) {
-			t.Errorf("L0[%d] = %+v, want %+v with size %d", i, f, files[i], len(content[files[i]]))
+		if f.Level != 0 || f.MinTXID != files[i].MinTXID || f.MaxTXID != files[i].MaxTXID || f.Size != int64(len(content[files[i].Key()])) {
+			t.Errorf("L0[%d] = %+v, want %+v with size %d", i, f, files[i], len(content[files[i].Key()]))
+		}
+		// LastModified has a resolution of one second.
+		if age := time.Since(f.ModTime); f.ModTime.IsZero() || age < -2*time.Second || age > time.Minute {
+			t.Errorf("L0[%d] ModTime = %v, want about now (LastModified of an object just put)", i, f.ModTime)
 		}
 	}
 	if got, err := st.ListAfter(ctx, 0, 2); err != nil || len(got) != 1 || got[0].MinTXID != 4 {
@@ -180,7 +184,7 @@ func TestS3RoundTrip(t *testing.T) {
 
 	before := st.Stats()
 	for _, f := range files {
-		if b := readAll(t, st, f); !bytes.Equal(b, content[f]) {
+		if b := readAll(t, st, f); !bytes.Equal(b, content[f.Key()]) {
 			t.Errorf("%s: read %d bytes, not what was put", f, len(b))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/superfly/ltx"
 )
@@ -30,6 +31,26 @@ type FileInfo struct {
 	MinTXID ltx.TXID
 	MaxTXID ltx.TXID
 	Size    int64 // bytes; 0 when the store did not say
+
+	// ModTime is when the store last wrote the file (a file's mtime, an S3
+	// object's LastModified); zero when it did not say. It tells a
+	// publisher how old a snapshot is without reading it.
+	ModTime time.Time
+}
+
+// FileKey identifies a file the same way in every listing: a FileInfo
+// without ModTime, which a store may report differently (or not at all) from
+// one listing to the next and which time.Time makes unsafe to compare with ==.
+type FileKey struct {
+	Level   int
+	MinTXID ltx.TXID
+	MaxTXID ltx.TXID
+	Size    int64
+}
+
+// Key is the file's FileKey, for maps of files built from several listings.
+func (f FileInfo) Key() FileKey {
+	return FileKey{Level: f.Level, MinTXID: f.MinTXID, MaxTXID: f.MaxTXID, Size: f.Size}
 }
 
 // Name is the file's base name, as Litestream writes it.
@@ -148,7 +169,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 
 // parseName turns an LTX file name into its TXID range; ok is false for any
 // other object (temporary files, Litestream's metadata, junk).
-func parseName(level int, name string, size int64) (FileInfo, bool) {
+func parseName(level int, name string, size int64, modTime time.Time) (FileInfo, bool) {
 	if !strings.HasSuffix(name, ".ltx") {
 		return FileInfo{}, false
 	}
@@ -156,7 +177,7 @@ func parseName(level int, name string, size int64) (FileInfo, bool) {
 	if err != nil || minTXID == 0 || minTXID > maxTXID {
 		return FileInfo{}, false
 	}
-	return FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: size}, true
+	return FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: size, ModTime: modTime}, true
 }
 
 // Canonical spells a source URL one way, so that the same store compares
