@@ -11,6 +11,8 @@ BIN     := $(abspath $(BUILD))/bin
 GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 
 export CGO_ENABLED := 1
+# Expanded only by the recipes that use it: downloads the module if needed.
+CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vfs && $(GO) list -m -f '{{.Dir}}' github.com/psanford/sqlite3vfs)
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
@@ -20,9 +22,11 @@ all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
 # The loadable extension. SQLITE3VFS_LOADABLE_EXT makes psanford/sqlite3vfs call
 # SQLite through the extension API table instead of linking its own SQLite.
+# cshim's C code includes sqlite3ext.h from psanford/sqlite3vfs, the same header
+# its VFS is compiled against.
 $(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
 	@mkdir -p $(BUILD)
-	$(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
+	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h
 
 $(BUILD)/walrust: $(GOFILES)
@@ -44,7 +48,7 @@ $(BIN)/litestream:
 
 test: all tools
 	$(GO) vet ./...
-	$(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
+	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
 
 # A live database published to a local file store and followed by a replica;
