@@ -401,3 +401,24 @@ func TestBadInputEnv(t *testing.T) {
 		t.Fatalf("bad WALRUST_TIMEOUT: open took %s", took)
 	}
 }
+
+// TestSecondOpenOtherInterval: one follower serves every connection of a
+// file, so a second open asking for another interval keeps the first's,
+// and says so rather than ignoring it silently.
+func TestSecondOpenOtherInterval(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	db := e.follow() // interval=20ms
+	second := biOpen(t, e.uri("source="+e.source()+"&interval=1s"))
+	if err := second.Ping(); err != nil {
+		t.Fatalf("second open: %v", err)
+	}
+	const want = `msg="the replica is already followed here at another interval; keeping it"`
+	line := logLine(e.log.String(), want)
+	if !strings.Contains(line, "interval=20ms") || !strings.Contains(line, "ignored=1s") {
+		t.Fatalf("no log line %s naming both intervals:\n%s", want, e.log)
+	}
+	e.insert(1)
+	e.commit()
+	e.waitCaughtUp(second) // at the first open's pace
+	db.Close()
+}

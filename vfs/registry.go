@@ -47,6 +47,12 @@ func acquire(path string, cfg Config) (*shared, error) {
 			replicas.mu.Unlock()
 			return nil, fmt.Errorf("%s is already open here following %s, not %s", path, s.source, cfg.Source)
 		}
+		if cfg.Interval != s.cfg.Interval {
+			// One follower serves every connection of a file; the first
+			// open chose how often it polls.
+			logger.Warn("the replica is already followed here at another interval; keeping it", "db", path,
+				"interval", s.cfg.Interval, "ignored", cfg.Interval)
+		}
 	} else {
 		var err error
 		if s, err = start(path, cfg); err != nil {
