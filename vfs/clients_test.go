@@ -54,17 +54,7 @@ func TestSQLiteShell(t *testing.T) {
 	var stderr testtool.Buffer
 	cmd := exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
 	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Wait()
 	defer stdin.Close()
 	out := readLines(stdout)

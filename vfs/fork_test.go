@@ -69,17 +69,7 @@ func TestPythonFork(t *testing.T) {
 	other := fmt.Sprintf("file:%s-other?vfs=walrust&source=file://%s", e.replica, e.storeDir)
 	cmd := exec.Command(python, "-c", pythonForker, ext, e.uri(""), other)
 	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Process.Kill()
 	out := readLines(stdout)
 	for _, want := range []string{

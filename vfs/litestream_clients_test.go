@@ -77,17 +77,7 @@ func startProc(t *testing.T, label string, cmd *exec.Cmd, wrap func(string) stri
 	cmd.Stderr = &c.stderr
 	cmd.Env = childEnv()
 	setDeathSignal(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", label, err)
-	}
+	stdin, stdout := testtool.StartPiped(t, cmd)
 	c.stdin = stdin
 	go func() {
 		sc := bufio.NewScanner(stdout)

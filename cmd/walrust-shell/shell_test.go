@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 func wantOK(t *testing.T, r result) {
@@ -241,19 +243,9 @@ func TestSeesNewTransactions(t *testing.T) {
 	e := newEnv(t)
 	cmd := exec.Command(shellBin, e.source(), "--local", e.replica, "--interval", "20ms")
 	cmd.Env = append(os.Environ(), "HOME="+e.home)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
+	var stderr testtool.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Process.Kill()
 	out := bufio.NewReader(stdout)
 	count := func() string {

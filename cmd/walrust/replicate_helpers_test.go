@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/testtool"
 )
 
@@ -216,4 +217,11 @@ func addContent(t *testing.T, db *sql.DB, rows int) {
 		"CREATE INDEX t_body ON t (body)",
 		fmt.Sprintf(`WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d)
 			INSERT INTO blobs SELECT 'k' || i, randomblob(3000 + i %% 7 * 500), i / 3.0 FROM c`, rows))
+}
+
+// s3Args are the environment (credentials) and flags (endpoint, region,
+// path-style) that point walrust at srv.
+func s3Args(srv *s3test.Server) (env, flags []string) {
+	return []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey},
+		[]string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
 }

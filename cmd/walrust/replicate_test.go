@@ -379,8 +379,7 @@ func TestReplicateRefused(t *testing.T) {
 // Replicating from a real S3 server, with the S3 options as flags.
 func TestReplicateS3(t *testing.T) {
 	srv := s3test.Start(t, "bucket")
-	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
-	flags := []string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	env, flags := s3Args(srv)
 	path, db := newDB(t, "wal")
 	addContent(t, db, 100)
 	publish := func() {
@@ -415,8 +414,7 @@ func TestReplicateS3(t *testing.T) {
 // says that it recovered.
 func TestReplicateS3Unreachable(t *testing.T) {
 	srv := s3test.Start(t, "bucket")
-	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
-	flags := []string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	env, flags := s3Args(srv)
 	path, db := newDB(t, "wal")
 	addContent(t, db, 20)
 	if out, errOut, code := walrustEnv(t, env, append([]string{"publish", path, "s3://bucket/app"}, flags...)...); code != 0 {

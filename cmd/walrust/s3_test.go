@@ -17,9 +17,8 @@ import (
 // reading its status with them given as URL parameters.
 func TestPublishS3(t *testing.T) {
 	srv := s3test.Start(t, "bucket")
-	env := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey}
+	env, flags := s3Args(srv)
 	path, db := newDB(t, "wal")
-	flags := []string{"--endpoint", srv.Endpoint, "--region", "us-east-1", "--path-style"}
 	run := func(args ...string) string {
 		t.Helper()
 		out, errOut, code := walrustEnv(t, env, args...)
