@@ -25,8 +25,9 @@ type Follower struct {
 	onEvent  func(Event)
 
 	// bad holds files that failed verification, with the reason; plans
-	// route around them and they are not downloaded again.
-	bad map[store.FileKey]error
+	// route around them and they are not downloaded again — unless the
+	// store shows a copy written since (see rejected).
+	bad map[store.FileKey]badFile
 
 	// broken holds files that could not follow the head they were tried on
 	// (ErrChainBroken), by that head's change counter. They are kept out of
@@ -102,7 +103,7 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
 		r: r, st: st, interval: opts.Interval, log: log.With("db", r.path), onEvent: opts.OnEvent,
-		bad: make(map[store.FileKey]error), ready: make(chan struct{}), failed: make(chan struct{}),
+		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.path, opts.Interval.String()
@@ -283,7 +284,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	next := head.TXID + 1
 	run := files
 	for i, fi := range files {
-		if c, ok := f.broken[fi.Key()]; fi.MinTXID != next || f.bad[fi.Key()] != nil || (ok && c == head.Counter) {
+		if c, ok := f.broken[fi.Key()]; fi.MinTXID != next || f.rejected(fi) != nil || (ok && c == head.Counter) {
 			run = files[:i]
 			break
 		}
@@ -308,7 +309,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 // from the head. When no chain reaches the store's newest TXID, but the
 // newest snapshot leads further than the head can, it re-bootstraps.
 func (f *Follower) catchUp(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi.Key()] != nil })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
 	if err != nil {
 		return fmt.Errorf("list store: %w", err)
 	}
@@ -354,7 +355,7 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 	var b strings.Builder
 	for _, fi := range cat.rejected {
 		if fi.MinTXID <= txid && txid <= fi.MaxTXID {
-			fmt.Fprintf(&b, "; rejected %s: %v", fi, f.bad[fi.Key()])
+			fmt.Fprintf(&b, "; rejected %s: %v", fi, f.rejected(fi))
 		}
 	}
 	return b.String()
@@ -363,7 +364,7 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 // bootstrap fills an empty replica from the newest snapshot and the chain
 // after it.
 func (f *Follower) bootstrap(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.bad[fi.Key()] != nil })
+	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -372,7 +373,7 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 		var rejected strings.Builder
 		for _, fi := range cat.rejected {
 			if fi.Level == store.SnapshotLevel {
-				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.bad[fi.Key()])
+				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.rejected(fi))
 			}
 		}
 		if rejected.Len() > 0 {
@@ -477,11 +478,29 @@ func (f *Follower) chainBroken(fi store.FileInfo, err error) {
 	f.log.Warn("LTX file does not continue the replica; looking for a snapshot of the new lineage", "file", fi.String(), "err", err)
 }
 
+// badFile is a rejected file: why, and the ModTime of the copy that failed.
+type badFile struct {
+	err     error
+	modTime time.Time
+}
+
+// rejected says why fi was rejected, or nil. A listing that shows another
+// ModTime than the copy that failed shows a copy written since, with the
+// same name and size (a producer that wrote the file again, a store wiped
+// and refilled by a new lineage): that one is tried.
+func (f *Follower) rejected(fi store.FileInfo) error {
+	b, ok := f.bad[fi.Key()]
+	if !ok || (!b.modTime.IsZero() && !fi.ModTime.IsZero() && !b.modTime.Equal(fi.ModTime)) {
+		return nil
+	}
+	return b.err
+}
+
 func (f *Follower) reject(fi store.FileInfo, err error) {
-	if f.bad[fi.Key()] != nil {
+	if f.rejected(fi) != nil {
 		return
 	}
-	f.bad[fi.Key()] = err
+	f.bad[fi.Key()] = badFile{err: err, modTime: fi.ModTime}
 	f.log.Error("rejected LTX file; serving the last good state", "file", fi.String(), "err", err)
 	f.emit(Event{Kind: EventRejected, File: fi, Err: err})
 }

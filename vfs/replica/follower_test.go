@@ -423,3 +423,42 @@ func TestPageSizeChange(t *testing.T) {
 	mustStep(t, f)
 	w.checkBase(8, "new page size")
 }
+
+// TestBadFileWrittenAgain: a file rejected for a flipped byte is written
+// again under the same name, with the same size, by a producer that fixed
+// it. The copy that failed stays rejected, but the new copy (another
+// ModTime in the listing) is downloaded and applied.
+func TestBadFileWrittenAgain(t *testing.T) {
+	w := newWorld(t, 4096, true)
+	w.snapshot()
+	r := w.openReplica()
+	defer r.Close()
+	f := w.manual(r)
+	mustStep(t, f)
+
+	w.insertRows(3, 2000)
+	txid := w.advance(w.ref.image())
+	good := w.encode(txid, txid)
+	w.writeRaw(l0(txid), flip(good, 200))
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(w.filePath(l0(txid)), old, old); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := step(t, f); err == nil {
+			t.Fatal("poll over a corrupt file: no error")
+		}
+		w.checkHead(r, 1, "corrupt file")
+	}
+	downloads := w.st.Stats().Gets
+	if err := step(t, f); err == nil {
+		t.Fatal("poll over the same corrupt copy: no error")
+	}
+	if d := w.st.Stats().Gets - downloads; d != 0 {
+		t.Errorf("the rejected copy was downloaded %d more times", d)
+	}
+
+	w.writeRaw(l0(txid), good) // same name, same size, written now
+	mustStep(t, f)
+	w.checkHead(r, txid, "the file written again")
+}

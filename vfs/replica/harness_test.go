@@ -233,7 +233,7 @@ func (w *world) openReplica() *Replica {
 func (w *world) manual(r *Replica) *Follower {
 	return &Follower{
 		r: r, st: w.st, interval: time.Hour, log: slog.New(slog.NewTextHandler(w.logs, nil)),
-		bad: make(map[store.FileKey]error), ready: make(chan struct{}), done: make(chan struct{}),
+		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), done: make(chan struct{}),
 	}
 }
 
