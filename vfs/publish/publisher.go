@@ -38,6 +38,13 @@ type Options struct {
 	// BusyTimeout is how long a copy waits for a rollback-mode writer to
 	// finish before the publish fails (and is retried by Run). Default 5s.
 	BusyTimeout time.Duration
+
+	// SnapshotInterval, if positive, bounds the age of the newest snapshot:
+	// after a publish that finds it older (by the store's ModTime) and
+	// behind the published TXID, the published state is written again as a
+	// snapshot, so that a new replica does not replay every change since
+	// the first one. Litestream's default is 24h.
+	SnapshotInterval time.Duration
 }
 
 // Result describes one PublishOnce.
@@ -58,7 +65,28 @@ type Result struct {
 
 	Timestamp time.Time     // when the copy was taken; File's header carries it
 	Duration  time.Duration // the whole publish
+
+	// Upkeep after the publish (Options.SnapshotInterval): a periodic
+	// snapshot, nil when none was written. It may follow a publish that
+	// changed nothing too.
+	Periodic *PeriodicSnapshot
+	// UpkeepErr says why upkeep failed; the publish itself succeeded. Run
+	// passes it to OnError. Upkeep is tried again a minute later at most.
+	UpkeepErr error
 }
+
+// PeriodicSnapshot is a snapshot of the published state (no new TXID),
+// written because the newest one had grown older than SnapshotInterval.
+type PeriodicSnapshot struct {
+	File   store.FileInfo
+	Pages  int
+	Reason string // e.g. "the newest snapshot, 0000000000000001-0000000000000010.ltx, is 24h0m3s old"
+}
+
+// upkeepRetry is how long a failed periodic snapshot or retention pass
+// waits before it is tried again, so that a store that refuses them is not
+// asked again at every publish.
+const upkeepRetry = time.Minute
 
 // Publisher publishes one SQLite database to one store. Its methods are
 // safe for concurrent use; publishes run one at a time.
@@ -82,6 +110,14 @@ type Publisher struct {
 	lastPrint fingerprint
 	printOK   bool
 	lastCheck time.Time
+
+	// The store's snapshots as last listed (kept up to date with what this
+	// publisher writes and deletes), so that upkeep needs no LIST of its
+	// own: their ModTimes age them.
+	snaps      []store.FileInfo
+	snapsKnown bool
+	// No periodic snapshot before this time (after a failure).
+	snapshotRetry time.Time
 }
 
 // New prepares to publish the database at dbPath (rollback or WAL mode) to
@@ -149,8 +185,15 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 			p.opts.OnError(err)
 		case err != nil:
 			log.Print(err)
-		case res.Changed && p.opts.OnPublish != nil:
-			p.opts.OnPublish(res)
+		default:
+			if res.UpkeepErr != nil && p.opts.OnError != nil {
+				p.opts.OnError(res.UpkeepErr)
+			} else if res.UpkeepErr != nil {
+				log.Print(res.UpkeepErr)
+			}
+			if (res.Changed || res.Periodic != nil) && p.opts.OnPublish != nil {
+				p.opts.OnPublish(res)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -164,23 +207,29 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 // changed since the last publish: a level-0 file with the changed pages, a
 // level-9 snapshot when there is no usable position (first publish, page
 // size change, a store that is ahead of or disagrees with the position),
-// or nothing when nothing changed.
-func (p *Publisher) PublishOnce(ctx context.Context) (res Result, err error) {
+// or nothing when nothing changed. Then it does the upkeep Options ask for
+// (a periodic snapshot); its failures go to Result.UpkeepErr, not err.
+func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return Result{}, fmt.Errorf("publish %s: publisher is closed", p.dbPath)
 	}
 	start := time.Now()
-	defer func() {
-		res.Duration = time.Since(start)
-		if err != nil {
-			err = fmt.Errorf("publish %s: %w", p.dbPath, err)
-			// Leave only the committed position behind.
-			err = errors.Join(err, p.wd.tidy(p.pos.Image))
-		}
-	}()
+	res, err := p.publish(ctx)
+	if err != nil {
+		err = fmt.Errorf("publish %s: %w", p.dbPath, err)
+		// Leave only the committed position behind.
+		err = errors.Join(err, p.wd.tidy(p.pos.Image))
+	} else if !res.Empty {
+		p.upkeep(ctx, &res)
+	}
+	res.Duration = time.Since(start)
+	return res, err
+}
 
+// publish is PublishOnce without the upkeep, under p.mu.
+func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	ts := time.Now()
 	fp, fpOK := takeFingerprint(p.dbPath)
 	if fpOK && p.printOK && fp == p.lastPrint && p.verified && ts.Sub(p.lastCheck) < fullCheckEvery {
@@ -378,6 +427,10 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, cur Image, ts t
 	if err := p.wd.tidy(image); err != nil {
 		return Result{}, err
 	}
+	if level == store.SnapshotLevel {
+		info.ModTime = time.Now() // until a listing says when the store wrote it
+		p.addSnapshot(info)
+	}
 	return Result{
 		Changed: true, File: info, Snapshot: level == store.SnapshotLevel, Reason: reason, Pages: stats.Pages,
 		TXID: pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
@@ -417,6 +470,7 @@ func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason strin
 	if err != nil {
 		return 0, "", fmt.Errorf("check store: %w", err)
 	}
+	p.noteSnapshots(l9)
 	last := p.pos.Last.info()
 	var found bool
 	var other *store.FileInfo
@@ -425,7 +479,7 @@ func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason strin
 		switch {
 		case p.pos.Last.is(f):
 			found = true
-		case p.pos.Also != nil && p.pos.Also.is(f):
+		case p.pos.ours(f):
 		case p.hasPos && f.MaxTXID == p.pos.TXID:
 			other = &f
 		}

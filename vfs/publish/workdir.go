@@ -21,7 +21,9 @@ const (
 	copyFile     = "copy.db"     // the copy being taken
 	pendingFile  = "pending.ltx" // the LTX file being written
 	imagePrefix  = "image-"      // image-<txid>.db: the last published image
-	positionVer  = 1
+	// positionVer is the version save writes. Version 2 added Snapshot; a
+	// version-1 position is the same without it.
+	positionVer = 2
 )
 
 // position is where publishing stands: the last published TXID, the
@@ -40,6 +42,16 @@ type position struct {
 	// Also is the level-0 file published with a snapshot at the same TXID
 	// (see Publisher.announce); it is ours too.
 	Also *fileRef `json:"also_file,omitempty"`
+	// Snapshot is a periodic snapshot at TXID (see
+	// Publisher.periodicSnapshot); it is ours too. It is recorded before
+	// its upload, so that no crash leaves it in the store unrecognised.
+	Snapshot *fileRef `json:"snapshot_file,omitempty"`
+}
+
+// ours says whether a listed file is one that position names as published
+// from here.
+func (p position) ours(f store.FileInfo) bool {
+	return p.Last.is(f) || (p.Also != nil && p.Also.is(f)) || (p.Snapshot != nil && p.Snapshot.is(f))
 }
 
 // fileRef is a store.FileInfo as it is kept in position.json.
@@ -114,7 +126,7 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 	if err := json.Unmarshal(b, &pos); err != nil {
 		return position{}, false, fmt.Sprintf("local position is unreadable (%v)", err), nil
 	}
-	if pos.Version != positionVer || pos.TXID == 0 || pos.Image != imageName(pos.TXID) {
+	if (pos.Version != 1 && pos.Version != positionVer) || pos.TXID == 0 || pos.Image != imageName(pos.TXID) {
 		return position{}, false, "local position is not one this version wrote", nil
 	}
 	fi, err := os.Stat(w.path(pos.Image))
