@@ -45,6 +45,13 @@ type Options struct {
 	// snapshot, so that a new replica does not replay every change since
 	// the first one. Litestream's default is 24h.
 	SnapshotInterval time.Duration
+
+	// Retention, if positive, lets a publish delete the files that a
+	// snapshot older than Retention makes unnecessary: a replica less than
+	// Retention behind still catches up through level-0 files, an older
+	// one starts over from the newest snapshot. Litestream's default is
+	// 24h. See retention.go for what is never deleted.
+	Retention time.Duration
 }
 
 // Result describes one PublishOnce.
@@ -66,10 +73,11 @@ type Result struct {
 	Timestamp time.Time     // when the copy was taken; File's header carries it
 	Duration  time.Duration // the whole publish
 
-	// Upkeep after the publish (Options.SnapshotInterval): a periodic
-	// snapshot, nil when none was written. It may follow a publish that
-	// changed nothing too.
-	Periodic *PeriodicSnapshot
+	// Upkeep after the publish (Options.SnapshotInterval and Retention):
+	// a periodic snapshot and a retention pass, nil when none ran. They run
+	// after a publish that changed nothing too.
+	Periodic  *PeriodicSnapshot
+	Retention *RetentionPass
 	// UpkeepErr says why upkeep failed; the publish itself succeeded. Run
 	// passes it to OnError. Upkeep is tried again a minute later at most.
 	UpkeepErr error
@@ -116,8 +124,9 @@ type Publisher struct {
 	// own: their ModTimes age them.
 	snaps      []store.FileInfo
 	snapsKnown bool
-	// No periodic snapshot before this time (after a failure).
-	snapshotRetry time.Time
+	// No periodic snapshot, no retention pass before these times (after
+	// a failure).
+	snapshotRetry, retentionRetry time.Time
 }
 
 // New prepares to publish the database at dbPath (rollback or WAL mode) to
@@ -191,7 +200,7 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 			} else if res.UpkeepErr != nil {
 				log.Print(res.UpkeepErr)
 			}
-			if (res.Changed || res.Periodic != nil) && p.opts.OnPublish != nil {
+			if (res.Changed || res.Periodic != nil || res.Retention != nil) && p.opts.OnPublish != nil {
 				p.opts.OnPublish(res)
 			}
 		}
@@ -208,7 +217,8 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 // level-9 snapshot when there is no usable position (first publish, page
 // size change, a store that is ahead of or disagrees with the position),
 // or nothing when nothing changed. Then it does the upkeep Options ask for
-// (a periodic snapshot); its failures go to Result.UpkeepErr, not err.
+// (a periodic snapshot, a retention pass); their failures go to
+// Result.UpkeepErr, not err.
 func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -419,6 +429,7 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, cur Image, ts t
 		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
 		PageSize: cur.PageSize, Commit: cur.Commit,
 		Image: image, Store: p.st.String(), Last: refOf(info),
+		RetainedThrough: p.pos.RetainedThrough,
 	}
 	if err := p.wd.save(pos); err != nil {
 		return Result{}, err

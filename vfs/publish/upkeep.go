@@ -13,8 +13,8 @@ import (
 	"github.com/walrust/walrust/vfs/store"
 )
 
-// upkeep runs, after a successful publish, the periodic snapshot that
-// Options ask for, and records it in res.
+// upkeep runs, after a successful publish, the periodic snapshot and the
+// retention pass that Options ask for, and records them in res.
 func (p *Publisher) upkeep(ctx context.Context, res *Result) {
 	now := time.Now()
 	var errs []error
@@ -25,6 +25,14 @@ func (p *Publisher) upkeep(ctx context.Context, res *Result) {
 			errs = append(errs, fmt.Errorf("publish %s: periodic snapshot: %w", p.dbPath, err))
 		}
 		res.Periodic = snap
+	}
+	if p.opts.Retention > 0 {
+		pass, err := p.retain(ctx, now)
+		if err != nil {
+			p.retentionRetry = now.Add(upkeepRetry)
+			errs = append(errs, fmt.Errorf("publish %s: retention: %w", p.dbPath, err))
+		}
+		res.Retention = pass
 	}
 	res.UpkeepErr = errors.Join(errs...)
 }
@@ -114,8 +122,8 @@ func (p *Publisher) snapshots(ctx context.Context) ([]store.FileInfo, error) {
 
 // noteSnapshots remembers a listing of the snapshots. A store that does not
 // report ModTime gets, for each file, the time this publisher first saw
-// it: ages are then underestimated, which delays snapshots but never
-// hastens them.
+// it: ages are then underestimated, which delays snapshots and deletions
+// but never hastens them.
 func (p *Publisher) noteSnapshots(l9 []store.FileInfo) {
 	seen := make(map[store.FileKey]time.Time, len(p.snaps))
 	for _, f := range p.snaps {

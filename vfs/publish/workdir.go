@@ -21,8 +21,8 @@ const (
 	copyFile     = "copy.db"     // the copy being taken
 	pendingFile  = "pending.ltx" // the LTX file being written
 	imagePrefix  = "image-"      // image-<txid>.db: the last published image
-	// positionVer is the version save writes. Version 2 added Snapshot; a
-	// version-1 position is the same without it.
+	// positionVer is the version save writes. Version 2 added Snapshot and
+	// RetainedThrough; a version-1 position is the same without them.
 	positionVer = 2
 )
 
@@ -46,6 +46,10 @@ type position struct {
 	// Publisher.periodicSnapshot); it is ours too. It is recorded before
 	// its upload, so that no crash leaves it in the store unrecognised.
 	Snapshot *fileRef `json:"snapshot_file,omitempty"`
+	// RetainedThrough is the TXID of the snapshot that covered the last
+	// completed retention pass: until an older-than-Retention snapshot
+	// beyond it exists, another pass would find nothing new to delete.
+	RetainedThrough ltx.TXID `json:"retained_through,omitempty"`
 }
 
 // ours says whether a listed file is one that position names as published
