@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,19 @@ func formatAge(t, now time.Time) string {
 		return fmt.Sprintf("%s in the future", -d)
 	}
 	return fmt.Sprintf("%s ago", d)
+}
+
+// formatDuration is a flag's duration without Go's empty units: 24h, 1h30m,
+// 90s, 50ms (not 24h0m0s).
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func plural(n int, one, many string) string {

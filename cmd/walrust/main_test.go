@@ -207,6 +207,54 @@ func rowsOf(t *testing.T, db *sql.DB) string {
 	return s
 }
 
+// --snapshot-interval and --retention: once the first snapshot is old, a
+// publish writes a new one and deletes the old one, one line each.
+func TestPublishSnapshotAndRetention(t *testing.T) {
+	path, db := newDB(t, "delete")
+	dest := t.TempDir()
+	url := "file://" + dest
+	for _, flag := range []string{"--snapshot-interval", "--retention"} {
+		_, errOut, code := walrust(t, "publish", path, url, flag, "-1s")
+		if code != 2 || !strings.Contains(errOut, flag+" -1s: must not be negative") {
+			t.Fatalf("%s -1s: exit %d, stderr %q", flag, code, errOut)
+		}
+	}
+	if out := mustRun(t, "publish", path, url); !snapshotLine.MatchString(out) {
+		t.Fatalf("first publish printed %q", out)
+	}
+	then := time.Now().Add(-3 * time.Hour)
+	first := filepath.Join(dest, "ltx", "9", "0000000000000001-0000000000000001.ltx")
+	if err := os.Chtimes(first, then, then); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE t SET body = 'changed' WHERE id < 5"); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, "publish", path, url, "--snapshot-interval", "1h", "--retention", "1h")
+	lines := strings.SplitAfter(out, "\n")
+	periodic := regexp.MustCompile(`^Published snapshot 0000000000000001-0000000000000002\.ltx \(\d+ pages, [0-9.]+ [KM]?B\) TXID 2 \(periodic: the newest snapshot, 0000000000000001-0000000000000001\.ltx, is 3h0m\ds old\)\n$`)
+	if len(lines) != 4 || !deltaLine.MatchString(lines[0]) || !periodic.MatchString(lines[1]) ||
+		lines[2] != "Deleted 1 file covered by snapshot 0000000000000001-0000000000000001.ltx (older than 1h)\n" {
+		t.Fatalf("publish printed %q", out)
+	}
+	if _, err := os.Stat(first); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old snapshot is still there: %v", err)
+	}
+	checkStore(t, dest, db, 2)
+
+	// 0 turns both off.
+	if err := os.Chtimes(filepath.Join(dest, "ltx", "9", "0000000000000001-0000000000000002.ltx"), then, then); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE t SET body = 'again' WHERE id < 5"); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRun(t, "publish", path, url, "--snapshot-interval", "0", "--retention", "0")
+	if !strings.HasPrefix(out, "Published 0000000000000003-0000000000000003.ltx") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("publish with both off printed %q", out)
+	}
+}
+
 // With --interval, walrust keeps publishing until SIGINT and exits 0.
 func TestPublishInterval(t *testing.T) {
 	path, db := newDB(t, "wal")
@@ -345,6 +393,9 @@ func TestUsageErrors(t *testing.T) {
 		{"publish", db, "file://" + dir, "--interval"},
 		{"publish", db, "file://" + dir, "--interval", "soon"},
 		{"publish", db, "file://" + dir, "--interval", "-1s"},
+		{"publish", db, "file://" + dir, "--snapshot-interval", "-1s"},
+		{"publish", db, "file://" + dir, "--retention", "-24h"},
+		{"publish", db, "file://" + dir, "--retention", "a day"},
 		{"publish", db, "relative/dir"},
 		{"publish", db, "/absolute/but/no/scheme"},
 		{"publish", db, "http://example.com/x"},
@@ -384,6 +435,14 @@ func TestRuntimeFailures(t *testing.T) {
 		_, errOut, code := walrust(t, args...)
 		if code != 1 || errOut == "" || strings.Contains(errOut, "Usage:") {
 			t.Errorf("walrust %s: exit %d, stderr %q; want exit 1 and a message", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 2 * time.Minute: "2m", 90 * time.Second: "1m30s", 50 * time.Millisecond: "50ms", time.Hour + time.Second: "1h0m1s"} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%s) = %q, want %q", d, got, want)
 		}
 	}
 }

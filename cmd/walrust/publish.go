@@ -33,25 +33,45 @@ publishing until SIGINT or SIGTERM, finishes the file in hand and exits 0
 
 The position (last TXID, checksum, a copy of the last published image) is
 kept in DB-walrust-publish/ next to the database, so that a restart
-continues the TXID sequence. It needs as much disk space as the database.`,
+continues the TXID sequence. It needs as much disk space as the database.
+
+Like Litestream, walrust writes a new snapshot of the published state once
+the newest one is older than --snapshot-interval, and deletes the files that
+a snapshot older than --retention makes unnecessary (a replica further
+behind than that starts over from the newest snapshot). The newest snapshot
+and the newest level-0 file are always kept. 0 disables either.`,
 }
 
 func init() {
 	publishCommand.flags = func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var sf storeFlags
 		sf.register(fs)
-		interval := fs.Duration("interval", 0, "keep publishing, this often (e.g. 1s); 0: publish once")
-		workDir := fs.String("work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
+		var pf publishFlags
+		fs.DurationVar(&pf.interval, "interval", 0, "keep publishing, this often (e.g. 1s); 0: publish once")
+		fs.StringVar(&pf.workDir, "work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
+		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D`; 0: never")
+		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D`; 0: keep everything")
 		return func(ctx context.Context, e *env, args []string) error {
-			if *interval < 0 {
-				return usagef("--interval %s: must not be negative", *interval)
+			for _, d := range []struct {
+				name string
+				v    time.Duration
+			}{{"interval", pf.interval}, {"snapshot-interval", pf.snapshotInterval}, {"retention", pf.retention}} {
+				if d.v < 0 {
+					return usagef("--%s %s: must not be negative", d.name, d.v)
+				}
 			}
-			return runPublish(ctx, e, args[0], args[1], &sf, *interval, *workDir)
+			return runPublish(ctx, e, args[0], args[1], &sf, pf)
 		}
 	}
 }
 
-func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, interval time.Duration, workDir string) error {
+// publishFlags are publish's own flags.
+type publishFlags struct {
+	interval, snapshotInterval, retention time.Duration
+	workDir                               string
+}
+
+func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf publishFlags) error {
 	if _, err := checkSource(dest); err != nil {
 		return err
 	}
@@ -66,28 +86,31 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, in
 	}
 	pp := newProgressPrinter(e.stderr, filepath.Base(db))
 	pub, err := publish.New(db, st, publish.Options{
-		WorkDir:   workDir,
-		Progress:  pp.report,
-		OnPublish: func(r publish.Result) { printResult(e, r) },
-		OnError:   func(err error) { fmt.Fprintf(e.stderr, "walrust publish: %v\n", err) },
+		WorkDir:          pf.workDir,
+		Progress:         pp.report,
+		OnPublish:        func(r publish.Result) { printResult(e, r, pf.retention) },
+		OnError:          func(err error) { fmt.Fprintf(e.stderr, "walrust publish: %v\n", err) },
+		SnapshotInterval: pf.snapshotInterval,
+		Retention:        pf.retention,
 	})
 	if err != nil {
 		return err
 	}
-	if interval == 0 {
+	if pf.interval == 0 {
 		res, err := pub.PublishOnce(ctx)
 		if err != nil {
 			return errors.Join(err, pub.Close())
 		}
 		switch {
-		case res.Changed:
-			printResult(e, res)
 		case res.Empty:
 			fmt.Fprintf(e.stdout, "Nothing to publish: %s is empty\n", db)
-		default:
+		case !res.Changed:
 			fmt.Fprintf(e.stdout, "No changes: TXID %d is published\n", res.TXID)
 		}
-		return pub.Close()
+		printResult(e, res, pf.retention)
+		// What was published stands; the upkeep that failed is tried again
+		// at the next run, which a non-zero exit asks for.
+		return errors.Join(res.UpkeepErr, pub.Close())
 	}
 
 	// The first SIGINT/SIGTERM ends Run after the file in hand; stop()
@@ -98,18 +121,29 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, in
 		<-sigCtx.Done()
 		stop()
 	}()
-	fmt.Fprintf(e.stderr, "Publishing %s to %s every %s (Ctrl-C to stop)\n", db, st, interval)
-	err = pub.Run(sigCtx, interval)
+	fmt.Fprintf(e.stderr, "Publishing %s to %s every %s (Ctrl-C to stop)\n", db, st, pf.interval)
+	err = pub.Run(sigCtx, pf.interval)
 	return errors.Join(err, pub.Close())
 }
 
-// printResult prints one line per published file.
-func printResult(e *env, r publish.Result) {
-	kind, why := "", ""
-	if r.Snapshot {
-		kind = "snapshot "
-		why = " (" + r.Reason + ")"
+// printResult prints one line per published file and one per retention
+// pass that deleted files.
+func printResult(e *env, r publish.Result, retention time.Duration) {
+	if r.Changed {
+		kind, why := "", ""
+		if r.Snapshot {
+			kind = "snapshot "
+			why = " (" + r.Reason + ")"
+		}
+		fmt.Fprintf(e.stdout, "Published %s%s (%s, %s) TXID %d%s\n",
+			kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why)
 	}
-	fmt.Fprintf(e.stdout, "Published %s%s (%s, %s) TXID %d%s\n",
-		kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why)
+	if s := r.Periodic; s != nil {
+		fmt.Fprintf(e.stdout, "Published snapshot %s (%s, %s) TXID %d (periodic: %s)\n",
+			s.File.Name(), plural(s.Pages, "page", "pages"), formatBytes(s.File.Size), s.File.MaxTXID, s.Reason)
+	}
+	if p := r.Retention; p != nil {
+		fmt.Fprintf(e.stdout, "Deleted %s covered by snapshot %s (older than %s)\n",
+			plural(p.Deleted, "file", "files"), p.Cover.Name(), formatDuration(retention))
+	}
 }
