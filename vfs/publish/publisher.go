@@ -29,9 +29,11 @@ type Options struct {
 	Progress          func(Progress)
 	ProgressThreshold int64
 
-	// OnPublish is called by Run after each published file; OnError after
-	// each publish that failed (default: the standard logger). Run keeps
-	// going after an error.
+	// OnPublish is called by Run after each publish that wrote or deleted
+	// files (a change, a periodic snapshot, a retention pass); OnError
+	// after each publish that failed, and with Result.UpkeepErr after one
+	// whose upkeep failed (default: the standard logger). Run keeps going
+	// after an error.
 	OnPublish func(Result)
 	OnError   func(error)
 
