@@ -49,8 +49,8 @@ func init() {
 		var pf publishFlags
 		fs.DurationVar(&pf.interval, "interval", 0, "keep publishing, this often (e.g. 1s); 0: publish once")
 		fs.StringVar(&pf.workDir, "work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
-		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D`; 0: never")
-		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D`; 0: keep everything")
+		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D` (default 24h); 0: never")
+		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D` (default 24h); 0: keep everything")
 		return func(ctx context.Context, e *env, args []string) error {
 			for _, d := range []struct {
 				name string
