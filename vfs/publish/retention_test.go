@@ -325,8 +325,6 @@ func TestReplicaAfterRetention(t *testing.T) {
 			events = append(events, e)
 			mu.Unlock()
 		}})
-		// Head is for after the first bootstrap (a first install sets it
-		// up without the lock Head takes).
 		if err := f.WaitReady(15 * time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -462,3 +462,43 @@ func TestBadFileWrittenAgain(t *testing.T) {
 	mustStep(t, f)
 	w.checkHead(r, txid, "the file written again")
 }
+
+// TestHeadDuringFirstInstall: Head and Pin may be called at any time, also
+// while the follower installs the first snapshot (run with -race: the
+// install publishes the root version under the replica's lock).
+func TestHeadDuringFirstInstall(t *testing.T) {
+	w := newWorld(t, 4096, true)
+	w.insertRows(7, 500)
+	w.advance(w.ref.image())
+	w.snapshot()
+	r := w.openReplica()
+	defer r.Close()
+	done := make(chan struct{})
+	watched := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				watched <- n
+				return
+			default:
+			}
+			if h := r.Head(); h != nil {
+				if v, err := r.Pin(); err == nil {
+					v.Unpin()
+				}
+			}
+			n++
+		}
+	}()
+	f := w.follow(r, w.st)
+	if err := f.WaitReady(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	if n := <-watched; n == 0 {
+		t.Fatal("the watcher never looked")
+	}
+	w.checkHead(r, w.pub.TXID, "after the first install")
+}

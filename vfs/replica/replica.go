@@ -169,14 +169,17 @@ func (r *Replica) loadBase() error {
 		r.counter = max(r.counter, binary.BigEndian.Uint32(hdr[:]))
 	}
 	s := r.state
-	r.base = b
-	r.root = &Version{
+	root := &Version{
 		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
-		base: r.base, chain: newChainIndex(),
+		base: b, chain: newChainIndex(),
 	}
-	r.root.chain.root = r.root
-	r.head = r.root
+	root.chain.root = root
+	// Under the lock: after a first install, readers (Head, Pin) may be
+	// looking already.
+	r.mu.Lock()
+	r.base, r.root, r.head = b, root, root
+	r.mu.Unlock()
 	return nil
 }
 
