@@ -125,18 +125,7 @@ func TestRetention(t *testing.T) {
 	work := t.TempDir()
 	opts := Options{WorkDir: work, SnapshotInterval: time.Hour, Retention: time.Hour}
 	pub := publisherWith(t, p, st, opts)
-	row := 100
-	change := func(txid ltx.TXID) Result {
-		t.Helper()
-		insertRows(t, p, row, 5, 200)
-		row += 5
-		res := publishOnce(t, pub)
-		expect(t, res, true, false, uint64(txid))
-		if res.UpkeepErr != nil {
-			t.Fatal(res.UpkeepErr)
-		}
-		return res
-	}
+	change := changer(t, p, pub, 100)
 	storeHolds := func(l0s, snaps []store.FileInfo) {
 		t.Helper()
 		if got, want := names(t, st, 0), nameList(l0s...); !sameNames(got, want) {
@@ -343,15 +332,7 @@ func TestReplicaAfterRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	row := 200
-	change := func(txid ltx.TXID) Result {
-		t.Helper()
-		insertRows(t, p, row, 5, 200)
-		row += 5
-		res := publishOnce(t, pub)
-		expect(t, res, true, false, uint64(txid))
-		return res
-	}
+	change := changer(t, p, pub, 200)
 	change(3)
 	age(t, st, snap(1), 3*time.Hour)
 	change(4) // a periodic snapshot at 4; the one at 1 goes
@@ -401,4 +382,20 @@ func checkReplica(t *testing.T, p *primary, r *replica.Replica) {
 	}
 	p.checkpoint()
 	sameContent(t, p, path)
+}
+
+// changer returns a change to the primary: five more rows, from row on,
+// published as level-0 TXID txid, with no upkeep error.
+func changer(t *testing.T, p *primary, pub *Publisher, row int) func(txid ltx.TXID) Result {
+	return func(txid ltx.TXID) Result {
+		t.Helper()
+		insertRows(t, p, row, 5, 200)
+		row += 5
+		res := publishOnce(t, pub)
+		expect(t, res, true, false, uint64(txid))
+		if res.UpkeepErr != nil {
+			t.Fatal(res.UpkeepErr)
+		}
+		return res
+	}
 }
