@@ -8,7 +8,8 @@
 GO      ?= go
 BUILD   := build
 BIN     := $(abspath $(BUILD))/bin
-GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
+# Go sources, and the C of cshim/ and vfs/ (its layer between SQLite and Go).
+GOFILES := $(shell find . \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -path './build/*') go.mod go.sum
 
 export CGO_ENABLED := 1
 # Expanded only by the recipes that use it: downloads the module if needed.
@@ -24,7 +25,7 @@ all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 # SQLite through the extension API table instead of linking its own SQLite.
 # cshim's C code includes sqlite3ext.h from psanford/sqlite3vfs, the same header
 # its VFS is compiled against.
-$(BUILD)/walrust.so: $(GOFILES) $(wildcard cshim/*.c cshim/*.h)
+$(BUILD)/walrust.so: $(GOFILES)
 	@mkdir -p $(BUILD)
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h

@@ -30,7 +30,7 @@ var registerOnce = sync.OnceValue(func() error {
 	if err := sqlite3vfs.RegisterVFS(Name, &walrustVFS{}); err != nil {
 		return fmt.Errorf("register VFS %q: %w", Name, err)
 	}
-	return nil
+	return installLayer()
 })
 
 //go:linkname sqlite3vfsNextFileID github.com/psanford/sqlite3vfs.nextFileID

@@ -75,7 +75,10 @@ func openBase(path string) (*baseFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open base file: %w", err)
 	}
-	b := &baseFile{f: f, path: path}
+	b := &baseFile{f: f, path: path, fd: -1}
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { b.fd = int(fd) })
+	}
 	b.lock = newFileLock(f)
 	bases.m[path] = &sharedBase{b: b, refs: 1}
 	return b, nil

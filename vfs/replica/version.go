@@ -54,7 +54,27 @@ type Version struct {
 type baseFile struct {
 	path string
 	f    *os.File // read-write: folds write through it, and its locks are SQLite's
+	fd   int      // f's descriptor, for readers outside Go (BaseFD); -1 if unknown
 	lock *fileLock
+}
+
+// BaseFD returns the base file's descriptor when the base file holds every
+// page of v but page 1 (whose header ReadAt patches) for as long as v stays
+// pinned: v is the version the file holds, or one folded into it. A fold
+// writes into the file only versions that no pinned version is older than,
+// and a passive reader's version is pinned by SQLite's shared lock, which a
+// fold excludes; so those pages do not change under a reader of v. The
+// descriptor stays open while any replica or passive reader of the file in
+// this process is open, and thus for any open connection.
+func (v *Version) BaseFD() (int, bool) {
+	if v.r != nil {
+		v.r.mu.RLock()
+		defer v.r.mu.RUnlock()
+	}
+	if v.base == nil || v.base.fd < 0 || (v.seg != nil && !v.folded) {
+		return -1, false
+	}
+	return v.base.fd, true
 }
 
 // Size is the database size in bytes at this version.

@@ -1,0 +1,335 @@
+// The C layer: registered under the name "walrust" in place of the VFS that
+// psanford/sqlite3vfs makes (whose every call enters Go), it forwards to
+// that VFS, but for two things it does itself.
+//
+// Direct reads. When a read transaction's version lives entirely in the
+// base file (the usual case: nothing newer is waiting to be folded), the Go
+// side says so once, at the transaction's SHARED lock, and the layer then
+// serves the transaction's page reads with pread(2) on the base file,
+// without a C-to-Go call per page. That is safe for the whole transaction:
+// a fold writes into the base file only versions no reader is pinned below,
+// and this one is pinned until its unlock. Page 1, whose header Go patches,
+// and anything outside the version's size still go to Go.
+//
+// The fork guard. Go's runtime does not survive fork(): in the child only
+// the forking thread exists, so the goroutines that follow replicas are
+// gone, and a call into Go can block forever on state another thread held
+// at the fork. Pre-fork servers (gunicorn --preload, uwsgi without
+// lazy-apps, a Python program that forks workers) load the extension, fork,
+// and would then stall silently, or read a replica that never advances. In a
+// forked child the layer answers every call itself, with an error and one
+// line on stderr, and never enters Go.
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "_cgo_export.h"
+#include "layer.h"
+
+// SQLite's result codes and lock levels (sqlite3.h).
+enum {
+  rcOK = 0,
+  rcCantOpen = 14,
+  rcNotFound = 12,
+  rcIOErr = 10,
+  rcIOErrRead = 10 | (1 << 8),
+  rcIOErrWrite = 10 | (3 << 8),
+  rcIOErrFsync = 10 | (4 << 8),
+  rcIOErrTruncate = 10 | (6 << 8),
+  rcIOErrFstat = 10 | (7 << 8),
+  rcIOErrDelete = 10 | (10 << 8),
+  rcIOErrAccess = 10 | (13 << 8),
+  rcIOErrCheckReservedLock = 10 | (14 << 8),
+  rcIOErrLock = 10 | (15 << 8),
+  lockNone = 0,
+  lockShared = 1,
+  openMainDB = 0x100,
+};
+
+// Set by the child handler of pthread_atfork, before fork() returns in the
+// child; never in the parent. The handler stays registered, so grandchildren
+// are covered too.
+static volatile int forked;
+static volatile int warned;
+
+static wl_vfs *inner; // sqlite3vfs's VFS
+static wl_vfs *dflt;  // the default VFS: time, sleep and randomness
+static wl_vfs layer;
+static wl_io_methods layerIO;
+static uint64_t directReads;
+
+static const char forkedMsg[] =
+    "walrust: this process was forked after it loaded the walrust extension; "
+    "the Go runtime that follows replicas does not survive fork(), so walrust "
+    "databases cannot be used here. Load the extension and open databases in "
+    "each worker after it starts (for example gunicorn without --preload).";
+
+// refuse answers a call made in a forked child: rc, and the reason on
+// stderr once.
+static int refuse(int rc) {
+  if (!warned) {
+    warned = 1;
+    fprintf(stderr, "%s\n", forkedMsg);
+  }
+  return rc;
+}
+
+// A layer file is the layer's own fields, then sqlite3vfs's file, whose
+// first field after SQLite's header is its Go file id. The int64_t in
+// wl_direct makes the size a multiple of 8, so the inner file is aligned.
+typedef struct layerFile {
+  wl_file base;
+  int main;         // the main database file, not a temporary one
+  wl_direct direct; // valid while direct.fd >= 0: set at SHARED, cleared at unlock
+} layerFile;
+
+#define LF(f) ((layerFile *)(f))
+#define INNER(f) ((wl_file *)((char *)(f) + sizeof(layerFile)))
+#define IO(f) (INNER(f)->pMethods)
+#define INNER_ID(f) (*(uint64_t *)((char *)INNER(f) + sizeof(wl_file)))
+
+static int layerClose(wl_file *f) {
+  if (forked) {
+    return rcOK; // the Go side of the file is the parent's to close
+  }
+  LF(f)->direct.fd = -1;
+  return IO(f)->xClose(INNER(f));
+}
+
+// readDirect reads amt bytes at off from the base file. A read that ends
+// past the file's end is filled with zeros, as Go's read of a page the base
+// file does not hold yet (the tail of a growing file).
+static int readDirect(layerFile *lf, void *buf, int amt, int64_t off) {
+  char *p = buf;
+  int done = 0;
+  while (done < amt) {
+    ssize_t n = pread(lf->direct.fd, p + done, (size_t)(amt - done), off + done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return rcIOErrRead;
+    }
+    if (n == 0) {
+      memset(p + done, 0, (size_t)(amt - done));
+      break;
+    }
+    done += (int)n;
+  }
+  __atomic_add_fetch(&directReads, 1, __ATOMIC_RELAXED);
+  return rcOK;
+}
+
+static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
+  if (forked) {
+    return refuse(rcIOErrRead);
+  }
+  layerFile *lf = LF(f);
+  if (lf->direct.fd >= 0 && off >= lf->direct.pageSize && off + amt <= lf->direct.limit) {
+    return readDirect(lf, buf, amt, off);
+  }
+  return IO(f)->xRead(INNER(f), buf, amt, off);
+}
+
+static int layerWrite(wl_file *f, const void *buf, int amt, int64_t off) {
+  if (forked) {
+    return refuse(rcIOErrWrite);
+  }
+  return IO(f)->xWrite(INNER(f), buf, amt, off);
+}
+
+static int layerTruncate(wl_file *f, int64_t size) {
+  if (forked) {
+    return refuse(rcIOErrTruncate);
+  }
+  return IO(f)->xTruncate(INNER(f), size);
+}
+
+static int layerSync(wl_file *f, int flags) {
+  if (forked) {
+    return refuse(rcIOErrFsync);
+  }
+  return IO(f)->xSync(INNER(f), flags);
+}
+
+static int layerFileSize(wl_file *f, int64_t *size) {
+  if (forked) {
+    return refuse(rcIOErrFstat);
+  }
+  return IO(f)->xFileSize(INNER(f), size);
+}
+
+// layerLock asks Go, once the SHARED lock has pinned a version, whether the
+// transaction can read the base file directly.
+static int layerLock(wl_file *f, int lock) {
+  if (forked) {
+    return refuse(rcIOErrLock);
+  }
+  int rc = IO(f)->xLock(INNER(f), lock);
+  layerFile *lf = LF(f);
+  if (rc == rcOK && lock == lockShared && lf->main && lf->direct.fd < 0) {
+    if (!walrustDirect(INNER_ID(f), &lf->direct)) {
+      lf->direct.fd = -1;
+    }
+  }
+  return rc;
+}
+
+static int layerUnlock(wl_file *f, int lock) {
+  if (forked) {
+    return rcOK; // nothing is held here; let SQLite unwind
+  }
+  if (lock == lockNone) {
+    LF(f)->direct.fd = -1; // the version may be unpinned from here on
+  }
+  return IO(f)->xUnlock(INNER(f), lock);
+}
+
+static int layerCheckReservedLock(wl_file *f, int *out) {
+  if (forked) {
+    *out = 0;
+    return refuse(rcIOErrCheckReservedLock);
+  }
+  return IO(f)->xCheckReservedLock(INNER(f), out);
+}
+
+static int layerFileControl(wl_file *f, int op, void *arg) {
+  if (forked) {
+    return rcNotFound;
+  }
+  return IO(f)->xFileControl(INNER(f), op, arg);
+}
+
+static int layerSectorSize(wl_file *f) {
+  if (forked) {
+    return 4096;
+  }
+  return IO(f)->xSectorSize(INNER(f));
+}
+
+static int layerDeviceCharacteristics(wl_file *f) {
+  if (forked) {
+    return 0;
+  }
+  return IO(f)->xDeviceCharacteristics(INNER(f));
+}
+
+static int layerOpen(wl_vfs *vfs, const char *name, wl_file *f, int flags, int *outFlags) {
+  (void)vfs;
+  if (forked) {
+    f->pMethods = NULL; // nothing to close
+    return refuse(rcCantOpen);
+  }
+  layerFile *lf = LF(f);
+  lf->main = (flags & openMainDB) != 0;
+  lf->direct.fd = -1;
+  memset(INNER(f), 0, (size_t)inner->szOsFile);
+  int rc = inner->xOpen(inner, name, INNER(f), flags, outFlags);
+  // sqlite3vfs sets its methods even when the open fails, and SQLite then
+  // calls xClose; mirror that so the close reaches it.
+  f->pMethods = INNER(f)->pMethods != NULL ? &layerIO : NULL;
+  return rc;
+}
+
+static int layerDelete(wl_vfs *vfs, const char *name, int syncDir) {
+  (void)vfs;
+  if (forked) {
+    return refuse(rcIOErrDelete);
+  }
+  return inner->xDelete(inner, name, syncDir);
+}
+
+static int layerAccess(wl_vfs *vfs, const char *name, int flags, int *out) {
+  (void)vfs;
+  if (forked) {
+    *out = 0;
+    return refuse(rcIOErrAccess);
+  }
+  return inner->xAccess(inner, name, flags, out);
+}
+
+// xFullPathname is the first call of every open, before xOpen.
+static int layerFullPathname(wl_vfs *vfs, const char *name, int n, char *out) {
+  (void)vfs;
+  if (forked) {
+    return refuse(rcCantOpen);
+  }
+  return inner->xFullPathname(inner, name, n, out);
+}
+
+// Time, sleep and randomness need no Go: the default VFS answers them, in a
+// child as well, so SQL functions such as datetime('now') keep working.
+static int layerRandomness(wl_vfs *vfs, int n, char *out) {
+  (void)vfs;
+  return dflt->xRandomness(dflt, n, out);
+}
+
+static int layerSleep(wl_vfs *vfs, int us) {
+  (void)vfs;
+  return dflt->xSleep(dflt, us);
+}
+
+static int layerCurrentTime(wl_vfs *vfs, double *now) {
+  (void)vfs;
+  return dflt->xCurrentTime(dflt, now);
+}
+
+static int layerCurrentTimeInt64(wl_vfs *vfs, int64_t *now) {
+  (void)vfs;
+  if (dflt->iVersion >= 2 && dflt->xCurrentTimeInt64 != NULL) {
+    return dflt->xCurrentTimeInt64(dflt, now);
+  }
+  double d = 0;
+  int rc = dflt->xCurrentTime(dflt, &d);
+  *now = (int64_t)(d * 86400000.0);
+  return rc;
+}
+
+static void onFork(void) { forked = 1; }
+
+int walrustForked(void) { return forked; }
+
+const char *walrustForkedMessage(void) { return forkedMsg; }
+
+uint64_t walrustDirectReads(void) { return __atomic_load_n(&directReads, __ATOMIC_RELAXED); }
+
+wl_vfs *walrustLayerWrap(wl_vfs *v, wl_vfs *d) {
+  if (inner != NULL || v == NULL || d == NULL || v == d) {
+    return NULL;
+  }
+  if (pthread_atfork(NULL, NULL, onFork) != 0) {
+    return NULL;
+  }
+  layerIO = (wl_io_methods){
+      .iVersion = 1,
+      .xClose = layerClose,
+      .xRead = layerRead,
+      .xWrite = layerWrite,
+      .xTruncate = layerTruncate,
+      .xSync = layerSync,
+      .xFileSize = layerFileSize,
+      .xLock = layerLock,
+      .xUnlock = layerUnlock,
+      .xCheckReservedLock = layerCheckReservedLock,
+      .xFileControl = layerFileControl,
+      .xSectorSize = layerSectorSize,
+      .xDeviceCharacteristics = layerDeviceCharacteristics,
+  };
+  layer = *v; // the same name: sqlite3vfs finds its Go VFS by it
+  layer.iVersion = 2;
+  layer.pNext = NULL;
+  layer.szOsFile = (int)sizeof(layerFile) + v->szOsFile;
+  layer.xOpen = layerOpen;
+  layer.xDelete = layerDelete;
+  layer.xAccess = layerAccess;
+  layer.xFullPathname = layerFullPathname;
+  layer.xRandomness = layerRandomness;
+  layer.xSleep = layerSleep;
+  layer.xCurrentTime = layerCurrentTime;
+  layer.xCurrentTimeInt64 = layerCurrentTimeInt64;
+  inner = v;
+  dflt = d;
+  return &layer;
+}

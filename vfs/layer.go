@@ -1,0 +1,54 @@
+package vfs
+
+/*
+#include "layer.h"
+*/
+import "C"
+
+import (
+	"sync"
+	_ "unsafe" // for go:linkname
+
+	"github.com/psanford/sqlite3vfs"
+)
+
+// sqlite3vfs keeps its open files by id; the layer (layer.c) knows a file's
+// id and asks for its direct-read terms through walrustDirect.
+//
+//go:linkname sqlite3vfsFileMux github.com/psanford/sqlite3vfs.fileMux
+var sqlite3vfsFileMux sync.Mutex
+
+//go:linkname sqlite3vfsFileMap github.com/psanford/sqlite3vfs.fileMap
+var sqlite3vfsFileMap map[uint64]sqlite3vfs.File
+
+// walrustDirect is called by the layer right after a main database file's
+// SHARED lock: it fills out and returns 1 when every page of the pinned
+// version but page 1 is in the base file, so the transaction's reads can
+// skip Go; 0 otherwise.
+//
+//export walrustDirect
+func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
+	defer func() {
+		if p := recover(); p != nil { // no panic may cross into C
+			logger.Error("internal error", "op", "direct", "panic", p)
+			ok = 0
+		}
+	}()
+	sqlite3vfsFileMux.Lock()
+	f, _ := sqlite3vfsFileMap[uint64(id)].(*dbFile)
+	sqlite3vfsFileMux.Unlock()
+	if f == nil || f.pinned == nil || readHook.Load() != nil {
+		return 0 // a test watching reads sees them all
+	}
+	fd, ok2 := f.pinned.BaseFD()
+	if !ok2 {
+		return 0
+	}
+	out.fd = C.int(fd)
+	out.pageSize = C.int(f.pinned.PageSize)
+	out.limit = C.int64_t(f.pinned.Size())
+	return 1
+}
+
+// directReads is how many reads the layer served without Go.
+func directReads() uint64 { return uint64(C.walrustDirectReads()) }

@@ -1,0 +1,81 @@
+// The C layer between SQLite and walrust's Go VFS (see layer.c).
+//
+// SQLite's VFS structures are declared here, from the public ABI that
+// sqlite3.h documents (sqlite3_file, sqlite3_io_methods version 1,
+// sqlite3_vfs version 2), because this package is built both into the
+// extension and into programs linked with mattn/go-sqlite3, and neither
+// SQLite header is on its include path in both.
+#ifndef WALRUST_LAYER_H
+#define WALRUST_LAYER_H
+
+#include <stdint.h>
+
+typedef struct wl_file wl_file;
+typedef struct wl_io_methods wl_io_methods;
+typedef struct wl_vfs wl_vfs;
+
+struct wl_file {
+  const wl_io_methods *pMethods;
+};
+
+struct wl_io_methods {
+  int iVersion;
+  int (*xClose)(wl_file *);
+  int (*xRead)(wl_file *, void *, int amt, int64_t off);
+  int (*xWrite)(wl_file *, const void *, int amt, int64_t off);
+  int (*xTruncate)(wl_file *, int64_t size);
+  int (*xSync)(wl_file *, int flags);
+  int (*xFileSize)(wl_file *, int64_t *size);
+  int (*xLock)(wl_file *, int lock);
+  int (*xUnlock)(wl_file *, int lock);
+  int (*xCheckReservedLock)(wl_file *, int *out);
+  int (*xFileControl)(wl_file *, int op, void *arg);
+  int (*xSectorSize)(wl_file *);
+  int (*xDeviceCharacteristics)(wl_file *);
+};
+
+struct wl_vfs {
+  int iVersion;
+  int szOsFile;
+  int mxPathname;
+  wl_vfs *pNext;
+  const char *zName;
+  void *pAppData;
+  int (*xOpen)(wl_vfs *, const char *name, wl_file *, int flags, int *outFlags);
+  int (*xDelete)(wl_vfs *, const char *name, int syncDir);
+  int (*xAccess)(wl_vfs *, const char *name, int flags, int *out);
+  int (*xFullPathname)(wl_vfs *, const char *name, int n, char *out);
+  void *(*xDlOpen)(wl_vfs *, const char *name);
+  void (*xDlError)(wl_vfs *, int n, char *msg);
+  void (*(*xDlSym)(wl_vfs *, void *, const char *sym))(void);
+  void (*xDlClose)(wl_vfs *, void *);
+  int (*xRandomness)(wl_vfs *, int n, char *out);
+  int (*xSleep)(wl_vfs *, int us);
+  int (*xCurrentTime)(wl_vfs *, double *);
+  int (*xGetLastError)(wl_vfs *, int, char *);
+  int (*xCurrentTimeInt64)(wl_vfs *, int64_t *); // version 2
+};
+
+// What the Go side tells the layer at the start of a read transaction.
+typedef struct wl_direct {
+  int fd;           // the base file, which holds every page the transaction reads
+  int pageSize;     // page 1 (below this offset) is patched by Go: never direct
+  int64_t limit;    // the database size the transaction sees
+} wl_direct;
+
+// walrustLayerWrap returns the layer over inner, the VFS sqlite3vfs
+// registered, to be registered in its place under the same name; dflt is
+// the default VFS. NULL when the layer exists already (a second load).
+wl_vfs *walrustLayerWrap(wl_vfs *inner, wl_vfs *dflt);
+
+// walrustForked says whether this process is the child of a fork made after
+// the layer was made: then nothing may call into Go.
+int walrustForked(void);
+
+// walrustForkedMessage is what to tell a user in that case.
+const char *walrustForkedMessage(void);
+
+// walrustDirectReads counts the reads served without Go (for tests).
+uint64_t walrustDirectReads(void);
+
+#endif
