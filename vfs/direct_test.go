@@ -10,9 +10,9 @@ import (
 
 // TestDirectReads: a transaction whose version is all in the base file has
 // its page reads served by the C layer (layer.c) straight from the file,
-// and sees the same rows as through Go; a transaction pinned at a version
-// that is not folded yet (a long reader holds the fold back) reads through
-// Go, and both see their own TXID.
+// and sees the same rows as through Go; one pinned at a version that is not
+// folded yet (a long reader holds the fold back) reads that version's pages
+// through Go and the others from the file, and both see their own TXID.
 func TestDirectReads(t *testing.T) {
 	e := newEnv(t, 4096)
 	for i := range 200 {
@@ -58,10 +58,15 @@ func TestDirectReads(t *testing.T) {
 	e.exec("UPDATE t SET v = 'changed ' || v WHERE id % 2 = 0")
 	e.exec("INSERT INTO t (v) VALUES ('new')")
 	e.commit()
-	waitFor(t, "the new rows through Go", func() (bool, error) {
+	// A new connection reads the new version: its changed pages through
+	// Go, the others still straight from the file.
+	waitFor(t, "the new rows, partly through Go", func() (bool, error) {
+		cold := e.openReplica("")
+		defer cold.Close()
+		before := vfs.DirectReadsForTest()
 		var changed, n int
-		err := db.QueryRow("SELECT count(*), sum(v LIKE 'changed %') FROM t").Scan(&n, &changed)
-		return n == 201 && changed == 100, err
+		err := cold.QueryRow("SELECT count(*), sum(v LIKE 'changed %') FROM t").Scan(&n, &changed)
+		return n == 201 && changed == 100 && vfs.DirectReadsForTest() > before, err
 	})
 	var changed, n int
 	if err := tx.QueryRow("SELECT count(*), coalesce(sum(v LIKE 'changed %'), 0) FROM t").Scan(&n, &changed); err != nil {

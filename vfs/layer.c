@@ -2,14 +2,14 @@
 // psanford/sqlite3vfs makes (whose every call enters Go), it forwards to
 // that VFS, but for two things it does itself.
 //
-// Direct reads. When a read transaction's version lives entirely in the
-// base file (the usual case: nothing newer is waiting to be folded), the Go
-// side says so once, at the transaction's SHARED lock, and the layer then
-// serves the transaction's page reads with pread(2) on the base file,
-// without a C-to-Go call per page. That is safe for the whole transaction:
-// a fold writes into the base file only versions no reader is pinned below,
-// and this one is pinned until its unlock. Page 1, whose header Go patches,
-// and anything outside the version's size still go to Go.
+// Direct reads. At a read transaction's SHARED lock the Go side says once
+// how its version's pages can be read from the base file (the descriptor,
+// how far, and a bitmap of the pages that are in versions not folded yet),
+// and the layer then serves the transaction's other page reads with
+// pread(2) itself, without a C-to-Go call per page. Usually nothing waits
+// to be folded and every page but page 1 (whose header Go patches) is
+// read so. Why the base file's pages cannot change under the transaction
+// is told at replica.Version.Direct.
 //
 // The fork guard. Go's runtime does not survive fork(): in the child only
 // the forking thread exists, so the goroutines that follow replicas are
@@ -122,12 +122,32 @@ static int readDirect(layerFile *lf, void *buf, int amt, int64_t off) {
   return rcOK;
 }
 
+// inBase says whether the base file holds the pages a read covers as of
+// the transaction's version: past page 1, within the limit, and none of
+// them in a version not folded yet (its bit set; the bits are written by Go
+// with atomic operations).
+static int inBase(const wl_direct *d, int amt, int64_t off) {
+  if (d->fd < 0 || off < d->pageSize || off + amt > d->limit) {
+    return 0;
+  }
+  if (d->bits == NULL) {
+    return 1;
+  }
+  uint64_t last = (uint64_t)(off + amt - 1) / (uint64_t)d->pageSize + 1;
+  for (uint64_t pgno = (uint64_t)off / (uint64_t)d->pageSize + 1; pgno <= last; pgno++) {
+    if (pgno < d->pages && (__atomic_load_n(&d->bits[pgno / 64], __ATOMIC_ACQUIRE) >> (pgno % 64)) & 1) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
   if (forked) {
     return refuse(rcIOErrRead);
   }
   layerFile *lf = LF(f);
-  if (lf->direct.fd >= 0 && off >= lf->direct.pageSize && off + amt <= lf->direct.limit) {
+  if (inBase(&lf->direct, amt, off)) {
     return readDirect(lf, buf, amt, off);
   }
   return IO(f)->xRead(INNER(f), buf, amt, off);

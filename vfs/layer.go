@@ -22,9 +22,9 @@ var sqlite3vfsFileMux sync.Mutex
 var sqlite3vfsFileMap map[uint64]sqlite3vfs.File
 
 // walrustDirect is called by the layer right after a main database file's
-// SHARED lock: it fills out and returns 1 when every page of the pinned
-// version but page 1 is in the base file, so the transaction's reads can
-// skip Go; 0 otherwise.
+// SHARED lock: it fills out and returns 1 when the transaction can read
+// pages of its version from the base file without Go (see
+// replica.Version.Direct); 0 otherwise.
 //
 //export walrustDirect
 func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
@@ -40,13 +40,15 @@ func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
 	if f == nil || f.pinned == nil || readHook.Load() != nil {
 		return 0 // a test watching reads sees them all
 	}
-	fd, ok2 := f.pinned.BaseFD()
-	if !ok2 {
+	d, direct := f.pinned.Direct()
+	if !direct {
 		return 0
 	}
-	out.fd = C.int(fd)
+	out.fd = C.int(d.FD)
 	out.pageSize = C.int(f.pinned.PageSize)
-	out.limit = C.int64_t(f.pinned.Size())
+	out.limit = C.int64_t(d.Limit)
+	out.bits = (*C.uint64_t)(d.Bits) // outside Go's heap: C may keep it
+	out.pages = C.uint32_t(d.Pages)
 	return 1
 }
 

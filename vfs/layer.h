@@ -58,9 +58,11 @@ struct wl_vfs {
 
 // What the Go side tells the layer at the start of a read transaction.
 typedef struct wl_direct {
-  int fd;           // the base file, which holds every page the transaction reads
-  int pageSize;     // page 1 (below this offset) is patched by Go: never direct
-  int64_t limit;    // the database size the transaction sees
+  int fd;                // the base file
+  int pageSize;          // page 1 (below this offset) is patched by Go: never direct
+  int64_t limit;         // bytes of the transaction's version the base file serves
+  const uint64_t *bits;  // pages to read through Go (one bit per page number); NULL: none
+  uint32_t pages;        // pages bits covers; those past it are the base file's
 } wl_direct;
 
 // walrustLayerWrap returns the layer over inner, the VFS sqlite3vfs

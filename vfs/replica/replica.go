@@ -41,6 +41,10 @@ type Replica struct {
 	// unpinned.
 	abandoned []*Version
 
+	// bits are the page bits of every chain made so far (see pageBits),
+	// unmapped at Close, when no reader can hold them.
+	bits []*pageBits
+
 	counter uint32 // last change counter handed out
 	seq     uint64 // last Version.seq handed out
 
@@ -172,7 +176,7 @@ func (r *Replica) loadBase() error {
 	root := &Version{
 		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
-		base: b, chain: newChainIndex(),
+		base: b, chain: r.newChain(),
 	}
 	root.chain.root = root
 	// Under the lock: after a first install, readers (Head, Pin) may be
@@ -316,13 +320,21 @@ func (r *Replica) publish(v *Version) {
 	r.seq++
 	v.seq = r.seq
 	if v.parent == nil {
-		v.chain = newChainIndex()
+		v.chain = r.newChain()
 		v.chain.full = v
 	} else {
 		v.chain = v.parent.chain
 		v.chain.add(v)
 	}
 	r.head = v
+}
+
+// newChain is the page index of a new chain of versions. The caller holds
+// r.mu, or is the only user of r.
+func (r *Replica) newChain() *chainIndex {
+	b := &pageBits{}
+	r.bits = append(r.bits, b)
+	return newChainIndex(b)
 }
 
 // Close releases the replica's files. Readers must have unpinned. A
@@ -351,6 +363,10 @@ func (r *Replica) Close() error {
 		r.base = nil
 	}
 	r.head, r.root = nil, nil
+	for _, b := range r.bits {
+		b.release()
+	}
+	r.bits = nil
 	r.leader.release()
 	r.leader = nil
 	return nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/superfly/ltx"
 )
@@ -54,27 +55,48 @@ type Version struct {
 type baseFile struct {
 	path string
 	f    *os.File // read-write: folds write through it, and its locks are SQLite's
-	fd   int      // f's descriptor, for readers outside Go (BaseFD); -1 if unknown
+	fd   int      // f.s descriptor, for readers outside Go (Direct); -1 if unknown
 	lock *fileLock
 }
 
-// BaseFD returns the base file's descriptor when the base file holds every
-// page of v but page 1 (whose header ReadAt patches) for as long as v stays
-// pinned: v is the version the file holds, or one folded into it. A fold
+// DirectRead is what a reader outside Go (the VFS's C layer) needs to read
+// the pages of a pinned version from the base file itself, for as long as
+// the version stays pinned.
+type DirectRead struct {
+	FD    int            // the base file
+	Limit int64          // bytes of the version the base file can serve
+	Bits  unsafe.Pointer // a pageBits mapping: pages to read through ReadAt instead; nil: none
+	Pages uint32         // pages Bits covers; pages past it are the base file's
+}
+
+// Direct says how v's pages past page 1 (whose header ReadAt patches) can
+// be read from the base file without ReadAt, or false when they cannot.
+//
+// Why the base file's pages stay right for v while it is pinned: a fold
 // writes into the file only versions that no pinned version is older than,
-// and a passive reader's version is pinned by SQLite's shared lock, which a
-// fold excludes; so those pages do not change under a reader of v. The
-// descriptor stays open while any replica or passive reader of the file in
-// this process is open, and thus for any open connection.
-func (v *Version) BaseFD() (int, bool) {
+// and clears their pages' bits only after writing them; a page whose bit is
+// clear is in no unfolded version of v's chain, so the file holds it as of
+// v. A passive reader's version is pinned by SQLite's shared lock, which a
+// fold excludes. Pages past the file's version (Limit) read through ReadAt,
+// which knows they are zeros. The descriptor stays open while any replica
+// or passive reader of the file in this process is open.
+func (v *Version) Direct() (DirectRead, bool) {
 	if v.r != nil {
 		v.r.mu.RLock()
 		defer v.r.mu.RUnlock()
 	}
-	if v.base == nil || v.base.fd < 0 || (v.seg != nil && !v.folded) {
-		return -1, false
+	if v.base == nil || v.base.fd < 0 {
+		return DirectRead{}, false
 	}
-	return v.base.fd, true
+	if v.seg == nil || v.folded { // the file holds v
+		return DirectRead{FD: v.base.fd, Limit: v.Size()}, true
+	}
+	c := v.chain
+	if c == nil || c.full != nil || c.root == nil || c.noDirect {
+		return DirectRead{}, false // an unfolded snapshot holds every page
+	}
+	bits, pages := c.bits.view()
+	return DirectRead{FD: v.base.fd, Limit: min(v.Size(), c.root.Size()), Bits: bits, Pages: pages}, true
 }
 
 // Size is the database size in bytes at this version.
@@ -176,9 +198,15 @@ type chainIndex struct {
 	// root is the version the base file holds for this chain, once full
 	// is nil (or when the chain never had one).
 	root *Version
+	// bits mirrors which pages are keys of pages, for Direct; noDirect is
+	// set if it could not grow (then every read goes through ReadAt).
+	bits     *pageBits
+	noDirect bool
 }
 
-func newChainIndex() *chainIndex { return &chainIndex{pages: make(map[uint32][]*Version)} }
+func newChainIndex(bits *pageBits) *chainIndex {
+	return &chainIndex{pages: make(map[uint32][]*Version), bits: bits}
+}
 
 // find returns the newest version at or below seq that holds pgno.
 func (c *chainIndex) find(pgno uint32, seq uint64) *Version {
@@ -202,6 +230,9 @@ func (c *chainIndex) find(pgno uint32, seq uint64) *Version {
 func (c *chainIndex) add(v *Version) {
 	for pgno := range v.seg.pages {
 		c.pages[pgno] = append(c.pages[pgno], v)
+		if err := c.bits.set(pgno); err != nil {
+			c.noDirect = true
+		}
 	}
 }
 
@@ -223,6 +254,7 @@ func (c *chainIndex) folded(v *Version) {
 		}
 		if len(l) == 0 {
 			delete(c.pages, pgno)
+			c.bits.clear(pgno) // after the fold wrote the page: see Direct
 		} else {
 			c.pages[pgno] = l
 		}
