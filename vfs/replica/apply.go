@@ -39,9 +39,19 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	if hdr.MinTXID > head.TXID+1 || hdr.MaxTXID <= head.TXID {
 		return nil, fmt.Errorf("TXIDs %s-%s do not follow TXID %s", hdr.MinTXID, hdr.MaxTXID, head.TXID)
 	}
-	if !hdr.NoChecksum() && hdr.MinTXID == head.TXID+1 && hdr.PreApplyChecksum != head.Checksum {
+	// The head's checksum is unknown (0) after a snapshot that carried
+	// none, and stays so while the files carry none; a file that carries
+	// one needs it, so it is computed then, once.
+	headSum := head.Checksum
+	if !hdr.NoChecksum() && headSum == 0 {
+		var err error
+		if headSum, err = r.checksumOf(head); err != nil {
+			return nil, err
+		}
+	}
+	if !hdr.NoChecksum() && hdr.MinTXID == head.TXID+1 && hdr.PreApplyChecksum != headSum {
 		return nil, fmt.Errorf("pre-apply checksum %s is not the replica's %s at TXID %s: %w",
-			hdr.PreApplyChecksum, head.Checksum, head.TXID, ErrChainBroken)
+			hdr.PreApplyChecksum, headSum, head.TXID, ErrChainBroken)
 	}
 
 	hook("apply:start")
@@ -49,7 +59,7 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := r.decodePages(dec, head, seg)
+	m, err := r.decodePages(dec, head, headSum, seg)
 	if err != nil {
 		seg.abort()
 		return nil, err
@@ -77,13 +87,16 @@ func newDecoder(rd io.Reader) *ltx.Decoder {
 
 // decodePages streams the file's pages into the segment while updating the
 // running checksum from the head's images of the same pages.
-func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWriter) (segmentMeta, error) {
+func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Checksum, seg *segmentWriter) (segmentMeta, error) {
 	hdr := dec.Header()
 	lockPgno := ltx.LockPgno(hdr.PageSize)
 	data := make([]byte, hdr.PageSize)
 	old := make([]byte, hdr.PageSize)
 	hasher := ltx.NewHasher()
-	sum, page1Sum := head.Checksum, head.Page1Checksum
+	sum, page1Sum := headSum, head.Page1Checksum
+	// An unknown checksum stays unknown: no old page is read, no page
+	// hashed but page 1 (whose checksum a later computation starts from).
+	track := headSum != 0
 
 	// oldSum is the checksum contribution of page pgno at the head.
 	oldSum := func(pgno uint32) (ltx.Checksum, error) {
@@ -115,21 +128,26 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWrite
 		if err := seg.writePage(ph.Pgno, data); err != nil {
 			return segmentMeta{}, err
 		}
-		o, err := oldSum(ph.Pgno)
-		if err != nil {
-			return segmentMeta{}, err
+		if !track && ph.Pgno != 1 {
+			continue
 		}
 		c := ltx.ChecksumPageWithHasher(hasher, ph.Pgno, data)
-		sum = ltx.ChecksumFlag | (sum ^ o ^ c)
 		if ph.Pgno == 1 {
 			page1Sum = c
+		}
+		if track {
+			o, err := oldSum(ph.Pgno)
+			if err != nil {
+				return segmentMeta{}, err
+			}
+			sum = ltx.ChecksumFlag | (sum ^ o ^ c)
 		}
 	}
 	if err := dec.Close(); err != nil {
 		return segmentMeta{}, fmt.Errorf("verify: %w", err)
 	}
 	// Pages cut off by a shrinking commit (VACUUM) leave the checksum.
-	for pgno := hdr.Commit + 1; pgno <= head.Commit; pgno++ {
+	for pgno := hdr.Commit + 1; track && pgno <= head.Commit; pgno++ {
 		o, err := oldSum(pgno)
 		if err != nil {
 			return segmentMeta{}, err
@@ -143,4 +161,27 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, seg *segmentWrite
 		MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit,
 		Timestamp: hdr.Timestamp, Checksum: sum, Page1Checksum: page1Sum,
 	}, nil
+}
+
+// checksumOf computes the LTX checksum of the database at v from its
+// pages: for a replica whose checksum is unknown (its snapshot carried
+// none) when a file that carries one arrives.
+func (r *Replica) checksumOf(v *Version) (ltx.Checksum, error) {
+	hasher := ltx.NewHasher()
+	buf := make([]byte, v.PageSize)
+	lockPgno := ltx.LockPgno(v.PageSize)
+	var sum ltx.Checksum
+	for pgno := uint32(1); pgno <= v.Commit; pgno++ {
+		if pgno == lockPgno {
+			continue
+		}
+		r.mu.RLock()
+		err := v.readPage(pgno, buf)
+		r.mu.RUnlock()
+		if err != nil {
+			return 0, fmt.Errorf("checksum of TXID %s: %w", v.TXID, err)
+		}
+		sum = ltx.ChecksumFlag | (sum ^ ltx.ChecksumPageWithHasher(hasher, pgno, buf))
+	}
+	return sum, nil
 }

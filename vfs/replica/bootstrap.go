@@ -75,7 +75,11 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	for range snapshotBatches {
 		free <- &snapshotBatch{buf: make([]byte, per*ps), pgnos: make([]uint32, 0, per)}
 	}
-	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1}
+	// A snapshot without database checksums (Litestream writes none) leaves
+	// the replica's checksum unknown (0): nothing could check it, and
+	// computing it would be a second CRC pass over the whole database. One
+	// is computed when a file that carries checksums comes (see Apply).
+	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1, sums: !hdr.NoChecksum()}
 	written := make(chan error, 1)
 	go func() { written <- w.run(full, free) }()
 
@@ -163,6 +167,7 @@ type snapshotWriter struct {
 	ps       int
 	hasher   hash.Hash64
 	next     uint32 // page number at the file's current write offset
+	sums     bool // compute the database checksum: the snapshot carries one
 	sum      ltx.Checksum
 	page1Sum ltx.Checksum
 	flushed  int64       // bytes handed to startWriteback so far
@@ -191,10 +196,14 @@ func (w *snapshotWriter) write(b *snapshotBatch) error {
 	start := 0 // first page of the run not written yet
 	for i, pgno := range b.pgnos {
 		page := b.buf[i*ps : (i+1)*ps]
-		c := ltx.ChecksumPageWithHasher(w.hasher, pgno, page)
-		w.sum = ltx.ChecksumFlag | (w.sum ^ c)
-		if pgno == 1 {
-			w.page1Sum = c
+		if w.sums || pgno == 1 {
+			c := ltx.ChecksumPageWithHasher(w.hasher, pgno, page)
+			if w.sums {
+				w.sum = ltx.ChecksumFlag | (w.sum ^ c)
+			}
+			if pgno == 1 {
+				w.page1Sum = c
+			}
 		}
 		if pgno > w.next { // the lock page is not stored: leave zeros
 			if _, err := w.f.Write(b.buf[start*ps : i*ps]); err != nil {

@@ -31,7 +31,7 @@ func TestSnapshotWriterGap(t *testing.T) {
 		}
 		return b
 	}
-	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1}
+	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1, sums: true}
 	full := make(chan *snapshotBatch, 3)
 	free := make(chan *snapshotBatch, 3)
 	full <- batch(1, 2)

@@ -19,7 +19,7 @@ type State struct {
 	Source    string       `json:"source"`
 	TXID      ltx.TXID     `json:"txid"`
 	Timestamp time.Time    `json:"timestamp"` // when the primary committed TXID (from the LTX header)
-	Checksum  ltx.Checksum `json:"checksum"`  // LTX rolling checksum of the database at TXID
+	Checksum  ltx.Checksum `json:"checksum,omitempty"` // LTX rolling checksum of the database at TXID; absent (0): unknown, the files carry none
 	PageSize  uint32       `json:"page_size"`
 	Commit    uint32       `json:"commit"` // database size in pages
 
@@ -48,7 +48,7 @@ type StagedSnapshot struct {
 	Path          string       `json:"path"`
 	TXID          ltx.TXID     `json:"txid"`
 	Timestamp     time.Time    `json:"timestamp"`
-	Checksum      ltx.Checksum `json:"checksum"`
+	Checksum      ltx.Checksum `json:"checksum,omitempty"`
 	PageSize      uint32       `json:"page_size"`
 	Commit        uint32       `json:"commit"`
 	Page1Checksum ltx.Checksum `json:"page1_checksum"`
