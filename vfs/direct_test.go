@@ -3,9 +3,11 @@ package vfs_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"testing"
 
 	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // TestDirectReads: a transaction whose version is all in the base file has
@@ -74,5 +76,45 @@ func TestDirectReads(t *testing.T) {
 	}
 	if n != pinned || changed != 0 {
 		t.Fatalf("the long reader sees %d rows, %d changed; want its own %d, none changed", n, changed, pinned)
+	}
+}
+
+// pythonDirect reads a replica through the extension and prints the row
+// count and how many reads the C layer served without Go (the library's
+// walrustDirectReads, through ctypes: the same loaded copy).
+const pythonDirect = `
+import ctypes, sqlite3, sys
+ext, uri = sys.argv[1], sys.argv[2]
+loader = sqlite3.connect(":memory:")
+loader.enable_load_extension(True)
+loader.load_extension(ext)
+lib = ctypes.CDLL(ext + ".so")
+lib.walrustDirectReads.restype = ctypes.c_uint64
+db = sqlite3.connect(uri, uri=True)
+before = lib.walrustDirectReads()
+n = db.execute("SELECT count(*) FROM t WHERE length(v) > 0").fetchone()[0]
+print(n, lib.walrustDirectReads() - before)
+`
+
+// TestDirectReadsExtension: the extension installs the C layer through
+// SQLite's API table (cshim/walrust.c), and its reads go direct too.
+func TestDirectReadsExtension(t *testing.T) {
+	ext := testtool.Extension(t)
+	python := testtool.Program(t, "/usr/bin/python3")
+	e := newEnv(t, 4096)
+	for i := range 200 {
+		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%0500d", i))
+	}
+	e.commit()
+	out, err := exec.Command(python, "-c", pythonDirect, ext, e.uri("")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var n, direct int
+	if _, err := fmt.Sscan(string(out), &n, &direct); err != nil {
+		t.Fatalf("python printed %q: %v", out, err)
+	}
+	if n != 200 || direct < 20 {
+		t.Fatalf("python read %d rows with %d direct reads; want 200 rows, most pages direct", n, direct)
 	}
 }
