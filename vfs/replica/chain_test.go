@@ -18,11 +18,7 @@ func TestManyPinnedVersions(t *testing.T) {
 	w := newWorld(t, 1024, true)
 	w.insertRows(300, 200)
 	w.advance(w.ref.image())
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	var pins []*Version

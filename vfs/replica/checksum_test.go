@@ -18,11 +18,7 @@ func TestChecksumUnknownUntilNeeded(t *testing.T) {
 	w := newWorld(t, 4096, true)
 	w.insertRows(7, 400)
 	w.advance(w.ref.image())
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	w.insertRows(3, 900)
 	w.commit() // 3, no checksums
 	mustStep(t, f)

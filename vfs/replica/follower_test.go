@@ -306,11 +306,7 @@ func TestRestart(t *testing.T) {
 // the next TXID appears at a higher level, or a newer snapshot.
 func TestBadFiles(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	w.insertRows(3, 2000)
 	w.commit() // 2
 	mustStep(t, f)
@@ -386,11 +382,7 @@ func TestBadSnapshot(t *testing.T) {
 // re-bootstraps to the new page size.
 func TestPageSizeChange(t *testing.T) {
 	w := newWorld(t, 4096, false)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	for range 4 {
 		w.insertRows(3, 900)
 		w.commit() // 2..5
@@ -431,11 +423,7 @@ func TestPageSizeChange(t *testing.T) {
 // ModTime in the listing) is downloaded and applied.
 func TestBadFileWrittenAgain(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 
 	w.insertRows(3, 2000)
 	txid := w.advance(w.ref.image())
@@ -511,11 +499,7 @@ func TestDirectBits(t *testing.T) {
 	w := newWorld(t, 4096, true)
 	w.insertRows(7, 400)
 	w.advance(w.ref.image())
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f) // bootstrapped and folded: the file holds the head
+	r, f := w.bootstrapped() // bootstrapped and folded: the file holds the head
 	d, ok := r.Head().Direct()
 	if !ok || d.Bits != nil || d.Limit != r.Head().Size() {
 		t.Fatalf("a folded head: %+v, %v; want the whole file, no bits", d, ok)

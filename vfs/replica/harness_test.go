@@ -228,6 +228,18 @@ func (w *world) openReplica() *Replica {
 	return r
 }
 
+// bootstrapped publishes the current image as a snapshot and returns a
+// replica bootstrapped from it by a manual follower (closed at cleanup).
+func (w *world) bootstrapped() (*Replica, *Follower) {
+	w.t.Helper()
+	w.snapshot()
+	r := w.openReplica()
+	w.t.Cleanup(func() { r.Close() })
+	f := w.manual(r)
+	mustStep(w.t, f)
+	return r, f
+}
+
 // manual is a Follower driven step by step from the test goroutine, so that
 // what it has applied at each check is exact (no goroutine, no interval).
 func (w *world) manual(r *Replica) *Follower {

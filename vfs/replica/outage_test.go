@@ -14,11 +14,7 @@ import (
 // TXID it had before the outage because L0 holds nothing after it.
 func TestOutageLongerThanL0Retention(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	for range 2 {
 		w.insertRows(2, 500)
 		w.commit() // 2, 3

@@ -41,11 +41,7 @@ func TestMatchesSQLite(t *testing.T) {
 
 func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 	w := newWorld(t, ps, noChecksum)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	w.checkHead(r, 1, "bootstrap")
 	w.checkBase(1, "bootstrap")
 
@@ -193,11 +189,7 @@ func TestShrinkWhilePinned(t *testing.T) {
 		}
 	})
 	w.advance(w.ref.image())
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, f := w.bootstrapped()
 	old, err := r.Pin()
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +220,7 @@ func TestShrinkWhilePinned(t *testing.T) {
 // all refused, and the head does not move.
 func TestApplyRejects(t *testing.T) {
 	w := newWorld(t, 4096, false)
-	w.snapshot()
-	r := w.openReplica()
-	defer r.Close()
-	f := w.manual(r)
-	mustStep(t, f)
+	r, _ := w.bootstrapped()
 	for i := range 3 {
 		w.ref.exec("INSERT INTO t (k, v) VALUES (?, ?)", "a", blob(i, 3000))
 		w.advance(w.ref.image())
