@@ -54,9 +54,9 @@ func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
 }
 
 // decodeSnapshot decodes a snapshot into f in two stages that run at once,
-// so that a bootstrap uses two cores: this goroutine reads the stream,
-// checks its file checksum and decompresses pages into batches; a writer
-// goroutine computes each page's database checksum and writes the batch.
+// so that writing overlaps decoding: this goroutine reads the stream,
+// checks its checksums (the ltx decoder does) and decompresses pages into
+// batches; a writer goroutine writes each batch.
 // A fixed set of batches circulates between them, so memory stays bounded
 // (snapshotBatches × ~256 KiB) whatever the database's size.
 func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
@@ -75,11 +75,7 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	for range snapshotBatches {
 		free <- &snapshotBatch{buf: make([]byte, per*ps), pgnos: make([]uint32, 0, per)}
 	}
-	// A snapshot without database checksums (Litestream writes none) leaves
-	// the replica's checksum unknown (0): nothing could check it, and
-	// computing it would be a second CRC pass over the whole database. One
-	// is computed when a file that carries checksums comes (see Apply).
-	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1, sums: !hdr.NoChecksum()}
+	w := &snapshotWriter{f: f, ps: ps, hasher: ltx.NewHasher(), next: 1}
 	written := make(chan error, 1)
 	go func() { written <- w.run(full, free) }()
 
@@ -96,16 +92,22 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	if pages == 0 || w.page1Sum == 0 {
 		return nil, errors.New("snapshot has no page 1")
 	}
-	tr := dec.Trailer()
-	if !hdr.NoChecksum() && tr.PostApplyChecksum != w.sum {
-		return nil, fmt.Errorf("snapshot checksum %s does not match its pages (%s)", tr.PostApplyChecksum, w.sum)
+	// The database checksum: the ltx decoder computes it over a snapshot's
+	// pages and Close has checked the trailer's against it (a snapshot that
+	// lies is rejected there: TestStageSnapshotWrongChecksum), so it is not
+	// computed a second time here. A snapshot without checksums (Litestream
+	// writes none) leaves it unknown (0): nothing could check it. One is
+	// computed when a file that carries checksums comes (see Apply).
+	var sum ltx.Checksum
+	if !hdr.NoChecksum() {
+		sum = dec.Trailer().PostApplyChecksum
 	}
 	if err := f.Truncate(int64(hdr.Commit) * int64(ps)); err != nil {
 		return nil, fmt.Errorf("size staged: %w", err)
 	}
 	return &Staged{Pages: pages, Meta: segmentMeta{
 		MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit,
-		Timestamp: hdr.Timestamp, Checksum: w.sum, Page1Checksum: w.page1Sum,
+		Timestamp: hdr.Timestamp, Checksum: sum, Page1Checksum: w.page1Sum,
 	}}, nil
 }
 
@@ -161,14 +163,12 @@ func decodeSnapshotPages(dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan 
 
 // snapshotWriter is the second stage: it writes batches to the staged file
 // in order, leaving zeros for pages the snapshot does not hold (the lock
-// page), and accumulates the database checksum.
+// page), and keeps page 1's checksum.
 type snapshotWriter struct {
 	f        *os.File
 	ps       int
 	hasher   hash.Hash64
 	next     uint32 // page number at the file's current write offset
-	sums     bool // compute the database checksum: the snapshot carries one
-	sum      ltx.Checksum
 	page1Sum ltx.Checksum
 	flushed  int64       // bytes handed to startWriteback so far
 	failed   atomic.Bool // set once a write has failed: the decoder stops
@@ -196,14 +196,8 @@ func (w *snapshotWriter) write(b *snapshotBatch) error {
 	start := 0 // first page of the run not written yet
 	for i, pgno := range b.pgnos {
 		page := b.buf[i*ps : (i+1)*ps]
-		if w.sums || pgno == 1 {
-			c := ltx.ChecksumPageWithHasher(w.hasher, pgno, page)
-			if w.sums {
-				w.sum = ltx.ChecksumFlag | (w.sum ^ c)
-			}
-			if pgno == 1 {
-				w.page1Sum = c
-			}
+		if pgno == 1 {
+			w.page1Sum = ltx.ChecksumPageWithHasher(w.hasher, pgno, page)
 		}
 		if pgno > w.next { // the lock page is not stored: leave zeros
 			if _, err := w.f.Write(b.buf[start*ps : i*ps]); err != nil {
