@@ -11,6 +11,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/durable"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -150,14 +151,10 @@ func (w *workDir) save(pos position) error {
 	if err != nil {
 		return fmt.Errorf("save position: %w", err)
 	}
-	tmp := w.path(positionFile + ".tmp")
-	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(w.path(positionFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("save position: %w", err)
 	}
-	if err := os.Rename(tmp, w.path(positionFile)); err != nil {
-		return fmt.Errorf("save position: %w", err)
-	}
-	return syncDir(w.dir)
+	return nil
 }
 
 // tidy removes everything but the lock, the position and the image it
@@ -185,32 +182,4 @@ func (w *workDir) tidy(keepImage string) error {
 		return fmt.Errorf("tidy work directory: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return d.Close()
 }

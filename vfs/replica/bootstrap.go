@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
 // Staged is a snapshot decoded into a database file in the log directory,
@@ -308,7 +309,7 @@ func (r *Replica) finishFirstInstall() error {
 			return err
 		}
 		hook("install:renamed")
-		if err := syncDir(filepath.Dir(r.path)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(r.path)); err != nil {
 			return err
 		}
 	} else if ok, err := fileExists(r.path); err != nil || !ok {

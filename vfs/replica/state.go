@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
 // State is the content of <db>-replica-state: what the base file (the local
@@ -18,7 +18,7 @@ import (
 type State struct {
 	Source    string       `json:"source"`
 	TXID      ltx.TXID     `json:"txid"`
-	Timestamp time.Time    `json:"timestamp"` // when the primary committed TXID (from the LTX header)
+	Timestamp time.Time    `json:"timestamp"`          // when the primary committed TXID (from the LTX header)
 	Checksum  ltx.Checksum `json:"checksum,omitempty"` // LTX rolling checksum of the database at TXID; absent (0): unknown, the files carry none
 	PageSize  uint32       `json:"page_size"`
 	Commit    uint32       `json:"commit"` // database size in pages
@@ -80,44 +80,8 @@ func writeState(dbPath string, s *State) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	path := statePath(dbPath)
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

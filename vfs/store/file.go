@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
 // FileStore is a local directory in Litestream's file-replica layout:
@@ -121,25 +122,12 @@ func (s *FileStore) Put(ctx context.Context, f FileInfo, r io.Reader) error {
 	if err := os.Rename(tmp.Name(), s.path(f)); err != nil {
 		return fmt.Errorf("put %s: %w", f, err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 func (s *FileStore) Delete(ctx context.Context, f FileInfo) error {
 	if err := os.Remove(s.path(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", f, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
