@@ -74,23 +74,17 @@ func WriteSnapshot(w io.Writer, img Image, txid ltx.TXID, ts time.Time, opts *En
 	}
 	defer func() { err = errors.Join(err, enc.cleanup()) }()
 
-	pr := newPageReader(img)
-	lock := ltx.LockPgno(img.PageSize)
 	total := img.Size()
 	sum := ltx.ChecksumFlag
-	for pgno := uint32(1); pgno <= img.Commit; pgno++ {
-		if pgno == lock {
-			continue
-		}
-		data, err := pr.page(pgno)
-		if err != nil {
-			return FileStats{}, fmt.Errorf("write snapshot: %w", err)
-		}
+	if err := eachPage(img, func(pgno uint32, data []byte) error {
 		sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, data)
 		if err := enc.page(pgno, data); err != nil {
-			return FileStats{}, fmt.Errorf("write snapshot: %w", err)
+			return err
 		}
 		enc.progress(pgno, img.Commit, img.PageSize, total)
+		return nil
+	}); err != nil {
+		return FileStats{}, fmt.Errorf("write snapshot: %w", err)
 	}
 	return enc.close(ltx.ChecksumFlag | sum)
 }

@@ -83,21 +83,36 @@ func OpenImage(path string) (Image, *os.File, error) {
 // ImageChecksum is the LTX rolling checksum of a whole image: ChecksumFlag
 // ORed with the XOR of ltx.ChecksumPage over every page but the lock page.
 func ImageChecksum(img Image) (ltx.Checksum, error) {
-	pr := newPageReader(img)
-	lock := ltx.LockPgno(img.PageSize)
 	h := ltx.NewHasher()
 	sum := ltx.ChecksumFlag
+	if err := eachPage(img, func(pgno uint32, data []byte) error {
+		sum ^= ltx.ChecksumPageWithHasher(h, pgno, data)
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	return ltx.ChecksumFlag | sum, nil
+}
+
+// eachPage calls fn with every page of img in order but the lock page,
+// which SQLite never writes and LTX files leave out. data is valid until
+// fn returns.
+func eachPage(img Image, fn func(pgno uint32, data []byte) error) error {
+	pr := newPageReader(img)
+	lock := ltx.LockPgno(img.PageSize)
 	for pgno := uint32(1); pgno <= img.Commit; pgno++ {
 		if pgno == lock {
 			continue
 		}
 		data, err := pr.page(pgno)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		sum ^= ltx.ChecksumPageWithHasher(h, pgno, data)
+		if err := fn(pgno, data); err != nil {
+			return err
+		}
 	}
-	return ltx.ChecksumFlag | sum, nil
+	return nil
 }
 
 // readChunk is how many bytes a pageReader reads at once: large enough that
