@@ -89,11 +89,6 @@ type Options struct {
 	StoreErr error
 }
 
-// NewFollower starts following st into r in a goroutine; Close stops it.
-func NewFollower(r *Replica, st store.Store, interval time.Duration, log *slog.Logger) *Follower {
-	return Follow(r, st, Options{Interval: interval, Logger: log})
-}
-
 // Follow starts following st into r in a goroutine; Close stops it.
 func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	log := opts.Logger

@@ -251,7 +251,7 @@ func (w *world) manual(r *Replica) *Follower {
 
 // follow starts a real Follower (its own goroutine) and stops it at cleanup.
 func (w *world) follow(r *Replica, st store.Store) *Follower {
-	f := NewFollower(r, st, 5*time.Millisecond, slog.New(slog.NewTextHandler(w.logs, nil)))
+	f := Follow(r, st, Options{Interval: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
 	w.t.Cleanup(f.Close)
 	return f
 }

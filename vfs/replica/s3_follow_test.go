@@ -81,7 +81,7 @@ func testS3IdlePolls(t *testing.T, old int) {
 	}
 	defer r.Close()
 	logs := &testtool.Buffer{}
-	f := NewFollower(r, cs, interval, slog.New(slog.NewTextHandler(logs, nil)))
+	f := Follow(r, cs, Options{Interval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	defer f.Close()
 	if err := f.WaitReady(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestS3WaitReadyPermanent(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			f := NewFollower(r, failingOpens{Store: st, err: tc.err}, 10*time.Millisecond, nil)
+			f := Follow(r, failingOpens{Store: st, err: tc.err}, Options{Interval: 10 * time.Millisecond})
 			defer f.Close()
 			start := time.Now()
 			err = f.WaitReady(tc.timeout)
