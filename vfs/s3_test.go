@@ -432,17 +432,7 @@ func TestS3OpenFails(t *testing.T) {
 			// Go, in this process.
 			mark := len(w.log.String())
 			t.Chdir(dir)
-			db, err := sql.Open("sqlite3", uri)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			start := time.Now()
-			err = db.Ping()
-			took := time.Since(start)
-			if err == nil {
-				t.Fatal("open succeeded")
-			}
+			took, err := s3OpenFails(t, uri)
 			if took > 5*time.Second {
 				t.Errorf("the open failed after %v, not at once", took)
 			}
@@ -484,27 +474,12 @@ func TestS3ListOnlyCredentials(t *testing.T) {
 
 	t.Chdir(w.dir)
 	mark := len(w.log.String())
-	db, err := sql.Open("sqlite3", fmt.Sprintf("file:replica.db?vfs=walrust&source=s3://bkt/app&endpoint=%s&interval=50ms&timeout=10s", w.srv.Endpoint))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	start := time.Now()
-	err = db.Ping()
-	took := time.Since(start)
-	if err == nil {
-		t.Fatal("open succeeded")
-	}
+	took, _ := s3OpenFails(t, fmt.Sprintf("file:replica.db?vfs=walrust&source=s3://bkt/app&endpoint=%s&interval=50ms&timeout=10s", w.srv.Endpoint))
 	if took > 5*time.Second {
 		t.Errorf("the open failed after %v, not at once", took)
 	}
 	log := w.log.String()[mark:]
-	var line string
-	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, `msg="cannot open database"`) {
-			line = l
-		}
-	}
+	line := logLine(log, `msg="cannot open database"`)
 	t.Logf("after %v: %s", took.Round(time.Millisecond), line)
 	for _, want := range []string{"bootstrap", `access denied to bucket \"bkt\"`, "(AccessDenied)"} {
 		if !strings.Contains(line, want) {
@@ -601,17 +576,7 @@ func TestS3FirstOpenWaitsForServer(t *testing.T) {
 	}
 
 	// Down for longer than the timeout: the open fails after it.
-	db, err := sql.Open("sqlite3", uri("late.db", "1s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	err = db.Ping()
-	took := time.Since(start)
-	db.Close()
-	if err == nil {
-		t.Fatal("open with the server down succeeded")
-	}
+	took, _ := s3OpenFails(t, uri("late.db", "1s"))
 	t.Logf("server down, timeout=1s: failed after %v", took.Round(time.Millisecond))
 	if took < time.Second {
 		t.Errorf("the open failed after %v, before its timeout of 1s", took)
@@ -626,12 +591,12 @@ func TestS3FirstOpenWaitsForServer(t *testing.T) {
 		time.Sleep(time.Second)
 		w.srv.Restart()
 	}()
-	db, err = sql.Open("sqlite3", uri("replica.db", "20s"))
+	db, err := sql.Open("sqlite3", uri("replica.db", "20s"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	start = time.Now()
+	start := time.Now()
 	if err := db.Ping(); err != nil {
 		t.Fatalf("open while the server was down for 1s: %v", err)
 	}
@@ -652,4 +617,22 @@ func logLine(log, s string) string {
 		}
 	}
 	return line
+}
+
+// s3OpenFails opens uri through the VFS in this process, expects the open
+// to fail, and returns how long it took and its error.
+func s3OpenFails(t *testing.T, uri string) (time.Duration, error) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Now()
+	err = db.Ping()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("open %s succeeded", uri)
+	}
+	return took, err
 }
