@@ -13,6 +13,19 @@ import (
 	"github.com/walrust/walrust/vfs/store"
 )
 
+// snapshotted is a rollback-mode primary with a table t of 100 rows, a file
+// store, and a publisher (work directory work, or a new one for "") that
+// has published it once: a snapshot at TXID 1.
+func snapshotted(t *testing.T, work string) (*primary, *store.FileStore, *Publisher) {
+	t.Helper()
+	p := newPrimary(t, "delete", 4096)
+	st := newFileStore(t)
+	newTable(t, p)
+	pub := publisherFor(t, p, st, work)
+	expect(t, publishOnce(t, pub), true, true, 1)
+	return p, st, pub
+}
+
 func newTable(t *testing.T, p *primary) {
 	t.Helper()
 	p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
@@ -46,11 +59,7 @@ func TestRestartContinuesSequence(t *testing.T) {
 
 // Idle publishes cost no store request once the store has been checked.
 func TestUnchangedMakesNoRequests(t *testing.T) {
-	p := newPrimary(t, "delete", 4096)
-	st := newFileStore(t)
-	newTable(t, p)
-	pub := publisherFor(t, p, st, "")
-	expect(t, publishOnce(t, pub), true, true, 1)
+	_, st, pub := snapshotted(t, "")
 	before := st.Stats()
 	for range 3 {
 		expect(t, publishOnce(t, pub), false, false, 1)
@@ -62,11 +71,7 @@ func TestUnchangedMakesNoRequests(t *testing.T) {
 
 // A store that is ahead of the local position gets a snapshot after its head.
 func TestStoreAheadGetsSnapshot(t *testing.T) {
-	p := newPrimary(t, "delete", 4096)
-	st := newFileStore(t)
-	newTable(t, p)
-	pub := publisherFor(t, p, st, "")
-	expect(t, publishOnce(t, pub), true, true, 1)
+	p, st, pub := snapshotted(t, "")
 	insertRows(t, p, 100, 10, 200)
 	expect(t, publishOnce(t, pub), true, false, 2)
 
@@ -124,11 +129,7 @@ func TestWipedStoreGetsSnapshot(t *testing.T) {
 
 // Without its work directory a publisher starts from the store's head.
 func TestLostPositionContinuesAfterStoreHead(t *testing.T) {
-	p := newPrimary(t, "delete", 4096)
-	st := newFileStore(t)
-	newTable(t, p)
-	pub := publisherFor(t, p, st, t.TempDir())
-	expect(t, publishOnce(t, pub), true, true, 1)
+	p, st, pub := snapshotted(t, "")
 	insertRows(t, p, 100, 10, 200)
 	expect(t, publishOnce(t, pub), true, false, 2)
 	pub.Close()
@@ -141,12 +142,8 @@ func TestLostPositionContinuesAfterStoreHead(t *testing.T) {
 
 // A damaged position file means a snapshot, not a failure.
 func TestDamagedPositionGetsSnapshot(t *testing.T) {
-	p := newPrimary(t, "delete", 4096)
-	st := newFileStore(t)
 	work := t.TempDir()
-	newTable(t, p)
-	pub := publisherFor(t, p, st, work)
-	expect(t, publishOnce(t, pub), true, true, 1)
+	p, st, pub := snapshotted(t, work)
 	pub.Close()
 	if err := os.WriteFile(filepath.Join(work, positionFile), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,12 +158,8 @@ func TestDamagedPositionGetsSnapshot(t *testing.T) {
 
 // Leftovers of an interrupted publish are removed; only the last image stays.
 func TestWorkDirLeftoversRemoved(t *testing.T) {
-	p := newPrimary(t, "delete", 4096)
-	st := newFileStore(t)
 	work := t.TempDir()
-	newTable(t, p)
-	pub := publisherFor(t, p, st, work)
-	expect(t, publishOnce(t, pub), true, true, 1)
+	p, st, pub := snapshotted(t, work)
 	pub.Close()
 	for _, name := range []string{copyFile, pendingFile, imageName(7), ".ltx-page-index-1.tmp"} {
 		if err := os.WriteFile(filepath.Join(work, name), []byte("junk"), 0o644); err != nil {
