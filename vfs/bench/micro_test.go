@@ -11,8 +11,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/superfly/ltx"
 	"golang.org/x/sys/unix"
 
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -193,6 +195,11 @@ func BenchmarkStageSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	hdr, _, err := ltx.DecodeHeader(bytes.NewReader(snap))
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := ltxguard.Want{MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Snapshot: true}
 	dir := b.TempDir()
 	r, err := replica.Open(filepath.Join(dir, "r.db"), "file:///nowhere")
 	if err != nil {
@@ -201,7 +208,7 @@ func BenchmarkStageSnapshot(b *testing.B) {
 	defer r.Close()
 	b.SetBytes(int64(w.db.pages) * 4096)
 	for b.Loop() {
-		s, err := r.StageSnapshot(bytes.NewReader(snap))
+		s, err := r.StageSnapshot(context.Background(), bytes.NewReader(snap), want)
 		if err != nil {
 			b.Fatal(err)
 		}

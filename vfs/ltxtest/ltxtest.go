@@ -5,12 +5,16 @@ package ltxtest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc64"
 	"io"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/pierrec/lz4/v4"
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -162,4 +166,76 @@ func DecodeInto(t testing.TB, dec *ltx.Decoder, out *os.File) {
 	if err := out.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// CraftPage is one page frame of a crafted file.
+type CraftPage struct {
+	Pgno uint32
+	Data []byte // any length; compressed as LZ4 blocks, as ltx writes pages
+	// Size, if set, is written as the frame's compressed size in place of
+	// the real one.
+	Size *uint32
+	// Frame writes the page as an LZ4 frame with no size field, as ltx
+	// before v0.5.2 did.
+	Frame bool
+}
+
+// Craft writes an LTX file with any header and pages, bypassing every check
+// of the ltx encoder (TXIDs, commit, page order, page sizes), with a correct
+// file checksum: what a hostile store, or a buggy producer, can serve.
+func Craft(hdr ltx.Header, pages []CraftPage, postApply ltx.Checksum) []byte {
+	var out bytes.Buffer
+	h := crc64.New(crc64.MakeTable(crc64.ISO))
+	hashed := func(b []byte) {
+		out.Write(b)
+		h.Write(b)
+	}
+	hb, _ := hdr.MarshalBinary()
+	hashed(hb)
+	var index []byte
+	for _, p := range pages {
+		off := out.Len()
+		if p.Frame {
+			ph, _ := (&ltx.PageHeader{Pgno: p.Pgno}).MarshalBinary()
+			hashed(ph)
+			zw := lz4.NewWriter(&out)
+			if _, err := zw.Write(p.Data); err != nil {
+				panic(err)
+			}
+			if err := zw.Close(); err != nil {
+				panic(err)
+			}
+			h.Write(p.Data)
+			index = binary.AppendUvarint(index, uint64(p.Pgno))
+			index = binary.AppendUvarint(index, uint64(off))
+			index = binary.AppendUvarint(index, uint64(out.Len()-off))
+			continue
+		}
+		ph, _ := (&ltx.PageHeader{Pgno: p.Pgno, Flags: ltx.PageHeaderFlagSize}).MarshalBinary()
+		hashed(ph)
+		comp := make([]byte, lz4.CompressBlockBound(len(p.Data))+1)
+		var c lz4.Compressor
+		n, err := c.CompressBlock(p.Data, comp)
+		if err != nil || n == 0 {
+			panic(fmt.Sprintf("craft: compress page %d: n=%d %v", p.Pgno, n, err))
+		}
+		size := uint32(n)
+		if p.Size != nil {
+			size = *p.Size
+		}
+		hashed(binary.BigEndian.AppendUint32(nil, size))
+		out.Write(comp[:n])
+		h.Write(p.Data) // the file checksum covers the uncompressed page
+		index = binary.AppendUvarint(index, uint64(p.Pgno))
+		index = binary.AppendUvarint(index, uint64(off))
+		index = binary.AppendUvarint(index, uint64(out.Len()-off))
+	}
+	hashed(make([]byte, ltx.PageHeaderSize)) // the end of the pages
+	index = binary.AppendUvarint(index, 0)
+	hashed(index)
+	hashed(binary.BigEndian.AppendUint64(nil, uint64(len(index))))
+	tr := binary.BigEndian.AppendUint64(nil, uint64(postApply))
+	hashed(tr)
+	out.Write(binary.BigEndian.AppendUint64(nil, uint64(ltx.ChecksumFlag|ltx.Checksum(h.Sum64()))))
+	return out.Bytes()
 }

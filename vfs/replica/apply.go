@@ -2,12 +2,19 @@ package replica
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )
+
+// cancelEvery is how many pages a loop over a database's pages goes
+// between looks at its context, so that a stop is never waiting on a loop
+// over millions of pages.
+const cancelEvery = 4096
 
 // ErrChainBroken means a file cannot follow the replica's current version:
 // its page size differs, or its pre-apply checksum is not the replica's. The
@@ -23,21 +30,26 @@ var ErrChainBroken = errors.New("file does not continue the replica's chain")
 // Nothing is published unless the file checksum in the trailer matches and,
 // when the file carries database checksums, the pre-apply checksum equals
 // the replica's and the post-apply checksum equals the result.
-func (r *Replica) Apply(rd io.Reader) (*Version, error) {
+//
+// want is what the store's listing says the file is (its name): the header
+// must agree, and the database it describes must fit want.MaxSize. Errors
+// that prove the file bad wrap ErrCorrupt; any other (a local error such as
+// ENOSPC, a cancelled ctx) says nothing about the file.
+func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (*Version, error) {
 	head := r.head
 	if head == nil {
 		return nil, ErrNoReplica
 	}
-	dec := newDecoder(rd)
+	dec := newDecoder(rd, want)
 	if err := dec.DecodeHeader(); err != nil {
-		return nil, fmt.Errorf("decode header: %w", err)
+		return nil, corrupt(fmt.Errorf("decode header: %w", err))
 	}
 	hdr := dec.Header()
 	if hdr.PageSize != head.PageSize {
 		return nil, fmt.Errorf("page size changes from %d to %d: %w", head.PageSize, hdr.PageSize, ErrChainBroken)
 	}
 	if hdr.MinTXID > head.TXID+1 || hdr.MaxTXID <= head.TXID {
-		return nil, fmt.Errorf("TXIDs %s-%s do not follow TXID %s", hdr.MinTXID, hdr.MaxTXID, head.TXID)
+		return nil, corrupt(fmt.Errorf("TXIDs %s-%s do not follow TXID %s", hdr.MinTXID, hdr.MaxTXID, head.TXID))
 	}
 	// The head's checksum is unknown (0) after a snapshot that carried
 	// none, and stays so while the files carry none; a file that carries
@@ -45,7 +57,7 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	headSum := head.Checksum
 	if !hdr.NoChecksum() && headSum == 0 {
 		var err error
-		if headSum, err = r.checksumOf(head); err != nil {
+		if headSum, err = r.checksumOf(ctx, head); err != nil {
 			return nil, err
 		}
 	}
@@ -59,7 +71,7 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := r.decodePages(dec, head, headSum, seg)
+	m, err := r.decodePages(ctx, dec, head, headSum, seg)
 	if err != nil {
 		seg.abort()
 		return nil, err
@@ -79,15 +91,43 @@ func (r *Replica) Apply(rd io.Reader) (*Version, error) {
 // file's page index in a map, built at Close (tens of bytes per page: a
 // snapshot's memory would grow with the database); the index is verified
 // either way, and nothing here uses it.
-func newDecoder(rd io.Reader) *ltx.Decoder {
-	dec := ltx.NewDecoder(bufio.NewReaderSize(rd, 256<<10))
+//
+// The stream passes through an ltxguard.Reader first, so that the decoder
+// never acts on a header or frame that breaks want or walrust's limits.
+func newDecoder(rd io.Reader, want ltxguard.Want) *ltx.Decoder {
+	if want.MaxSize <= 0 {
+		want.MaxSize = DefaultMaxSize
+	}
+	dec := ltx.NewDecoder(bufio.NewReaderSize(ltxguard.NewReader(rd, want), 256<<10))
 	dec.SetRetainPageIndex(false)
 	return dec
 }
 
+// DefaultMaxSize bounds the database an LTX file may describe (commit ×
+// page size) unless the caller sets another: large enough for any replica
+// one would download, small enough that a hostile commit of 2^32-1 pages
+// is refused before anything is sized by it.
+const DefaultMaxSize int64 = 1 << 40
+
+// ErrCorrupt is wrapped by errors that prove an LTX file bad: it failed
+// verification (its checksum, its header against its name, its pages
+// against its header, walrust's limits). Only such a file is rejected; any
+// other error — the store's, or a local one such as ENOSPC or EMFILE — is
+// retried.
+var ErrCorrupt = errors.New("corrupt LTX file")
+
+// corruptError marks err as proof of a bad file without changing its text.
+type corruptError struct{ err error }
+
+func (e corruptError) Error() string        { return e.err.Error() }
+func (e corruptError) Unwrap() error        { return e.err }
+func (e corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+func corrupt(err error) error { return corruptError{err} }
+
 // decodePages streams the file's pages into the segment while updating the
 // running checksum from the head's images of the same pages.
-func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Checksum, seg *segmentWriter) (segmentMeta, error) {
+func (r *Replica) decodePages(ctx context.Context, dec *ltx.Decoder, head *Version, headSum ltx.Checksum, seg *segmentWriter) (segmentMeta, error) {
 	hdr := dec.Header()
 	lockPgno := ltx.LockPgno(hdr.PageSize)
 	data := make([]byte, hdr.PageSize)
@@ -120,10 +160,7 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Check
 		if err := dec.DecodePage(&ph, data); err == io.EOF {
 			break
 		} else if err != nil {
-			return segmentMeta{}, fmt.Errorf("decode page: %w", err)
-		}
-		if ph.Pgno > hdr.Commit {
-			return segmentMeta{}, fmt.Errorf("page %d beyond commit %d", ph.Pgno, hdr.Commit)
+			return segmentMeta{}, corrupt(fmt.Errorf("decode page: %w", err))
 		}
 		if err := seg.writePage(ph.Pgno, data); err != nil {
 			return segmentMeta{}, err
@@ -144,10 +181,13 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Check
 		}
 	}
 	if err := dec.Close(); err != nil {
-		return segmentMeta{}, fmt.Errorf("verify: %w", err)
+		return segmentMeta{}, corrupt(fmt.Errorf("verify: %w", err))
 	}
 	// Pages cut off by a shrinking commit (VACUUM) leave the checksum.
 	for pgno := hdr.Commit + 1; track && pgno <= head.Commit; pgno++ {
+		if pgno%cancelEvery == 0 && ctx.Err() != nil {
+			return segmentMeta{}, ctx.Err()
+		}
 		o, err := oldSum(pgno)
 		if err != nil {
 			return segmentMeta{}, err
@@ -155,7 +195,7 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Check
 		sum = ltx.ChecksumFlag | (sum ^ o)
 	}
 	if tr := dec.Trailer(); !hdr.NoChecksum() && tr.PostApplyChecksum != sum {
-		return segmentMeta{}, fmt.Errorf("post-apply checksum %s does not match the result %s", tr.PostApplyChecksum, sum)
+		return segmentMeta{}, corrupt(fmt.Errorf("post-apply checksum %s does not match the result %s", tr.PostApplyChecksum, sum))
 	}
 	return segmentMeta{
 		MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit,
@@ -166,7 +206,7 @@ func (r *Replica) decodePages(dec *ltx.Decoder, head *Version, headSum ltx.Check
 // checksumOf computes the LTX checksum of the database at v from its
 // pages: for a replica whose checksum is unknown (its snapshot carried
 // none) when a file that carries one arrives.
-func (r *Replica) checksumOf(v *Version) (ltx.Checksum, error) {
+func (r *Replica) checksumOf(ctx context.Context, v *Version) (ltx.Checksum, error) {
 	hasher := ltx.NewHasher()
 	buf := make([]byte, v.PageSize)
 	lockPgno := ltx.LockPgno(v.PageSize)
@@ -174,6 +214,9 @@ func (r *Replica) checksumOf(v *Version) (ltx.Checksum, error) {
 	for pgno := uint32(1); pgno <= v.Commit; pgno++ {
 		if pgno == lockPgno {
 			continue
+		}
+		if pgno%cancelEvery == 0 && ctx.Err() != nil {
+			return 0, fmt.Errorf("checksum of TXID %s: %w", v.TXID, ctx.Err())
 		}
 		r.mu.RLock()
 		err := v.readPage(pgno, buf)

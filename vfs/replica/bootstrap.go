@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/internal/durable"
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )
 
 // Staged is a snapshot decoded into a database file in the log directory,
@@ -29,13 +31,17 @@ const stagedExt = ".staged"
 // Pages are written as they are decoded, so memory does not grow with the
 // database; the file checksum is checked at the end, and a file that fails
 // is removed.
-func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
+//
+// want is what the store's listing says the file is; as in Apply, errors
+// that prove the snapshot bad wrap ErrCorrupt, and no other does.
+func (r *Replica) StageSnapshot(ctx context.Context, rd io.Reader, want ltxguard.Want) (*Staged, error) {
 	hook("stage:start")
+	want.Snapshot = true
 	f, err := os.CreateTemp(r.logDir, ".snapshot-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("stage snapshot: %w", err)
 	}
-	st, err := decodeSnapshot(f, rd)
+	st, err := decodeSnapshot(ctx, f, rd, want)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -60,14 +66,20 @@ func (r *Replica) StageSnapshot(rd io.Reader) (*Staged, error) {
 // batches; a writer goroutine writes each batch.
 // A fixed set of batches circulates between them, so memory stays bounded
 // (snapshotBatches × ~256 KiB) whatever the database's size.
-func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
-	dec := newDecoder(rd)
+func decodeSnapshot(ctx context.Context, f *os.File, rd io.Reader, want ltxguard.Want) (*Staged, error) {
+	dec := newDecoder(rd, want)
 	if err := dec.DecodeHeader(); err != nil {
-		return nil, fmt.Errorf("decode header: %w", err)
+		return nil, corrupt(fmt.Errorf("decode header: %w", err))
 	}
 	hdr := dec.Header()
-	if !hdr.IsSnapshot() {
-		return nil, fmt.Errorf("not a snapshot: TXIDs %s-%s", hdr.MinTXID, hdr.MaxTXID)
+	if !hdr.IsSnapshot() { // the guard checks this too: an invariant, not a hope
+		return nil, corrupt(fmt.Errorf("not a snapshot: TXIDs %s-%s", hdr.MinTXID, hdr.MaxTXID))
+	}
+	// The header has passed the guard: its size is within the maximum. Make
+	// sure the disk can take it before writing any of it, so that a full
+	// disk is a clear local error now, not ENOSPC half way.
+	if err := checkFreeSpace(f.Name(), int64(hdr.Commit)*int64(hdr.PageSize)); err != nil {
+		return nil, err
 	}
 	ps := int(hdr.PageSize)
 	per := max(1, snapshotBatchBytes/ps) // pages per batch
@@ -80,7 +92,7 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 	written := make(chan error, 1)
 	go func() { written <- w.run(full, free) }()
 
-	pages, err := decodeSnapshotPages(dec, hdr, per, free, full, &w.failed)
+	pages, err := decodeSnapshotPages(ctx, dec, hdr, per, free, full, &w.failed)
 	close(full)
 	if werr := <-written; werr != nil { // the writer is done with f, whatever happened
 		return nil, werr
@@ -88,10 +100,10 @@ func decodeSnapshot(f *os.File, rd io.Reader) (*Staged, error) {
 		return nil, err
 	}
 	if err := dec.Close(); err != nil {
-		return nil, fmt.Errorf("verify snapshot: %w", err)
+		return nil, corrupt(fmt.Errorf("verify snapshot: %w", err))
 	}
 	if pages == 0 || w.page1Sum == 0 {
-		return nil, errors.New("snapshot has no page 1")
+		return nil, corrupt(errors.New("snapshot has no page 1"))
 	}
 	// The database checksum: the ltx decoder computes it over a snapshot's
 	// pages and Close has checked the trailer's against it (a snapshot that
@@ -126,7 +138,7 @@ type snapshotBatch struct {
 // decodeSnapshotPages decodes every page into batches taken from free and
 // hands each full batch to the writer, checking that pages come in order
 // and within the commit.
-func decodeSnapshotPages(dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan *snapshotBatch, full chan<- *snapshotBatch, failed *atomic.Bool) (int, error) {
+func decodeSnapshotPages(ctx context.Context, dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan *snapshotBatch, full chan<- *snapshotBatch, failed *atomic.Bool) (int, error) {
 	ps := int(hdr.PageSize)
 	var ph ltx.PageHeader
 	pages := 0
@@ -137,6 +149,9 @@ func decodeSnapshotPages(dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan 
 			if failed.Load() {
 				return pages, errors.New("the writer failed") // run returns why
 			}
+			if err := ctx.Err(); err != nil {
+				return pages, err
+			}
 			full <- b
 			b = <-free
 		}
@@ -144,13 +159,12 @@ func decodeSnapshotPages(dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan 
 		if err := dec.DecodePage(&ph, b.buf[n*ps:(n+1)*ps]); err == io.EOF {
 			break
 		} else if err != nil {
-			return pages, fmt.Errorf("decode page: %w", err)
+			return pages, corrupt(fmt.Errorf("decode page: %w", err))
 		}
-		if ph.Pgno > hdr.Commit {
-			return pages, fmt.Errorf("page %d beyond commit %d", ph.Pgno, hdr.Commit)
-		}
-		if ph.Pgno < next {
-			return pages, fmt.Errorf("page %d out of order", ph.Pgno)
+		// The guard lets through only pages 1..commit in order, the lock
+		// page left out; the writer relies on it, so it is checked again.
+		if ph.Pgno > hdr.Commit || ph.Pgno != next && !(ph.Pgno == next+1 && next == ltx.LockPgno(hdr.PageSize)) {
+			return pages, corrupt(fmt.Errorf("snapshot page %d where page %d belongs", ph.Pgno, next))
 		}
 		b.pgnos = append(b.pgnos, ph.Pgno)
 		next = ph.Pgno + 1

@@ -63,7 +63,7 @@ func TestChecksumUnknownUntilNeeded(t *testing.T) {
 	w2.insertRows(3, 900)
 	txid := w2.advance(w2.ref.image())
 	w2.sums[txid-1] ^= 0x10 // the producer's idea of TXID 2 differs
-	if _, err := r2.Apply(strings.NewReader(string(w2.encode(txid, txid)))); !errors.Is(err, ErrChainBroken) {
+	if _, err := applyFile(r2, w2.encode(txid, txid)); !errors.Is(err, ErrChainBroken) {
 		t.Fatalf("a file whose pre-apply checksum differs: %v; want ErrChainBroken", err)
 	}
 }

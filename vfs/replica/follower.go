@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -21,6 +23,7 @@ type Follower struct {
 	r        *Replica
 	st       store.Store
 	interval time.Duration
+	maxSize  int64 // the largest database a file may describe
 	log      *slog.Logger
 	onEvent  func(Event)
 
@@ -79,7 +82,10 @@ type Status struct {
 // Options configure a Follower.
 type Options struct {
 	Interval time.Duration // between polls
-	Logger   *slog.Logger  // nil: discard
+	// MaxSize bounds the database any file may describe (commit × page
+	// size); 0 means DefaultMaxSize. A larger one is rejected unread.
+	MaxSize int64
+	Logger  *slog.Logger // nil: discard
 	// OnEvent, if set, is called from the follower's goroutine for each
 	// thing it does (the command line prints them); it must not block long.
 	OnEvent func(Event)
@@ -97,7 +103,7 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
-		r: r, st: st, interval: opts.Interval, log: log.With("db", r.path), onEvent: opts.OnEvent,
+		r: r, st: st, interval: opts.Interval, maxSize: cmp.Or(opts.MaxSize, DefaultMaxSize), log: log.With("db", r.path), onEvent: opts.OnEvent,
 		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
@@ -402,13 +408,14 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	src := &sourceReader{r: rc}
-	staged, err := f.r.StageSnapshot(&progressReader{r: src, fi: fi, emit: f.emit})
+	staged, err := f.r.StageSnapshot(ctx, &progressReader{r: src, fi: fi, emit: f.emit}, f.want(fi))
 	rc.Close()
 	if err != nil {
-		if src.err == nil && ctx.Err() == nil {
+		if src.err == nil && ctx.Err() == nil && errors.Is(err, ErrCorrupt) {
 			f.reject(fi, err)
+			return fmt.Errorf("bootstrap: snapshot %s rejected: %w", fi, err)
 		}
-		return fmt.Errorf("bootstrap: snapshot %s rejected: %w", fi, err)
+		return fmt.Errorf("bootstrap: snapshot %s: %w (retrying)", fi, err)
 	}
 	if err := f.r.Install(staged); err != nil {
 		staged.Discard()
@@ -432,7 +439,7 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 	return fetchInOrder(ctx, f.st, files, func(fi store.FileInfo, rd io.Reader, src *sourceReader) error {
 		start := time.Now()
-		v, err := f.r.Apply(rd)
+		v, err := f.r.Apply(ctx, rd, f.want(fi))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -441,8 +448,10 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 			case src.err != nil: // the store's fault: retry at the next poll
 			case errors.Is(err, ErrChainBroken):
 				f.chainBroken(fi, err)
-			default:
+			case errors.Is(err, ErrCorrupt):
 				f.reject(fi, err)
+			default: // a local error (ENOSPC, EMFILE): the file may be fine
+				return fmt.Errorf("apply %s: %w (retrying)", fi, err)
 			}
 			return fmt.Errorf("apply %s: %w", fi, err)
 		}
@@ -454,6 +463,15 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 		f.emit(Event{Kind: EventApplied, File: fi, Bytes: fi.Size, Pages: pages, TXID: v.TXID, Took: time.Since(start)})
 		return nil
 	})
+}
+
+// want is what a listed file must be: what its name says, within the
+// replica's maximum size.
+func (f *Follower) want(fi store.FileInfo) ltxguard.Want {
+	return ltxguard.Want{
+		MinTXID: fi.MinTXID, MaxTXID: fi.MaxTXID,
+		Snapshot: fi.Level == store.SnapshotLevel, MaxSize: f.maxSize,
+	}
 }
 
 // chainBroken records a file that cannot follow the head: the store's

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"os"
@@ -48,7 +47,7 @@ func gapSetup(t *testing.T) (w *world, r *Replica, f *Follower, pinned *Version)
 	for range 2 {
 		w.insertRows(5, 500)
 		w.commit()
-		if _, err := r.Apply(bytes.NewReader(w.encode(w.pub.TXID, w.pub.TXID))); err != nil {
+		if _, err := applyFile(r, w.encode(w.pub.TXID, w.pub.TXID)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testtool"
@@ -422,3 +423,19 @@ func segments(t testing.TB, r *Replica) int {
 
 // logContains says whether a follower's log has s in it.
 func logContains(l *testtool.Buffer, s string) bool { return strings.Contains(l.String(), s) }
+
+// applyFile applies an LTX file under the name its own header gives (the
+// tests that check names against headers call Apply themselves).
+func applyFile(r *Replica, data []byte) (*Version, error) {
+	return r.Apply(context.Background(), bytes.NewReader(data), wantOf(data, false))
+}
+
+// stageFile stages a snapshot under the name its own header gives.
+func stageFile(r *Replica, data []byte) (*Staged, error) {
+	return r.StageSnapshot(context.Background(), bytes.NewReader(data), wantOf(data, true))
+}
+
+func wantOf(data []byte, snapshot bool) ltxguard.Want {
+	hdr, _, _ := ltx.DecodeHeader(bytes.NewReader(data))
+	return ltxguard.Want{MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Snapshot: snapshot}
+}

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"math"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -64,12 +65,16 @@ func (b *pageBits) grow(pgno uint32) error {
 }
 
 // view is the current mapping for a reader: its first word and how many
-// pages it covers (0 and nil before any page was set).
+// pages it covers (0 and nil before any page was set). A mapping for page
+// 2^31 or beyond holds 2^32 bits, one more than a uint32 counts: the count
+// saturates instead of wrapping to 0 (which would send every read to the
+// base file), and still covers every page SQLite can number (up to
+// 2^32-2).
 func (b *pageBits) view() (unsafe.Pointer, uint32) {
 	if len(b.words) == 0 {
 		return nil, 0
 	}
-	return unsafe.Pointer(&b.words[0]), uint32(64 * len(b.words))
+	return unsafe.Pointer(&b.words[0]), uint32(min(64*uint64(len(b.words)), math.MaxUint32))
 }
 
 // release unmaps every mapping; no reader may hold one any more.

@@ -109,7 +109,7 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 		if i == 2 {
 			// Apply without folding and pin it: a reader on a version that
 			// is neither the root nor folded, across the next three commits.
-			if _, err := r.Apply(bytes.NewReader(w.encode(txid, txid))); err != nil {
+			if _, err := applyFile(r, w.encode(txid, txid)); err != nil {
 				t.Fatal(err)
 			}
 			var err error
@@ -238,7 +238,7 @@ func TestApplyRejects(t *testing.T) {
 		"wrong post-apply": wrongPostApply(t, w, 2),
 	}
 	for name, data := range bad {
-		if _, err := r.Apply(bytes.NewReader(data)); err == nil {
+		if _, err := applyFile(r, data); err == nil {
 			t.Errorf("%s: applied", name)
 		} else if name == "wrong pre-apply" && !errors.Is(err, ErrChainBroken) {
 			t.Errorf("%s: %v; want ErrChainBroken", name, err)
@@ -250,10 +250,10 @@ func TestApplyRejects(t *testing.T) {
 	if n := segments(t, r); n != 0 {
 		t.Fatalf("%d files left in the log by rejected applies", n)
 	}
-	if _, err := r.Apply(bytes.NewReader(good2)); err != nil {
+	if _, err := applyFile(r, good2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Apply(bytes.NewReader(good2)); err == nil {
+	if _, err := applyFile(r, good2); err == nil {
 		t.Fatal("applied TXID 2 twice")
 	}
 	w.checkHead(r, 2, "after good file")
@@ -308,7 +308,7 @@ func TestReplayLog(t *testing.T) {
 	}
 	// Apply without folding, as a process killed before its fold would.
 	for txid := ltx.TXID(2); txid <= 7; txid++ {
-		if _, err := r.Apply(bytes.NewReader(w.encode(txid, txid))); err != nil {
+		if _, err := applyFile(r, w.encode(txid, txid)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -335,7 +335,7 @@ func TestReplayLog(t *testing.T) {
 	w.ref.exec("UPDATE t SET v = ? WHERE id = 3", blob(99, 5000))
 	w.commit()
 	r = w.openReplica()
-	if _, err := r.Apply(bytes.NewReader(w.encode(8, 8))); err != nil {
+	if _, err := applyFile(r, w.encode(8, 8)); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +85,7 @@ func TestStageSnapshotWriteFails(t *testing.T) {
 	defer f.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := decodeSnapshot(f, bytes.NewReader(snap))
+		_, err := decodeSnapshot(context.Background(), f, bytes.NewReader(snap), wantOf(snap, true))
 		done <- err
 	}()
 	select {
@@ -132,11 +133,11 @@ func TestStageSnapshotWrongChecksum(t *testing.T) {
 	}
 	r := w.openReplica()
 	defer r.Close()
-	if st, err := r.StageSnapshot(bytes.NewReader(encode(w.sums[txid] ^ 0x10))); err == nil {
+	if st, err := stageFile(r, encode(w.sums[txid]^0x10)); err == nil {
 		st.Discard()
 		t.Fatal("a snapshot with a wrong database checksum was staged")
 	}
-	st, err := r.StageSnapshot(bytes.NewReader(encode(w.sums[txid])))
+	st, err := stageFile(r, encode(w.sums[txid]))
 	if err != nil {
 		t.Fatal(err)
 	}
