@@ -120,6 +120,15 @@ func open(path, source string) (*Replica, error) {
 	if err := r.replayLog(); err != nil {
 		return nil, err
 	}
+	// With every version folded, the file is exactly what the state says
+	// (with some still to fold, a fold interrupted by a crash may have
+	// left it ahead: the next fold repairs that).
+	if r.head == r.root {
+		if err := checkBase(r.base.f, &r.state, path); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
 	return r, nil
 }
 

@@ -1,11 +1,14 @@
 package replica
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -68,6 +71,9 @@ func readState(dbPath string) (*State, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("read state %s: %w", statePath(dbPath), err)
 	}
+	if err := s.check(dbPath); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 
@@ -84,4 +90,68 @@ func writeState(dbPath string, s *State) error {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
+}
+
+// check refuses a state that no walrust wrote: hand-edited, or copied from
+// elsewhere. It names what is wrong and what to do.
+func (s *State) check(dbPath string) error {
+	bad := func(what string, args ...any) error {
+		return fmt.Errorf("%s: %s; %s", statePath(dbPath), fmt.Sprintf(what, args...), startOver(dbPath))
+	}
+	if s.TXID != 0 && !ltx.IsValidPageSize(s.PageSize) {
+		return bad("page_size %d is not a SQLite page size", s.PageSize)
+	}
+	if st := s.Staged; st != nil {
+		if filepath.Dir(st.Path) != dbPath+"-replica-log" || !strings.HasPrefix(filepath.Base(st.Path), "snapshot-") || !strings.HasSuffix(st.Path, stagedExt) {
+			return bad("the staged snapshot %q is not in %s", st.Path, filepath.Base(dbPath)+"-replica-log")
+		}
+		if !ltx.IsValidPageSize(st.PageSize) {
+			return bad("the staged snapshot's page_size %d is not a SQLite page size", st.PageSize)
+		}
+	}
+	return nil
+}
+
+// startOver says how to get a replica whose files disagree going again.
+func startOver(dbPath string) string {
+	name := filepath.Base(dbPath)
+	return fmt.Sprintf("remove %s and %s-replica-* to bootstrap it again", name, name)
+}
+
+// checkBase compares the base file, once everything is folded into it,
+// with the state that describes it: its size, and page 1's page size, page
+// count and change counter, which walrust wrote there itself. A file that
+// disagrees was changed by something else (another program wrote to it, or
+// the state file was edited), and serving it would serve data no primary
+// ever had.
+func checkBase(f *os.File, s *State, dbPath string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("check base file: %w", err)
+	}
+	var hdr [100]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return fmt.Errorf("%s: read header: %w; %s", dbPath, err, startOver(dbPath))
+	}
+	ps := uint32(binary.BigEndian.Uint16(hdr[16:]))
+	if ps == 1 {
+		ps = 65536
+	}
+	var problem string
+	switch want := int64(s.Commit) * int64(s.PageSize); {
+	case string(hdr[:16]) != sqliteMagic:
+		problem = "it does not start as a SQLite database"
+	case fi.Size() != want:
+		problem = fmt.Sprintf("it is %d bytes, the state says %d pages of %d bytes (%d bytes)", fi.Size(), s.Commit, s.PageSize, want)
+	case ps != s.PageSize:
+		problem = fmt.Sprintf("its page size is %d, the state says %d", ps, s.PageSize)
+	case binary.BigEndian.Uint32(hdr[28:]) != s.Commit:
+		problem = fmt.Sprintf("its header says %d pages, the state says %d", binary.BigEndian.Uint32(hdr[28:]), s.Commit)
+	case binary.BigEndian.Uint32(hdr[24:]) != s.Counter:
+		problem = fmt.Sprintf("its change counter is %d, the state says %d", binary.BigEndian.Uint32(hdr[24:]), s.Counter)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s does not match %s: %s; it was changed by something other than walrust: %s",
+		dbPath, filepath.Base(statePath(dbPath)), problem, startOver(dbPath))
 }
