@@ -422,3 +422,26 @@ func TestSecondOpenOtherInterval(t *testing.T) {
 	e.waitCaughtUp(second) // at the first open's pace
 	db.Close()
 }
+
+// TestBadInputMaxSize: max_size= (WALRUST_MAX_SIZE) bounds the database a
+// file may describe; a snapshot past it is rejected from its header, and a
+// value that is not a size fails the open at once.
+func TestBadInputMaxSize(t *testing.T) {
+	e := newBiEnv(t, 4096, true)
+	e.insert(20) // well past 16 KiB
+	e.advance()
+	e.pub.Snapshot(t)
+	biOpenFails(t, e.uri("source="+e.source()+"&interval=20ms&timeout=300ms&max_size=16KiB"))
+	if !strings.Contains(e.log.String(), "exceeds the maximum size of 16384 bytes") {
+		t.Fatalf("log does not say the snapshot exceeds max_size:\n%s", e.log)
+	}
+	biNothingCreated(t, e.replica)
+
+	took := biOpenFails(t, e.uri("source="+e.source()+"&max_size=lots"))
+	if took > 3*time.Second || !strings.Contains(e.log.String(), "max_size=lots") {
+		t.Fatalf("max_size=lots: open took %s; log:\n%s", took, e.log)
+	}
+	t.Setenv("WALRUST_MAX_SIZE", "1GB")
+	db := biOpen(t, e.uri("source="+e.source()+"&interval=20ms"))
+	e.waitCaughtUp(db)
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -25,6 +26,7 @@ type Config struct {
 	Source   string        // source=, WALRUST_SOURCE; may be empty once a state file names it
 	Interval time.Duration // interval=, WALRUST_INTERVAL
 	Timeout  time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
+	MaxSize  int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
 	Store    store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 }
 
@@ -53,6 +55,11 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	if s := get("timeout", "WALRUST_TIMEOUT"); s != "" {
 		if c.Timeout, err = parseDuration("timeout", s); err != nil {
 			return c, err
+		}
+	}
+	if s := get("max_size", "WALRUST_MAX_SIZE"); s != "" {
+		if c.MaxSize, err = replica.ParseSize(s); err != nil {
+			return c, fmt.Errorf("max_size=%s: %w", s, err)
 		}
 	}
 	c.Store.Endpoint = params["endpoint"]

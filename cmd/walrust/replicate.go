@@ -79,6 +79,12 @@ func init() {
 			*interval = d
 			return nil
 		})
+		var maxSize int64
+		fs.Func("max-size", "refuse LTX files that describe a database larger than `SIZE`: 500GB, 2TiB (default 1TiB)", func(s string) error {
+			n, err := replica.ParseSize(s)
+			maxSize = n
+			return err
+		})
 		sf.register(fs)
 		return func(ctx context.Context, e *env, args []string) error {
 			switch {
@@ -91,12 +97,12 @@ func init() {
 			case *interval < minInterval:
 				return usagef("--interval %s: must be at least %s", *interval, minInterval)
 			}
-			return runReplicate(ctx, e, args[0], *local, &sf, *interval)
+			return runReplicate(ctx, e, args[0], *local, &sf, *interval, maxSize)
 		}
 	}
 }
 
-func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval time.Duration) error {
+func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval time.Duration, maxSize int64) error {
 	if _, err := checkSource(source); err != nil {
 		return err
 	}
@@ -130,6 +136,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	}
 	f := replica.Follow(r, st, replica.Options{
 		Interval: interval,
+		MaxSize:  maxSize,
 		Logger:   followerLogger(os.Getenv("WALRUST_LOG")),
 		OnEvent:  p.event,
 		StoreErr: storeErr,
