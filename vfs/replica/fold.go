@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // foldLockWait bounds how long a fold waits for other processes' readers of
@@ -136,6 +139,13 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 		return err
 	}
 	target.patchHeader(page1, 0)
+	// The file's new pages get their blocks before anything is marked: a
+	// full disk (or a file size limit) then fails the fold here, with the
+	// file still whole at the root's TXID, rather than half way, with a
+	// torn file that no one can read until a fold succeeds.
+	if err := reserve(wf, target.Size()); err != nil {
+		return fmt.Errorf("grow base to %d bytes: %w", target.Size(), err)
+	}
 	// Page 1 first, with foldingMagic in place of SQLite's: from here until
 	// the real page 1 is written last, the file is a mix of TXIDs, and if
 	// this process dies meanwhile the mark stays. A plain SQLite reader in
@@ -213,4 +223,31 @@ func (r *Replica) stateFor(v *Version) State {
 		Source: r.state.Source, TXID: v.TXID, Timestamp: v.Timestamp, Checksum: v.Checksum,
 		PageSize: v.PageSize, Commit: v.Commit, Counter: v.Counter, Page1Checksum: v.Page1Checksum,
 	}
+}
+
+// reserve allocates blocks for the base file up to size, if it is smaller.
+// The pages past its end belong to no version a reader of the file can be
+// at (they are past every such version's commit), so they may change now.
+// Pages within it are overwritten in place, which needs no new blocks.
+func reserve(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	cur := fi.Size()
+	if size <= cur {
+		return nil
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, cur, size-cur)
+	if !errors.Is(err, unix.EOPNOTSUPP) {
+		return err
+	}
+	// No fallocate here (some network and FUSE file systems): zeros.
+	zero := make([]byte, min(size-cur, 1<<20))
+	for off := cur; off < size; off += int64(len(zero)) {
+		if _, err := f.WriteAt(zero[:min(int64(len(zero)), size-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }

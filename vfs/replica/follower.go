@@ -111,6 +111,9 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	if opts.StoreErr != nil {
 		f.status.LastError = opts.StoreErr.Error()
 	}
+	if err := r.openFoldErr; err != nil {
+		f.log.Warn("cannot fold the log into the file yet; serving it from the log, and folding again after each poll", "err", err)
+	}
 	go f.run(ctx)
 	return f
 }

@@ -49,6 +49,10 @@ type Replica struct {
 	seq     uint64 // last Version.seq handed out
 
 	leader *leaderLock // this process is the one that writes the replica
+
+	// openFoldErr is why the fold at Open failed, if it did, for the
+	// follower to report: Open serves the log instead of failing.
+	openFoldErr error
 }
 
 // Open opens the replica at path for source, to follow it. A local file
@@ -243,8 +247,14 @@ func (r *Replica) replayLog() error {
 			return fmt.Errorf("replay log: %w", err)
 		}
 	}
-	_, err = r.Fold()
-	return err
+	// A fold that fails here (a full disk) leaves the file as it was, or
+	// marked as mid-fold: either way the replica serves its versions from
+	// the log in this process, and the follower folds again after each
+	// poll. So the open goes on; the follower reports why.
+	if _, err := r.Fold(); err != nil {
+		r.openFoldErr = err
+	}
+	return nil
 }
 
 // clearLog removes every segment, and every staged snapshot the state does

@@ -1,0 +1,94 @@
+package replica
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A fold that runs out of disk must leave a file that SQLite can read (at
+// the old TXID), and a replica that opens again. The disk is filled for a
+// child process only, by its file size limit (RLIMIT_FSIZE: writes past it
+// fail with EFBIG, as they would with ENOSPC).
+
+const foldSpaceChildEnv = "WALRUST_FOLD_SPACE_CHILD" // "path,source,limit"; set only in the child
+
+// TestFoldNoSpaceChild is the child side of TestFoldNoSpace: under the
+// limit it opens the replica (whose open folds a staged re-bootstrap that
+// needs a bigger file) and reports what it serves.
+func TestFoldNoSpaceChild(t *testing.T) {
+	arg := os.Getenv(foldSpaceChildEnv)
+	if arg == "" {
+		t.Skip("the child process of TestFoldNoSpace")
+	}
+	parts := strings.SplitN(arg, ",", 3)
+	limit, _ := strconv.ParseUint(parts[2], 10, 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(parts[0], parts[1])
+	if err != nil {
+		t.Fatalf("open after a fold that ran out of space: %v", err)
+	}
+	defer r.Close()
+	if r.openFoldErr == nil {
+		t.Fatal("the fold at open did not fail: the test's limit is wrong")
+	}
+	fmt.Printf("fold error: %v\nserving TXID %d\n", r.openFoldErr, r.Head().TXID)
+}
+
+func TestFoldNoSpace(t *testing.T) {
+	w := newWorld(t, 512, true)
+	r, _ := w.bootstrapped()
+	base, err := os.Stat(w.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The primary grows well past the base file, and the replica gets
+	// its snapshot as a re-bootstrap: staged, to be folded into the file.
+	w.insertRows(40, 2000)
+	txid := w.advance(w.ref.image())
+	st, err := stageFile(r, w.encode(1, txid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Install(st); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFoldNoSpaceChild$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", foldSpaceChildEnv, w.path, w.source, base.Size()+4096))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte(fmt.Sprintf("serving TXID %d", txid))) {
+		t.Fatalf("the child does not serve TXID %d:\n%s", txid, out)
+	}
+	t.Logf("child:\n%s", out)
+
+	// The file is whole at the old TXID: SQLite's magic, not the fold's mark.
+	hdr := make([]byte, 16)
+	f, err := os.Open(w.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ReadAt(hdr, 0)
+	f.Close()
+	if string(hdr) != sqliteMagic {
+		t.Fatalf("after a fold that ran out of space the file starts %q: plain SQLite cannot read it", hdr)
+	}
+	w.checkBase(1, "after the failed fold")
+
+	// With room again, the next open folds.
+	r2 := w.openReplica()
+	defer r2.Close()
+	w.checkHead(r2, txid, "after the fold")
+	w.checkBase(txid, "after the fold")
+}
