@@ -445,3 +445,26 @@ func TestBadInputMaxSize(t *testing.T) {
 	db := biOpen(t, e.uri("source="+e.source()+"&interval=20ms"))
 	e.waitCaughtUp(db)
 }
+
+// TestExclusiveLockingModeNotApplied: in exclusive locking mode SQLite
+// never ends a read transaction, which pinned the connection to one TXID
+// for good (and held every page image behind it). The PRAGMA is answered
+// with "normal", and the connection keeps following.
+func TestExclusiveLockingModeNotApplied(t *testing.T) {
+	e := newBiEnv(t, 4096, false)
+	e.insert(3)
+	e.commit()
+	db := e.follow()
+	e.waitCaughtUp(db)
+	var mode string
+	if err := db.QueryRow("PRAGMA locking_mode=EXCLUSIVE").Scan(&mode); err != nil || mode != "normal" {
+		t.Fatalf("PRAGMA locking_mode=EXCLUSIVE: %q, %v; want normal", mode, err)
+	}
+	e.checkRows(db, e.refRows(), "in the mode it asked for")
+	e.insert(2)
+	e.commit()
+	e.waitCaughtUp(db)
+	if !strings.Contains(e.log.String(), "locking_mode=exclusive is not applied") {
+		t.Fatalf("nothing logged about the refused mode:\n%s", e.log)
+	}
+}

@@ -152,6 +152,17 @@ func (f *dbFile) FileControl(op int, name string, value *string) (res *string, e
 			return nil, sqlite3vfs.IOError
 		}
 		out = string(b)
+	case "locking_mode":
+		// In exclusive mode SQLite never drops its SHARED lock, so the
+		// connection would stay pinned to one version for good: never see
+		// a newer TXID, and hold every older page image. Answering the
+		// PRAGMA here keeps SQLite from applying it; the row it returns
+		// says the mode stays normal.
+		if value == nil || !strings.EqualFold(strings.TrimSpace(*value), "exclusive") {
+			return nil, sqlite3vfs.NotFoundError
+		}
+		logger.Warn("PRAGMA locking_mode=exclusive is not applied to a replica: the connection would never see a newer TXID; it stays normal", "db", f.s.path)
+		out = "normal"
 	default:
 		return nil, sqlite3vfs.NotFoundError
 	}

@@ -234,6 +234,11 @@ func (f *Follower) step(ctx context.Context) error {
 	if _, ferr := f.r.Fold(); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
+	// What a long reader keeps from being folded is merged instead, so
+	// that it holds a bounded number of segments.
+	if _, merr := f.r.Merge(); merr != nil {
+		err = errors.Join(err, merr)
+	}
 	return err
 }
 

@@ -46,6 +46,10 @@ type Version struct {
 	// a page lookup that reaches it reads the base file.
 	folded bool
 	pins   atomic.Int32
+
+	// merged is how many applied files a merged version stands for (see
+	// Merge); 0 for a version of one file.
+	merged int
 }
 
 // baseFile is the local database file that chains of versions rest on. It
