@@ -92,7 +92,7 @@ func openWorkDir(dir string) (*workDir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, durable.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}

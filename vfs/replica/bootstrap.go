@@ -37,7 +37,7 @@ const stagedExt = ".staged"
 func (r *Replica) StageSnapshot(ctx context.Context, rd io.Reader, want ltxguard.Want) (*Staged, error) {
 	hook("stage:start")
 	want.Snapshot = true
-	f, err := os.CreateTemp(r.logDir, ".snapshot-*.tmp")
+	f, err := durable.CreateTemp(r.logDir, ".snapshot-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("stage snapshot: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walrust/walrust/vfs/internal/durable"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ type leaderLock struct{ f *os.File }
 func lockPath(dbPath string) string { return dbPath + "-replica-lock" }
 
 func acquireLeader(dbPath string) (*leaderLock, error) {
-	f, err := os.OpenFile(lockPath(dbPath), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(lockPath(dbPath), os.O_RDWR|os.O_CREATE, durable.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}

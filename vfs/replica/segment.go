@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
 // A segment holds the decoded pages of one applied LTX file in the log
@@ -81,7 +82,7 @@ type segmentWriter struct {
 }
 
 func createSegment(dir string, pageSize uint32) (*segmentWriter, error) {
-	f, err := os.CreateTemp(dir, ".segment-*.tmp")
+	f, err := durable.CreateTemp(dir, ".segment-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}

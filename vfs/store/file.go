@@ -103,7 +103,7 @@ func (s *FileStore) Put(ctx context.Context, f FileInfo, r io.Reader) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("put %s: %w", f, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+f.Name()+".*.tmp")
+	tmp, err := durable.CreateTemp(dir, "."+f.Name()+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("put %s: %w", f, err)
 	}

@@ -1,5 +1,6 @@
 // Package durable writes files so that a crash leaves either the old
-// content or the new, never a mix, and never loses a rename.
+// content or the new, never a mix, and never loses a rename; and creates
+// them with the mode SQLite gives its own (Mode).
 package durable
 
 import (
@@ -13,7 +14,7 @@ import (
 // crash.
 func WriteFile(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, Mode)
 	if err != nil {
 		return err
 	}
