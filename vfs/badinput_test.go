@@ -310,7 +310,7 @@ func TestBadInputForeignFile(t *testing.T) {
 	if !strings.Contains(e.log.String(), "not made by walrust") {
 		t.Fatalf("log does not explain the refusal:\n%s", e.log)
 	}
-	for _, p := range []string{e.replica + "-replica-state", e.replica + "-replica-log", e.replica + "-journal"} {
+	for _, p := range []string{e.replica + "-replica-state", e.replica + "-replica-log", e.replica + "-replica-lock", e.replica + "-journal"} {
 		if _, err := os.Stat(p); err == nil {
 			t.Fatalf("%s created next to a foreign file", p)
 		}

@@ -65,6 +65,11 @@ func Open(path, source string) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the lock file is created: it would stay beside a file that is
+	// not ours. open checks again, under the lock.
+	if err := refuseForeign(path); err != nil {
+		return nil, err
+	}
 	leader, err := acquireLeader(path)
 	if err != nil {
 		return nil, err
@@ -90,7 +95,7 @@ func open(path, source string) (*Replica, error) {
 	}
 	switch {
 	case st == nil && exists:
-		return nil, fmt.Errorf("%s exists but has no %s: it was not made by walrust; refusing to overwrite it (move it away or pick another path)", path, filepath.Base(statePath(path)))
+		return nil, errForeign(path)
 	case st != nil && source != "" && st.Source != source:
 		return nil, fmt.Errorf("%s follows %s (per %s), not %s: open it without source= or remove the replica files", path, st.Source, filepath.Base(statePath(path)), source)
 	}
@@ -134,6 +139,28 @@ func open(path, source string) (*Replica, error) {
 		}
 	}
 	return r, nil
+}
+
+// refuseForeign refuses a local file that exists without a state file:
+// walrust did not make it, so it neither overwrites it nor puts files
+// beside it.
+func refuseForeign(path string) error {
+	st, err := readState(path)
+	if err != nil || st != nil {
+		return err
+	}
+	exists, err := fileExists(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if exists {
+		return errForeign(path)
+	}
+	return nil
+}
+
+func errForeign(path string) error {
+	return fmt.Errorf("%s exists but has no %s: it was not made by walrust; refusing to overwrite it (move it away or pick another path)", path, filepath.Base(statePath(path)))
 }
 
 func fileExists(path string) (bool, error) {

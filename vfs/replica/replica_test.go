@@ -386,7 +386,7 @@ func TestOpenRefuses(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
 		t.Fatal("foreign file changed")
 	}
-	for _, p := range []string{statePath(path), path + "-replica-log"} {
+	for _, p := range []string{statePath(path), path + "-replica-log", lockPath(path)} {
 		if _, err := os.Stat(p); err == nil {
 			t.Fatalf("%s created next to a foreign file", p)
 		}
