@@ -28,6 +28,7 @@ type Config struct {
 	Timeout  time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
 	MaxSize  int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
 	Store    store.Options // endpoint=, region=, path_style= (S3-compatible stores)
+	Sources  *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
 }
 
 // parseConfig reads a database's URI parameters over the environment.
@@ -60,6 +61,16 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	if s := get("max_size", "WALRUST_MAX_SIZE"); s != "" {
 		if c.MaxSize, err = replica.ParseSize(s); err != nil {
 			return c, fmt.Errorf("max_size=%s: %w", s, err)
+		}
+	}
+	if s := strings.TrimSpace(getenv(sourcesEnv)); s != "" {
+		if c.Sources, err = parseSources(s); err != nil {
+			return c, err
+		}
+		for _, p := range []string{"endpoint", "region", "path_style"} {
+			if _, ok := params[p]; ok {
+				return c, fmt.Errorf("%s= is not allowed while %s is set: S3 endpoints and regions come from the environment (AWS_ENDPOINT_URL_S3, AWS_REGION) or from a source URL listed there", p, sourcesEnv)
+			}
 		}
 	}
 	c.Store.Endpoint = params["endpoint"]

@@ -29,9 +29,12 @@ var (
 	_ sqlite3vfs.FileController = (*dbFile)(nil)
 )
 
-func openDB(name string, params map[string]string) (*dbFile, error) {
+func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*dbFile, error) {
 	cfg, err := parseConfig(params, os.Getenv)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkOpen(name, cfg, flags&sqlite3vfs.OpenCreate != 0); err != nil {
 		return nil, err
 	}
 	s, err := acquire(name, cfg)

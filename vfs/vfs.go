@@ -58,7 +58,7 @@ func (v *walrustVFS) OpenURI(name string, params map[string]string, flags sqlite
 	defer guard("open", &err)
 	switch {
 	case flags&sqlite3vfs.OpenMainDB != 0:
-		f, err := openDB(name, params)
+		f, err := openDB(name, params, flags)
 		if err != nil {
 			logger.Error("cannot open database", "db", name, "err", err)
 			return nil, 0, sqlite3vfs.CantOpenError

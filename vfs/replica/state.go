@@ -77,6 +77,16 @@ func readState(dbPath string) (*State, error) {
 	return &s, nil
 }
 
+// ReadSource is the source the state file of the replica at dbPath names,
+// and whether there is a state file: whether walrust made that replica.
+func ReadSource(dbPath string) (source string, made bool, err error) {
+	st, err := readState(dbPath)
+	if err != nil || st == nil {
+		return "", false, err
+	}
+	return st.Source, true, nil
+}
+
 // writeState replaces the state file atomically: write a temporary file,
 // sync it, rename it over the old one, sync the directory. A crash leaves
 // either the old state or the new one, never a torn file.
