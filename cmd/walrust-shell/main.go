@@ -96,7 +96,7 @@ func open(o options, interactive bool, stderr io.Writer) (*sql.DB, *sql.Conn, er
 	}
 	if err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("open replica %s: %w (see the walrust log above for the reason)", o.local, err)
+		return nil, nil, fmt.Errorf("open replica %s: %w (see the walrust log above for the reason)", o.local, withoutErrno(err))
 	}
 	return db, conn, nil
 }

@@ -237,6 +237,7 @@ func (sh *shell) report(err error, where string) {
 // describe is an error as the user should read it: SQLite's message, with
 // a hint when a write hits the read-only replica.
 func describe(err error) string {
+	err = withoutErrno(err)
 	var se sqlite3.Error
 	if errors.As(err, &se) && se.Code == sqlite3.ErrReadonly {
 		return err.Error() + " (a walrust replica is read-only: write to the primary database)"
