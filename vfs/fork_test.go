@@ -84,11 +84,6 @@ func TestPythonFork(t *testing.T) {
 			t.Fatalf("python printed %q, want %q; stderr:\n%s", got, want, &stderr)
 		}
 	}
-	const msg = "walrust: this process was forked after it loaded the walrust extension"
-	if n := strings.Count(stderr.String(), msg); n != 1 {
-		t.Errorf("the child's stderr says it %d times, want once:\n%s", n, &stderr)
-	}
-
 	// The parent still follows.
 	e.exec("INSERT INTO t (v) VALUES ('after the fork')")
 	e.commit()
@@ -99,5 +94,12 @@ func TestPythonFork(t *testing.T) {
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("python: %v; stderr:\n%s", err, &stderr)
+	}
+	// Only now has all of the child's stderr been copied into the buffer:
+	// the child has exited, but the pipe is read by a goroutine of
+	// os/exec, which Wait waits for.
+	const msg = "walrust: this process was forked after it loaded the walrust extension"
+	if n := strings.Count(stderr.String(), msg); n != 1 {
+		t.Errorf("the child's stderr says it %d times, want once:\n%s", n, &stderr)
 	}
 }
