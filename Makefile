@@ -4,6 +4,7 @@
 #   make test     every test (installs the test tools it needs under build/)
 #   make demo     the README's demo on a local file store
 #   make bench    the benchmark table
+#   make fuzz     every fuzz target for FUZZTIME each (default 2m)
 
 GO      ?= go
 BUILD   := build
@@ -17,7 +18,7 @@ CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vf
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
-.PHONY: all test tools demo bench clean
+.PHONY: all test tools demo bench fuzz fuzz-run clean
 
 all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
@@ -51,6 +52,25 @@ test: all tools
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
+	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=$(TEST_FUZZTIME)
+
+# The fuzz targets: what a store, a listing or a URI can hand walrust.
+# `make test` runs each briefly (TEST_FUZZTIME); `make fuzz` for longer. A
+# crash is written under the package's testdata/fuzz/, where it stays as a
+# regression test: commit it with the fix.
+FUZZ_TARGETS  := ./vfs/internal/ltxguard:FuzzDecode ./vfs/replica:FuzzApply ./vfs/replica:FuzzStageSnapshot \
+                 ./vfs/store:FuzzParseName ./vfs/store:FuzzCanonical ./vfs:FuzzParseConfig
+TEST_FUZZTIME ?= 5s
+FUZZTIME      ?= 2m
+
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=$(FUZZTIME)
+
+fuzz-run:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t##*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
+	done
 
 # A live database published to a local file store and followed by a replica;
 # ends by itself in about 10 s (cmd/walrust/demo.sh; needs the sqlite3 shell).

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/superfly/ltx"
 )
@@ -195,16 +196,57 @@ func Canonical(source string) string {
 		if (u.Host != "" && u.Host != "localhost") || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 			return s // not an absolute local path: leave it for Open to refuse
 		}
-		return "file://" + path.Clean("/"+u.Path)
+		return escapeEnd("file://" + escapePath(path.Clean("/"+u.Path)))
 	case "s3":
+		if u.Host == "" || u.Opaque != "" {
+			return s // not a bucket: leave it for Open to refuse
+		}
 		c := "s3://" + u.Host
 		if p := strings.Trim(path.Clean("/"+u.Path), "/"); p != "" {
-			c += "/" + p
+			c += "/" + escapePath(p)
 		}
 		if u.RawQuery != "" {
 			c += "?" + u.RawQuery
 		}
+		return escapeEnd(c)
+	}
+	// Spaces too: a second call trims them first, and must find nothing
+	// left to do.
+	return strings.TrimRightFunc(s, func(r rune) bool { return r == '/' || unicode.IsSpace(r) })
+}
+
+// escapePath spells a decoded path so that url.Parse gives back the same
+// path, and nothing else: a '%' would start an escape, a '?' a query (an
+// escaped "%3Fendpoint=" must not become a query parameter), a '#' a
+// fragment. Everything else stays as written, spaces included, so that
+// the canonical form of a plain path is the path.
+func escapePath(p string) string {
+	if !strings.ContainsAny(p, "%?#") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '%', '?', '#':
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// escapeEnd escapes whitespace at the end of a canonical URL, which
+// Canonical would otherwise trim from it the second time.
+func escapeEnd(c string) string {
+	t := strings.TrimRightFunc(c, unicode.IsSpace)
+	if len(t) == len(c) {
 		return c
 	}
-	return strings.TrimRight(s, "/")
+	var b strings.Builder
+	b.WriteString(t)
+	for i := len(t); i < len(c); i++ {
+		fmt.Fprintf(&b, "%%%02X", c[i])
+	}
+	return b.String()
 }
