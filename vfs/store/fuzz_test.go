@@ -50,10 +50,10 @@ func FuzzCanonical(f *testing.F) {
 func TestCanonicalKeepsMeaning(t *testing.T) {
 	for in, want := range map[string]string{
 		"s3://b/app%3Fendpoint=http://evil": "s3://b/app%3Fendpoint=http:/evil",
-		"file:///srv/my store/":              "file:///srv/my store",
-		"file:///srv/100%25":                 "file:///srv/100%25",
-		"file:///srv/a%20":                   "file:///srv/a%20",
-		"s3://bucket/app/?region=eu-west-1":  "s3://bucket/app?region=eu-west-1",
+		"file:///srv/my store/":             "file:///srv/my store",
+		"file:///srv/100%25":                "file:///srv/100%25",
+		"file:///srv/a%20":                  "file:///srv/a%20",
+		"s3://bucket/app/?region=eu-west-1": "s3://bucket/app?region=eu-west-1",
 	} {
 		if got := Canonical(in); got != want {
 			t.Errorf("Canonical(%q) = %q; want %q", in, got, want)
