@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // A fold that runs out of disk must leave a file that SQLite can read (at
@@ -91,4 +93,52 @@ func TestFoldNoSpace(t *testing.T) {
 	defer r2.Close()
 	w.checkHead(r2, txid, "after the fold")
 	w.checkBase(txid, "after the fold")
+}
+
+const stageSpaceChildEnv = "WALRUST_STAGE_SPACE_CHILD" // "path,storeDir,limit"; set only in the child
+
+// TestStageNoSpaceChild is the child side of TestStageNoSpace: under the
+// limit it bootstraps, which cannot write the snapshot, and reports how
+// the follower took it.
+func TestStageNoSpaceChild(t *testing.T) {
+	arg := os.Getenv(stageSpaceChildEnv)
+	if arg == "" {
+		t.Skip("the child process of TestStageNoSpace")
+	}
+	parts := strings.SplitN(arg, ",", 3)
+	limit, _ := strconv.ParseUint(parts[2], 10, 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, storeDir: parts[1], source: "file://" + parts[1], path: parts[0], logs: &testtool.Buffer{}}
+	w.st = w.openStore()
+	r := w.openReplica()
+	defer r.Close()
+	f := w.manual(r)
+	err := step(t, f)
+	fmt.Printf("step: %v\nrejected: %v\n", err, logContains(w.logs, "rejected"))
+}
+
+// TestStageNoSpace: a snapshot that the disk cannot take (here a file size
+// limit, as with ENOSPC) is a local failure: retried, never rejected; the
+// same snapshot bootstraps once there is room.
+func TestStageNoSpace(t *testing.T) {
+	w := newWorld(t, 512, true)
+	w.insertRows(40, 2000)
+	w.advance(w.ref.image())
+	w.snapshot()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStageNoSpaceChild$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", stageSpaceChildEnv, w.path, w.storeDir, 16<<10))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("(retrying)")) || !bytes.Contains(out, []byte("rejected: false")) {
+		t.Fatalf("a snapshot the disk could not take was not retried, or was rejected:\n%s", out)
+	}
+	r := w.openReplica()
+	defer r.Close()
+	f := w.manual(r)
+	mustStep(t, f)
+	w.checkHead(r, w.pub.TXID, "after the disk has room")
 }
