@@ -27,6 +27,7 @@ type Config struct {
 	Interval time.Duration // interval=, WALRUST_INTERVAL
 	Timeout  time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
 	MaxSize  int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
+	MaxHeld  int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
 	Store    store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 	Sources  *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
 }
@@ -61,6 +62,11 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	if s := get("max_size", "WALRUST_MAX_SIZE"); s != "" {
 		if c.MaxSize, err = replica.ParseSize(s); err != nil {
 			return c, fmt.Errorf("max_size=%s: %w", s, err)
+		}
+	}
+	if s := get("max_held", "WALRUST_MAX_HELD"); s != "" {
+		if c.MaxHeld, err = replica.ParseSize(s); err != nil {
+			return c, fmt.Errorf("max_held=%s: %w", s, err)
 		}
 	}
 	if s := strings.TrimSpace(getenv(sourcesEnv)); s != "" {

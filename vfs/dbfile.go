@@ -19,9 +19,10 @@ import (
 // SQLite's shared lock on the file), reads only that version until the lock
 // is dropped, and so sees exactly one TXID per transaction.
 type dbFile struct {
-	s      *shared
-	pinned *replica.Version // set between SHARED lock and unlock
-	end    func()           // ends the pinned transaction
+	s       *shared
+	pinned  *replica.Version // set between SHARED lock and unlock
+	end     func()           // ends the pinned transaction
+	revoker replica.Revoker  // set while the C layer reads pinned directly
 }
 
 var (
@@ -46,10 +47,7 @@ func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*
 
 func (f *dbFile) Close() (err error) {
 	defer guard("close", &err)
-	if f.pinned != nil {
-		f.end()
-		f.pinned, f.end = nil, nil
-	}
+	f.endTransaction()
 	f.s.release()
 	return nil
 }
@@ -117,11 +115,25 @@ func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 
 func (f *dbFile) Unlock(l sqlite3vfs.LockType) (err error) {
 	defer guard("unlock", &err)
-	if l == sqlite3vfs.LockNone && f.pinned != nil {
-		f.end()
-		f.pinned, f.end = nil, nil
+	if l == sqlite3vfs.LockNone {
+		f.endTransaction()
 	}
 	return nil
+}
+
+// endTransaction unpins the transaction's version, if any; the C layer
+// has stopped reading it directly before it calls in (layerUnlock,
+// layerClose).
+func (f *dbFile) endTransaction() {
+	if f.pinned == nil {
+		return
+	}
+	if f.revoker != nil {
+		f.pinned.Undirect(f.revoker)
+		f.revoker = nil
+	}
+	f.end()
+	f.pinned, f.end = nil, nil
 }
 
 // CheckReservedLock: sqlite3vfs inverts the result (true reports "no

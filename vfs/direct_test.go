@@ -3,8 +3,11 @@ package vfs_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/walrust/walrust/vfs"
 	"github.com/walrust/walrust/vfs/testtool"
@@ -117,4 +120,81 @@ func TestDirectReadsExtension(t *testing.T) {
 	if n != 200 || direct < 20 {
 		t.Fatalf("python read %d rows with %d direct reads; want 200 rows, most pages direct", n, direct)
 	}
+}
+
+// TestLongReaderExpires: a read transaction that keeps more of the log
+// than max_held allows expires: every read it makes from then on fails
+// (the C layer's direct reads of the base file are revoked before the
+// fold writes it), it never sees a page of a newer TXID, and once it ends
+// the connection reads the newest state.
+func TestLongReaderExpires(t *testing.T) {
+	logs := &testtool.Buffer{}
+	defer vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(logs, nil)))()
+	e := newEnv(t, 4096)
+	for i := range 200 {
+		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0500d", i, i))
+	}
+	e.commit()
+	db := e.openReplica("&max_held=64KiB")
+	db.SetMaxOpenConns(2)
+	waitFor(t, "the replica to catch up, folded", func() (bool, error) {
+		cold := e.openReplica("")
+		defer cold.Close()
+		before := vfs.DirectReadsForTest()
+		var n int
+		err := cold.QueryRow("SELECT count(*) FROM t WHERE length(v) > 0").Scan(&n)
+		return n == 200 && vfs.DirectReadsForTest() > before, err
+	})
+
+	ctx := context.Background()
+	long, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	// A page cache too small for the table: every scan reads the file.
+	if _, err := long.ExecContext(ctx, "PRAGMA cache_size = 2"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := long.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	scan := func() (string, error) {
+		var n, sum int
+		err := tx.QueryRow("SELECT count(*), sum(length(v)) FROM t WHERE v NOT LIKE 'changed%'").Scan(&n, &sum)
+		return fmt.Sprint(n, " ", sum), err
+	}
+	want, err := scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; ; round++ {
+		if round == 30 {
+			t.Fatalf("the long reader never expired; log:\n%s", logs)
+		}
+		e.exec("UPDATE t SET v = 'changed ' || v WHERE id % 5 = ?", round%5)
+		e.commit()
+		time.Sleep(60 * time.Millisecond) // a few polls
+		got, err := scan()
+		if err != nil {
+			if !strings.Contains(err.Error(), "disk I/O error") {
+				t.Fatalf("the expired reader fails with %v; want an I/O error", err)
+			}
+			break
+		}
+		if got != want {
+			t.Fatalf("the long reader sees %s; want its own %s", got, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "it expired") || !strings.Contains(logs.String(), "max_held") {
+		t.Fatalf("the expiry is not logged:\n%s", logs)
+	}
+	tx.Rollback()
+	waitFor(t, "the newest rows once the reader ended", func() (bool, error) {
+		var changed int
+		err := long.QueryRowContext(ctx, "SELECT count(*) FROM t WHERE v LIKE 'changed%'").Scan(&changed)
+		return changed > 0, err
+	})
 }

@@ -21,6 +21,7 @@
 // line on stderr, and never enters Go.
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -148,9 +149,26 @@ static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
   }
   layerFile *lf = LF(f);
   if (inBase(&lf->direct, amt, off)) {
-    return readDirect(lf, buf, amt, off);
+    // Counted in before the revoked flag is read, and Go sets the flag
+    // before it waits for the count to drain (both sequentially
+    // consistent): either Go sees this read and waits for it, or this
+    // read sees the flag and goes through Go.
+    __atomic_add_fetch(&lf->direct.inflight, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&lf->direct.revoked, __ATOMIC_SEQ_CST)) {
+      int rc = readDirect(lf, buf, amt, off);
+      __atomic_sub_fetch(&lf->direct.inflight, 1, __ATOMIC_RELEASE);
+      return rc;
+    }
+    __atomic_sub_fetch(&lf->direct.inflight, 1, __ATOMIC_RELEASE);
   }
   return IO(f)->xRead(INNER(f), buf, amt, off);
+}
+
+void walrustRevoke(wl_direct *d) {
+  __atomic_store_n(&d->revoked, 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n(&d->inflight, __ATOMIC_SEQ_CST) != 0) {
+    sched_yield(); // a pread of a page or two
+  }
 }
 
 static int layerWrite(wl_file *f, const void *buf, int amt, int64_t off) {

@@ -40,10 +40,16 @@ func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
 	if f == nil || f.pinned == nil || readHook.Load() != nil {
 		return 0 // a test watching reads sees them all
 	}
-	d, direct := f.pinned.Direct()
+	// A fresh transaction: no revocation of an earlier one can be under
+	// way (Undirect, at its unlock, waited for any), and none of this one
+	// before Direct registers it.
+	out.revoked, out.inflight = 0, 0
+	rv := cRevoker{out}
+	d, direct := f.pinned.Direct(rv)
 	if !direct {
 		return 0
 	}
+	f.revoker = rv
 	out.fd = C.int(d.FD)
 	out.pageSize = C.int(f.pinned.PageSize)
 	out.limit = C.int64_t(d.Limit)
@@ -51,6 +57,12 @@ func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
 	out.pages = C.uint32_t(d.Pages)
 	return 1
 }
+
+// cRevoker revokes one transaction's direct reads in the layer; its
+// wl_direct lives in the layer's file, which outlives the transaction.
+type cRevoker struct{ d *C.wl_direct }
+
+func (r cRevoker) Revoke() { C.walrustRevoke(r.d) }
 
 // directReads is how many reads the layer served without Go.
 func directReads() uint64 { return uint64(C.walrustDirectReads()) }

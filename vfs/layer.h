@@ -63,6 +63,10 @@ typedef struct wl_direct {
   int64_t limit;         // bytes of the transaction's version the base file serves
   const uint64_t *bits;  // pages to read through Go (one bit per page number); NULL: none
   uint32_t pages;        // pages bits covers; those past it are the base file's
+  // Revocation (walrustRevoke), when the version expires: set, the layer
+  // reads through Go; inflight counts the direct reads under way.
+  int32_t revoked;
+  int32_t inflight;
 } wl_direct;
 
 // walrustLayerWrap returns the layer over inner, the VFS sqlite3vfs
@@ -76,6 +80,10 @@ int walrustForked(void);
 
 // walrustForkedMessage is what to tell a user in that case.
 const char *walrustForkedMessage(void);
+
+// walrustRevoke stops direct reads of d's transaction: it returns once
+// none is under way, and every later read goes through Go.
+void walrustRevoke(wl_direct *d);
 
 // walrustDirectReads counts the reads served without Go (for tests).
 uint64_t walrustDirectReads(void);

@@ -116,7 +116,7 @@ func startFollower(r *replica.Replica, cfg Config) (*replica.Follower, string, e
 		return nil, "", err
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-	return replica.Follow(r, st, replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, Logger: logger, StoreErr: err}), source, nil
+	return replica.Follow(r, st, replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Logger: logger, StoreErr: err}), source, nil
 }
 
 // release drops one reference; the last one stops the follower.

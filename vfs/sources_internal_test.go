@@ -28,7 +28,7 @@ func TestSourcesMatch(t *testing.T) {
 		"file://localhost/srv/stores/a/":                 true,
 		"file:///srv/stores-other":                       false,
 		"file:///srv/stores/../etc":                      false,
-		"file:///srv/stores/%252E%252E/etc":              false, // Canonical decodes once; store.Open would decode again
+		"file:///srv/stores/%252E%252E/etc":              true, // a directory named "%2E%2E": Canonical keeps the escape, store.Open decodes it once
 		"file://host/srv/stores":                         false,
 		"file:///srv":                                    false,
 		"s3://other":                                     true,
@@ -47,7 +47,7 @@ func TestSourcesMatch(t *testing.T) {
 		}
 	}
 
-	for _, bad := range []string{"bucket/app", "http://host/x", "file://host/x", "s3:///app", "file:///a/%252E%252E"} {
+	for _, bad := range []string{"bucket/app", "http://host/x", "file://host/x", "s3:///app"} {
 		if _, err := parseSources(bad); err == nil || !strings.Contains(err.Error(), "WALRUST_SOURCES") {
 			t.Errorf("WALRUST_SOURCES=%q: %v, want an error naming the variable", bad, err)
 		}

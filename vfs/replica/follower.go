@@ -24,6 +24,7 @@ type Follower struct {
 	st       store.Store
 	interval time.Duration
 	maxSize  int64 // the largest database a file may describe
+	maxHeld  int64 // what readers may keep in the log; 0: see heldLimit
 	log      *slog.Logger
 	onEvent  func(Event)
 
@@ -85,6 +86,10 @@ type Options struct {
 	// MaxSize bounds the database any file may describe (commit × page
 	// size); 0 means DefaultMaxSize. A larger one is rejected unread.
 	MaxSize int64
+	// MaxHeld bounds what the log may hold for versions that readers keep
+	// from being folded; past it, the oldest such reader expires. 0: the
+	// larger of DefaultMaxHeld and the database's size.
+	MaxHeld int64
 	Logger  *slog.Logger // nil: discard
 	// OnEvent, if set, is called from the follower's goroutine for each
 	// thing it does (the command line prints them); it must not block long.
@@ -103,7 +108,7 @@ func Follow(r *Replica, st store.Store, opts Options) *Follower {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Follower{
-		r: r, st: st, interval: opts.Interval, maxSize: cmp.Or(opts.MaxSize, DefaultMaxSize), log: log.With("db", r.path), onEvent: opts.OnEvent,
+		r: r, st: st, interval: opts.Interval, maxSize: cmp.Or(opts.MaxSize, DefaultMaxSize), maxHeld: opts.MaxHeld, log: log.With("db", r.path), onEvent: opts.OnEvent,
 		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}),
 	}
@@ -235,9 +240,17 @@ func (f *Follower) step(ctx context.Context) error {
 		err = errors.Join(err, ferr)
 	}
 	// What a long reader keeps from being folded is merged instead, so
-	// that it holds a bounded number of segments.
+	// that it holds a bounded number of segments; past the limit on what
+	// they may hold, the reader expires (expire.go).
 	if _, merr := f.r.Merge(); merr != nil {
 		err = errors.Join(err, merr)
+	}
+	expired, xerr := f.r.ExpireHeld(f.heldLimit())
+	for _, v := range expired {
+		f.log.Warn("a read transaction kept more of the log than a replica may hold; it expired: its reads fail from now on", "txid", v.TXID, "max_held", f.heldLimit())
+	}
+	if xerr != nil {
+		err = errors.Join(err, xerr)
 	}
 	return err
 }
@@ -472,6 +485,22 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 		return nil
 	})
 }
+
+// heldLimit is how much the log may hold for versions that readers keep
+// from being folded: Options.MaxHeld, or by default the larger of
+// DefaultMaxHeld and the database's size.
+func (f *Follower) heldLimit() int64 {
+	if f.maxHeld > 0 {
+		return f.maxHeld
+	}
+	if h := f.r.Head(); h != nil {
+		return max(DefaultMaxHeld, h.Size())
+	}
+	return DefaultMaxHeld
+}
+
+// DefaultMaxHeld is the least a replica lets readers hold by default.
+const DefaultMaxHeld int64 = 1 << 30
 
 // want is what a listed file must be: what its name says, within the
 // replica's maximum size.

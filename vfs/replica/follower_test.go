@@ -499,7 +499,7 @@ func TestDirectBits(t *testing.T) {
 	w.insertRows(7, 400)
 	w.advance(w.ref.image())
 	r, f := w.bootstrapped() // bootstrapped and folded: the file holds the head
-	d, ok := r.Head().Direct()
+	d, ok := r.Head().Direct(nil)
 	if !ok || d.Bits != nil || d.Limit != r.Head().Size() {
 		t.Fatalf("a folded head: %+v, %v; want the whole file, no bits", d, ok)
 	}
@@ -512,7 +512,7 @@ func TestDirectBits(t *testing.T) {
 	w.commit()
 	mustStep(t, f)
 	head := r.Head()
-	d, ok = head.Direct()
+	d, ok = head.Direct(nil)
 	if !ok || d.Bits == nil {
 		t.Fatalf("an unfolded head: %+v, %v; want bits", d, ok)
 	}
@@ -538,7 +538,7 @@ func TestDirectBits(t *testing.T) {
 			t.Errorf("page %d still set after the fold", pgno)
 		}
 	}
-	if d, ok := r.Head().Direct(); !ok || d.Bits != nil {
+	if d, ok := r.Head().Direct(nil); !ok || d.Bits != nil {
 		t.Errorf("the folded head: %+v, %v; want the whole file", d, ok)
 	}
 }

@@ -261,7 +261,7 @@ func TestFarPageDirectRead(t *testing.T) {
 	}
 	v.pins.Add(1) // keep it unfolded, as a reader would
 	defer v.Unpin()
-	d, ok := v.Direct()
+	d, ok := v.Direct(nil)
 	if !ok {
 		t.Fatal("no direct reads for a version with a far page")
 	}

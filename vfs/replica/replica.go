@@ -45,6 +45,10 @@ type Replica struct {
 	// unmapped at Close, when no reader can hold them.
 	bits []*pageBits
 
+	// revokeMu guards every version's revokers (see expire.go). Lock
+	// order: mu, then revokeMu.
+	revokeMu sync.Mutex
+
 	counter uint32 // last change counter handed out
 	seq     uint64 // last Version.seq handed out
 

@@ -255,6 +255,14 @@ func listSegments(dir string) ([]string, error) {
 	return paths, nil // ReadDir sorts by name, and names sort by TXID
 }
 
+// size is how many bytes the segment's file holds.
+func (s *segment) size() int64 {
+	if s.full {
+		return int64(s.meta.Commit) * int64(s.meta.PageSize)
+	}
+	return int64(s.meta.PageN)*int64(4+s.meta.PageSize) + segmentTrailerSize
+}
+
 func (s *segment) close() {
 	if s.f != nil {
 		s.f.Close()

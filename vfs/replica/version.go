@@ -50,6 +50,14 @@ type Version struct {
 	// merged is how many applied files a merged version stands for (see
 	// Merge); 0 for a version of one file.
 	merged int
+
+	// expired is set, under Replica.mu, once v held back more than a
+	// replica may keep (see expire.go): its reads fail from then on, and
+	// folds pass it. revokers are the readers outside Go that read v
+	// directly, guarded by Replica.revokeMu.
+	expired    atomic.Bool
+	expiredWhy string
+	revokers   map[Revoker]struct{}
 }
 
 // baseFile is the local database file that chains of versions rest on. It
@@ -84,13 +92,19 @@ type DirectRead struct {
 // fold excludes. Pages past the file's version (Limit) read through ReadAt,
 // which knows they are zeros. The descriptor stays open while any replica
 // or passive reader of the file in this process is open.
-func (v *Version) Direct() (DirectRead, bool) {
+//
+// rv, if not nil, is how the reader is stopped should v expire (see
+// expire.go): it is kept with v until Undirect.
+func (v *Version) Direct(rv Revoker) (DirectRead, bool) {
 	if v.r != nil {
 		v.r.mu.RLock()
 		defer v.r.mu.RUnlock()
 	}
-	if v.base == nil || v.base.fd < 0 {
+	if v.base == nil || v.base.fd < 0 || v.expired.Load() {
 		return DirectRead{}, false
+	}
+	if rv != nil && v.r != nil {
+		v.r.addRevoker(v, rv)
 	}
 	if v.seg == nil || v.folded { // the file holds v
 		return DirectRead{FD: v.base.fd, Limit: v.Size()}, true
@@ -118,6 +132,9 @@ func (v *Version) Unpin() {
 func (v *Version) ReadAt(p []byte, off int64) (int, error) {
 	v.r.mu.RLock() // keeps folds and base swaps from closing what we read
 	defer v.r.mu.RUnlock()
+	if v.expired.Load() { // set under the write lock: no read of v is under way
+		return 0, v.expiredError()
+	}
 
 	ps := int64(v.PageSize)
 	size := v.Size()
