@@ -24,15 +24,7 @@ const foldSpaceChildEnv = "WALRUST_FOLD_SPACE_CHILD" // "path,source,limit"; set
 // limit it opens the replica (whose open folds a staged re-bootstrap that
 // needs a bigger file) and reports what it serves.
 func TestFoldNoSpaceChild(t *testing.T) {
-	arg := os.Getenv(foldSpaceChildEnv)
-	if arg == "" {
-		t.Skip("the child process of TestFoldNoSpace")
-	}
-	parts := strings.SplitN(arg, ",", 3)
-	limit, _ := strconv.ParseUint(parts[2], 10, 64)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
-		t.Fatal(err)
-	}
+	parts := limitedChild(t, foldSpaceChildEnv)
 	r, err := Open(parts[0], parts[1])
 	if err != nil {
 		t.Fatalf("open after a fold that ran out of space: %v", err)
@@ -42,6 +34,22 @@ func TestFoldNoSpaceChild(t *testing.T) {
 		t.Fatal("the fold at open did not fail: the test's limit is wrong")
 	}
 	fmt.Printf("fold error: %v\nserving TXID %d\n", r.openFoldErr, r.Head().TXID)
+}
+
+// limitedChild is the start of a child process test: its arguments from
+// env ("a,b,limit"; the test skips when env is unset, in a normal run),
+// and the file size limit set for the rest of the process.
+func limitedChild(t *testing.T, env string) []string {
+	arg := os.Getenv(env)
+	if arg == "" {
+		t.Skip("the child process of another test")
+	}
+	parts := strings.SplitN(arg, ",", 3)
+	limit, _ := strconv.ParseUint(parts[2], 10, 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
+		t.Fatal(err)
+	}
+	return parts
 }
 
 func TestFoldNoSpace(t *testing.T) {
@@ -101,15 +109,7 @@ const stageSpaceChildEnv = "WALRUST_STAGE_SPACE_CHILD" // "path,storeDir,limit";
 // limit it bootstraps, which cannot write the snapshot, and reports how
 // the follower took it.
 func TestStageNoSpaceChild(t *testing.T) {
-	arg := os.Getenv(stageSpaceChildEnv)
-	if arg == "" {
-		t.Skip("the child process of TestStageNoSpace")
-	}
-	parts := strings.SplitN(arg, ",", 3)
-	limit, _ := strconv.ParseUint(parts[2], 10, 64)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
-		t.Fatal(err)
-	}
+	parts := limitedChild(t, stageSpaceChildEnv)
 	w := &world{t: t, storeDir: parts[1], source: "file://" + parts[1], path: parts[0], logs: &testtool.Buffer{}}
 	w.st = w.openStore()
 	r := w.openReplica()

@@ -43,20 +43,3 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
-
-// TestCanonicalKeepsMeaning: a canonical source names the same store as
-// what it was made from. An escaped '?' in a prefix used to come out as a
-// real one, and the next parse took what followed for S3 options.
-func TestCanonicalKeepsMeaning(t *testing.T) {
-	for in, want := range map[string]string{
-		"s3://b/app%3Fendpoint=http://evil": "s3://b/app%3Fendpoint=http:/evil",
-		"file:///srv/my store/":             "file:///srv/my store",
-		"file:///srv/100%25":                "file:///srv/100%25",
-		"file:///srv/a%20":                  "file:///srv/a%20",
-		"s3://bucket/app/?region=eu-west-1": "s3://bucket/app?region=eu-west-1",
-	} {
-		if got := Canonical(in); got != want {
-			t.Errorf("Canonical(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
