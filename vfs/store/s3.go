@@ -402,17 +402,17 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 // Open streams one object with one GET. If the connection breaks mid-body,
 // the reader resumes with a ranged GET from where it stopped (same ETag).
 // ctx bounds the whole download, not just the request: reading the body
-// after ctx is done fails.
+// after ctx is done fails. A body is never read past f.Size (LimitBody).
 func (s *S3Store) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {
 	op := fmt.Sprintf("open %s %s", s, f)
 	if err := checkLevel(f.Level); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	r := &s3Reader{s: s, ctx: ctx, op: op, key: s.Key(f), size: -1}
+	r := &s3Reader{s: s, ctx: ctx, op: op, key: s.Key(f), size: -1, listed: listedSize(f)}
 	if err := r.get(); err != nil {
 		return nil, err
 	}
-	return r, nil
+	return LimitBody(r, f, r.listed), nil
 }
 
 // Put uploads one LTX file. S3 makes an object visible only once all of it
