@@ -59,7 +59,12 @@ func (f *dbFile) version() (*replica.Version, func(), error) {
 	if f.pinned != nil {
 		return f.pinned, func() {}, nil
 	}
-	return f.s.begin()
+	v, end, err := f.s.begin()
+	if err != nil {
+		// SQLite reports only a code: say why here.
+		logger.Error("read replica", "db", f.s.path, "err", err)
+	}
+	return v, end, err
 }
 
 // readHook, when a test sets it, sees every read SQLite makes of a

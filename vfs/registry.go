@@ -13,110 +13,171 @@ import (
 
 // replicas holds the one follower per local file in this process, shared by
 // every connection that opens the file; the last connection to close it
-// stops the follower.
+// stops the follower. Its mutex is never held across a wait on the store or
+// the disk: an entry is added under it and started outside it, so an open
+// that waits on an unanswering store holds up no open of another file.
 var replicas = struct {
 	mu sync.Mutex
-	m  map[string]*shared
+	m  map[string]*shared // guarded by mu
 }{m: make(map[string]*shared)}
 
 type shared struct {
-	path   string
-	source string
-	cfg    Config
-	refs   int // open database files; guarded by replicas.mu
+	path string
+	cfg  Config // the first open's: how this process follows the file
+	refs int    // open database files, and opens waiting; guarded by replicas.mu
 
-	// Exactly one of the two roles is set (see role.go): this process
-	// follows the replica, or reads what another process follows.
+	// started is closed once the first open has started the entry; then
+	// startErr, written before, says whether that failed. Later opens of
+	// the path wait on it, each up to its own timeout.
+	started  chan struct{}
+	startErr error
+
+	// mu guards the role and what it says, which a takeover changes.
+	// Exactly one of the two roles is set once started (see role.go): this
+	// process follows the replica, or reads what another process follows.
 	mu       sync.Mutex
+	source   string // the store followed, canonical; from the state file when the URI named none
 	replica  *replica.Replica
 	follower *replica.Follower
+	existing bool // the replica had a version when this process began to follow it
 	passive  *replica.Passive
+	// passiveErr is why the replica another process follows cannot be
+	// read, once its state file says more than "not bootstrapped yet".
+	passiveErr error
 
 	stopWatch chan struct{} // closes to stop a passive entry's takeover watch
 	watchDone chan struct{}
 }
 
-// acquire returns the shared replica of path, starting its follower on
-// first use, and waits until it has a version to serve.
+// acquire returns the shared replica of path, starting it on first use,
+// and waits until it has a version to serve.
 func acquire(path string, cfg Config) (*shared, error) {
 	began := time.Now() // the open's timeout counts from here
 	replicas.mu.Lock()
 	s, ok := replicas.m[path]
-	if ok {
-		if cfg.Source != "" && store.Canonical(cfg.Source) != s.source {
-			replicas.mu.Unlock()
-			return nil, fmt.Errorf("%s is already open here following %s, not %s", path, s.source, cfg.Source)
-		}
-		if cfg.Interval != s.cfg.Interval {
-			// One follower serves every connection of a file; the first
-			// open chose how often it polls.
-			logger.Warn("the replica is already followed here at another interval; keeping it", "db", path,
-				"interval", s.cfg.Interval, "ignored", cfg.Interval)
-		}
-	} else {
-		var err error
-		if s, err = start(path, cfg); err != nil {
-			replicas.mu.Unlock()
-			return nil, err
-		}
+	if !ok {
+		s = &shared{path: path, cfg: cfg, started: make(chan struct{})}
 		replicas.m[path] = s
 	}
 	s.refs++
 	replicas.mu.Unlock()
-
-	if err := s.waitReady(began, cfg.Timeout); err != nil {
+	if !ok {
+		s.start(began)
+	}
+	if err := s.join(cfg, began); err != nil {
 		s.release()
 		return nil, err
 	}
 	return s, nil
 }
 
-// start opens path in the role this process can take: the follower, or a
-// passive reader when another process follows it.
-func start(path string, cfg Config) (*shared, error) {
-	r, err := replica.Open(path, store.Canonical(cfg.Source))
-	if errors.Is(err, replica.ErrFollowed) {
-		return startPassive(path, cfg)
-	} else if err != nil {
-		return nil, err
+// start opens the replica in the role this process can take and records
+// how that went. A failed entry leaves the registry, so that the next open
+// tries again.
+func (s *shared) start(began time.Time) {
+	if err := s.open(began); err != nil {
+		s.startErr = err
+		replicas.mu.Lock()
+		if replicas.m[s.path] == s {
+			delete(replicas.m, s.path)
+		}
+		replicas.mu.Unlock()
 	}
-	f, source, err := startFollower(r, cfg)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	return &shared{path: path, source: source, cfg: cfg, replica: r, follower: f}, nil
+	close(s.started)
 }
 
-// startFollower starts following the store an opened replica names.
-func startFollower(r *replica.Replica, cfg Config) (*replica.Follower, string, error) {
+// join waits, up to this open's timeout, for the entry to start; then
+// checks that this open asks for what the entry follows, and waits until
+// there is a version to serve.
+func (s *shared) join(cfg Config, began time.Time) error {
+	select {
+	case <-s.started:
+	default:
+		t := time.NewTimer(time.Until(began.Add(cfg.Timeout)))
+		defer t.Stop()
+		select {
+		case <-s.started:
+		case <-t.C:
+			return fmt.Errorf("no replica after %s: another open of %s is still starting it", cfg.Timeout, s.path)
+		}
+	}
+	if s.startErr != nil {
+		return s.startErr
+	}
+	s.mu.Lock()
+	source := s.source
+	s.mu.Unlock()
+	if cfg.Source != "" && store.Canonical(cfg.Source) != source {
+		return fmt.Errorf("%s is already open here following %s, not %s", s.path, source, cfg.Source)
+	}
+	if cfg.Interval != s.cfg.Interval {
+		// One follower serves every connection of a file; the first
+		// open chose how often it polls.
+		logger.Warn("the replica is already followed here at another interval; keeping it", "db", s.path,
+			"interval", s.cfg.Interval, "ignored", cfg.Interval)
+	}
+	return s.waitReady(began, cfg.Timeout)
+}
+
+// open takes the role this process can take: the follower, or a passive
+// reader when another process follows the replica.
+func (s *shared) open(began time.Time) error {
+	r, err := replica.Open(s.path, store.Canonical(s.cfg.Source))
+	if errors.Is(err, replica.ErrFollowed) {
+		return s.startPassive()
+	} else if err != nil {
+		return err
+	}
+	// Read before the follower starts: it writes the state.
+	existing, source := r.Head() != nil, r.Source()
+	// The store's open may wait on the network: no longer than the open
+	// that needs it.
+	ctx, cancel := context.WithDeadline(context.Background(), began.Add(s.cfg.Timeout))
+	defer cancel()
+	f, err := startFollower(ctx, r, s.cfg)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	s.mu.Lock()
+	s.replica, s.follower, s.existing, s.source = r, f, existing, source
+	s.mu.Unlock()
+	return nil
+}
+
+// startFollower starts following the store an opened replica names. ctx
+// bounds the wait for the store, when there is one.
+func startFollower(ctx context.Context, r *replica.Replica, cfg Config) (*replica.Follower, error) {
 	path := r.Path()
 	source := r.Source()
 	if source == "" {
-		return nil, "", fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
+		return nil, fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
 	}
-	st, err := store.Open(context.Background(), source, cfg.Store)
+	opts := replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Logger: logger}
+	if r.Head() != nil {
+		// A replica that exists is served as it is, at once, whatever the
+		// store does: the follower opens the store at its first poll, in
+		// the background, and the status shows why it cannot meanwhile.
+		st := store.OpenLater(source, cfg.Store)
+		logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
+		return replica.Follow(r, st, opts), nil
+	}
+	st, err := store.Open(ctx, source, cfg.Store)
 	switch {
 	case err == nil:
 	case store.IsPermanent(err):
-		return nil, "", err
-	case r.Head() != nil:
-		// A store that cannot be reached right now (a server or network
-		// outage) must not keep a restarted process from serving the
-		// version it has. The follower opens the store at its polls, and
-		// shows why it cannot meanwhile.
-		logger.Warn("store unreachable; serving the local replica until it answers", "db", path, "err", err)
-		st = store.OpenLater(source, cfg.Store)
-	case store.IsUnreachable(err):
+		return nil, err
+	case store.IsUnreachable(err) || ctx.Err() != nil:
 		// A new replica waits for the store as it waits for a first
 		// snapshot: up to timeout=, counted from the open.
 		logger.Warn("store unreachable; waiting for it to bootstrap", "db", path, "timeout", cfg.Timeout, "err", err)
 		st = store.OpenLater(source, cfg.Store)
+		opts.StoreErr = err
 	default:
-		return nil, "", err
+		return nil, err
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-	return replica.Follow(r, st, replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Logger: logger, StoreErr: err}), source, nil
+	return replica.Follow(r, st, opts), nil
 }
 
 // release drops one reference; the last one stops the follower.
@@ -124,7 +185,7 @@ func (s *shared) release() {
 	replicas.mu.Lock()
 	s.refs--
 	last := s.refs == 0
-	if last {
+	if last && replicas.m[s.path] == s {
 		delete(replicas.m, s.path)
 	}
 	replicas.mu.Unlock()

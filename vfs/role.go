@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -14,20 +15,25 @@ import (
 // keeps trying to take over, so that when the follower exits another
 // process starts following within one poll interval.
 
-// startPassive opens path for a process that does not follow it.
-func startPassive(path string, cfg Config) (*shared, error) {
-	s := &shared{
-		path: path, source: store.Canonical(cfg.Source), cfg: cfg,
-		stopWatch: make(chan struct{}), watchDone: make(chan struct{}),
+// startPassive opens the replica for a process that does not follow it. A
+// source other than the replica's is refused here as in the follower role:
+// the data is not that source's, and no takeover could follow it.
+func (s *shared) startPassive() error {
+	source := store.Canonical(s.cfg.Source)
+	p, err := replica.OpenPassive(s.path, source)
+	if err != nil && !errors.Is(err, replica.ErrNoReplica) {
+		return err
 	}
-	if p, err := replica.OpenPassive(path); err == nil {
-		s.passive = p
-	} else if !errors.Is(err, replica.ErrNoReplica) {
-		return nil, err
+	s.mu.Lock()
+	s.source = source
+	if err == nil {
+		s.passive, s.source = p, p.Source()
 	}
-	logger.Info("another process follows this replica; reading it passively", "db", path)
+	s.mu.Unlock()
+	s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
+	logger.Info("another process follows this replica; reading it passively", "db", s.path)
 	go s.watch()
-	return s, nil
+	return nil
 }
 
 // watch turns a passive entry into the follower as soon as the lock file is
@@ -51,24 +57,45 @@ func (s *shared) watch() {
 		}
 		s.mu.Lock()
 		if s.passive == nil {
-			if p, err := replica.OpenPassive(s.path); err == nil {
-				s.passive = p
-			}
+			s.openPassiveLocked()
 		}
 		s.mu.Unlock()
 	}
 }
 
+// openPassiveLocked opens the replica that another process has now
+// bootstrapped, or records (and logs, once) why it cannot. s.mu is held.
+func (s *shared) openPassiveLocked() {
+	p, err := replica.OpenPassive(s.path, s.source)
+	switch {
+	case err == nil:
+		s.passive, s.passiveErr = p, nil
+		if s.source == "" {
+			s.source = p.Source()
+		}
+	case errors.Is(err, replica.ErrNoReplica):
+	default:
+		if s.passiveErr == nil || s.passiveErr.Error() != err.Error() {
+			logger.Warn("cannot read the replica another process follows", "db", s.path, "err", err)
+		}
+		s.passiveErr = err
+	}
+}
+
 // tryTakeOver becomes the follower if no other process is.
 func (s *shared) tryTakeOver() bool {
-	r, err := replica.Open(s.path, s.source)
+	s.mu.Lock()
+	want := s.source
+	s.mu.Unlock()
+	r, err := replica.Open(s.path, want)
 	if errors.Is(err, replica.ErrFollowed) {
 		return false
 	} else if err != nil {
 		logger.Warn("cannot take over following", "db", s.path, "err", err)
 		return false
 	}
-	f, source, err := startFollower(r, s.cfg)
+	existing, source := r.Head() != nil, r.Source() // before the follower writes the state
+	f, err := s.takeOverFollow(r)
 	if err != nil {
 		r.Close()
 		logger.Warn("cannot take over following", "db", s.path, "err", err)
@@ -77,7 +104,7 @@ func (s *shared) tryTakeOver() bool {
 	logger.Info("took over following", "db", s.path, "source", source)
 	s.mu.Lock()
 	p := s.passive
-	s.replica, s.follower, s.passive, s.source = r, f, nil, source
+	s.replica, s.follower, s.existing, s.passive, s.source = r, f, existing, nil, source
 	s.mu.Unlock()
 	if p != nil {
 		// Transactions begun passively end on the shared base file, which
@@ -87,18 +114,38 @@ func (s *shared) tryTakeOver() bool {
 	return true
 }
 
+// takeOverFollow starts the follower of a takeover; reaching the store is
+// bounded by the timeout of an open, and by close.
+func (s *shared) takeOverFollow(r *replica.Replica) (*replica.Follower, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	go func() { // ends with the takeover at the latest
+		select {
+		case <-s.stopWatch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return startFollower(ctx, r, s.cfg)
+}
+
 // waitReady waits until there is a version to read, in either role.
 func (s *shared) waitReady(began time.Time, timeout time.Duration) error {
 	deadline := began.Add(timeout)
 	for {
 		s.mu.Lock()
-		f, p := s.follower, s.passive
+		f, existing, p, perr := s.follower, s.existing, s.passive, s.passiveErr
 		s.mu.Unlock()
 		switch {
+		case f != nil && existing:
+			// Served as it is while the first poll runs.
+			return nil
 		case f != nil:
 			return f.WaitReadyFrom(began, timeout)
 		case p != nil:
 			return nil
+		case perr != nil:
+			return perr
 		case time.Now().After(deadline):
 			return fmt.Errorf("no replica after %s: another process follows %s and has not bootstrapped it yet", timeout, s.path)
 		}
@@ -169,7 +216,10 @@ func (s *shared) status() status {
 		st := f.Status()
 		return status{Status: st, TXID: uint64(st.TXID), Role: "follower"}
 	}
-	st := replica.Status{Source: s.source, Path: s.path}
+	s.mu.Lock()
+	source := s.source
+	s.mu.Unlock()
+	st := replica.Status{Source: source, Path: s.path, Interval: s.cfg.Interval.String()}
 	if p != nil {
 		if v, err := p.Begin(); err == nil {
 			st.TXID, st.Timestamp = v.TXID, v.Timestamp

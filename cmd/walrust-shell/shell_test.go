@@ -210,7 +210,8 @@ func TestReopenWithoutSource(t *testing.T) {
 	e.exec("INSERT INTO orders VALUES (4, 2, 99)")
 	e.publish()
 	// No SOURCE: the replica's state file names it. The reopened replica
-	// catches up with the new transaction before the first read.
+	// serves what it has at once and catches up in the background, so a
+	// later run sees the new transaction.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := e.run("PRAGMA walrust_txid; SELECT count(*) AS n FROM orders;", "--local", e.replica, "--interval", "20ms")

@@ -441,7 +441,7 @@ func TestCrash(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	p, err := OpenPassive(w.path)
+	p, err := OpenPassive(w.path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func checkOthers(t *testing.T, w *world, bootstrapped bool, last string, aimed b
 	// After the fold's mark and before its state: the base file is not the
 	// state's TXID.
 	midFold := last == "fold:snapshot" || last == "fold:pages" || last == "fold:synced"
-	p, err := OpenPassive(w.path)
+	p, err := OpenPassive(w.path, "")
 	if errors.Is(err, ErrNoReplica) && !bootstrapped {
 		return false
 	} else if err != nil {

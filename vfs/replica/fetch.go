@@ -14,11 +14,13 @@ const (
 	// round trip, so a replica that is many files behind fetches several at
 	// once, and still applies them strictly in order.
 	fetchParallel = 4
-	// fetchMaxBuffered is the largest file fetched ahead into memory; larger
-	// ones (compactions, snapshots) are streamed when their turn comes, so
-	// memory stays bounded by fetchParallel × fetchMaxBuffered.
-	fetchMaxBuffered = 8 << 20
 )
+
+// fetchMaxBuffered is the largest file fetched ahead into memory; larger
+// ones (compactions, snapshots) are streamed when their turn comes, so
+// memory stays bounded by fetchParallel × fetchMaxBuffered. A variable so
+// that tests can stream small files.
+var fetchMaxBuffered int64 = 8 << 20
 
 // fetched is one file's download: its bytes, or the error that stopped it.
 type fetched struct {
@@ -64,7 +66,7 @@ func fetchInOrder(ctx context.Context, st store.Store, files []store.FileInfo, a
 			return ctx.Err()
 		}
 		if res.err != nil {
-			return fmt.Errorf("fetch %s: %w", fi, res.err)
+			return fmt.Errorf("fetch %s (retrying at the next poll): %w", fi, res.err)
 		}
 		// The bytes are all here: any error now is the file's, not the store's.
 		if err := apply(fi, bytes.NewReader(res.data), &sourceReader{}); err != nil {
@@ -75,11 +77,13 @@ func fetchInOrder(ctx context.Context, st store.Store, files []store.FileInfo, a
 }
 
 func download(ctx context.Context, st store.Store, fi store.FileInfo) fetched {
-	rc, err := st.Open(ctx, fi)
+	rc, err := openFile(ctx, st, fi)
 	if err != nil {
 		return fetched{err: err}
 	}
 	defer rc.Close()
+	// The body is held to fi.Size (openFile), so the buffer never grows
+	// past what was allocated here.
 	var buf bytes.Buffer
 	buf.Grow(int(fi.Size))
 	if _, err := buf.ReadFrom(rc); err != nil {
@@ -89,13 +93,20 @@ func download(ctx context.Context, st store.Store, fi store.FileInfo) fetched {
 }
 
 func streamOne(ctx context.Context, st store.Store, fi store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
-	rc, err := st.Open(ctx, fi)
+	rc, err := openFile(ctx, st, fi)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", fi, err)
+		return fmt.Errorf("fetch %s (retrying at the next poll): %w", fi, err)
 	}
 	defer rc.Close()
 	src := &sourceReader{r: rc}
-	return apply(fi, src, src)
+	if err := apply(fi, src, src); err != nil {
+		if src.err != nil && ctx.Err() == nil {
+			// apply retries it (it is not the file's fault); say so, and why.
+			return fmt.Errorf("fetch %s (retrying at the next poll): %w", fi, src.err)
+		}
+		return err
+	}
+	return nil
 }
 
 // sourceReader remembers an error from the store, so that a dropped

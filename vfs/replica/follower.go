@@ -424,7 +424,7 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 	start := time.Now()
 	f.log.Info("bootstrapping from snapshot", "file", fi.String(), "bytes", fi.Size)
 	f.emit(Event{Kind: EventBootstrapStart, File: fi, Bytes: fi.Size})
-	rc, err := f.st.Open(ctx, fi)
+	rc, err := openFile(ctx, f.st, fi)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -432,7 +432,10 @@ func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error
 	staged, err := f.r.StageSnapshot(ctx, &progressReader{r: src, fi: fi, emit: f.emit}, f.want(fi))
 	rc.Close()
 	if err != nil {
-		if src.err == nil && ctx.Err() == nil && errors.Is(err, ErrCorrupt) {
+		if src.err != nil || ctx.Err() != nil {
+			return fmt.Errorf("bootstrap: download of snapshot %s failed (retrying at the next poll): %w", fi, errors.Join(src.err, ctx.Err()))
+		}
+		if errors.Is(err, ErrCorrupt) {
 			f.reject(fi, err)
 			return fmt.Errorf("bootstrap: snapshot %s rejected: %w", fi, err)
 		}

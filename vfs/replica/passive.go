@@ -104,17 +104,22 @@ func (b *baseFile) release() {
 // transaction, exactly like a plain sqlite3 reader. It sees the follower's
 // folds as they happen, one whole TXID at a time.
 type Passive struct {
-	path string
-	b    *baseFile
-	r    *Replica // only for its mutex: Version.ReadAt takes it
+	path   string
+	source string // the store the follower follows, per the state file
+	b      *baseFile
+	r      *Replica // only for its mutex: Version.ReadAt takes it
 }
 
 // OpenPassive opens a replica that exists (it has a state file and a base
-// file) for passive reading.
-func OpenPassive(path string) (*Passive, error) {
+// file) for passive reading. Like Open, it refuses a source other than the
+// state file's ("" accepts the state file's).
+func OpenPassive(path, source string) (*Passive, error) {
 	st, err := readState(path)
 	if err != nil {
 		return nil, err
+	}
+	if st != nil && source != "" && st.Source != source {
+		return nil, otherSource(path, st.Source, source)
 	}
 	if st == nil || st.TXID == 0 {
 		return nil, ErrNoReplica
@@ -123,8 +128,11 @@ func OpenPassive(path string) (*Passive, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Passive{path: path, b: b, r: &Replica{path: path}}, nil
+	return &Passive{path: path, source: st.Source, b: b, r: &Replica{path: path}}, nil
 }
+
+// Source is the store URL the replica follows.
+func (p *Passive) Source() string { return p.source }
 
 // passiveLockWait bounds how long a read transaction waits for a fold in
 // another process to finish.

@@ -101,7 +101,7 @@ func open(path, source string) (*Replica, error) {
 	case st == nil && exists:
 		return nil, errForeign(path)
 	case st != nil && source != "" && st.Source != source:
-		return nil, fmt.Errorf("%s follows %s (per %s), not %s: open it without source= or remove the replica files", path, st.Source, filepath.Base(statePath(path)), source)
+		return nil, otherSource(path, st.Source, source)
 	}
 	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
@@ -165,6 +165,12 @@ func refuseForeign(path string) error {
 
 func errForeign(path string) error {
 	return fmt.Errorf("%s exists but has no %s: it was not made by walrust; refusing to overwrite it (move it away or pick another path)", path, filepath.Base(statePath(path)))
+}
+
+// otherSource is the refusal of a source other than the one a replica
+// follows, in every role: its data is not that source's.
+func otherSource(path, follows, asked string) error {
+	return fmt.Errorf("%s follows %s (per %s), not %s: open it without source= or remove the replica files", path, follows, filepath.Base(statePath(path)), asked)
 }
 
 func fileExists(path string) (bool, error) {

@@ -91,7 +91,7 @@ func (s *FileStore) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error)
 	} else if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f, err)
 	}
-	return countingReader{fh, &s.stats.bytes}, nil
+	return LimitBody(countingReader{fh, &s.stats.bytes}, f, listedSize(f)), nil
 }
 
 // Put writes to a temporary name in the level directory, syncs it and renames

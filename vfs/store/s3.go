@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -107,6 +108,10 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		}
 	}
 
+	// lastAttempt is the error of the open's last failed attempt: when
+	// ctx ends during the retries, the SDK reports only that, and the
+	// attempts' error (a refused connection) is what a person needs.
+	var lastAttempt atomic.Pointer[error]
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = s3ConnectTimeout }).
 		WithReadTimeout(s3ReadTimeout)
@@ -115,7 +120,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		// AWS_CA_BUNDLE set, the SDK adds the bundle to its transport and
 		// refuses any client it cannot configure.
 		config.WithHTTPClient(httpClient),
-		config.WithRetryer(newS3Retryer),
+		config.WithRetryer(func() aws.Retryer { return noteRetryer{newS3Retryer(), &lastAttempt} }),
 		config.WithLogger(slogLogger{}),
 	}
 	if opts.Region != "" {
@@ -184,6 +189,9 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 	// One cheap request: is the bucket there, and may we list it? It also
 	// finds where the levels are, if anything has been written yet.
 	if _, _, err := s.resolveBase(ctx); err != nil {
+		if last := lastAttempt.Load(); last != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (the last attempt: %w)", err, *last)
+		}
 		return nil, s.wrapErr(s.String(), "", err)
 	}
 	return s, nil
@@ -294,6 +302,17 @@ func newS3Retryer() aws.Retryer {
 	})
 }
 
+// noteRetryer records the error of each failed attempt in last.
+type noteRetryer struct {
+	aws.Retryer
+	last *atomic.Pointer[error]
+}
+
+func (r noteRetryer) IsErrorRetryable(err error) bool {
+	r.last.Store(&err)
+	return r.Retryer.IsErrorRetryable(err)
+}
+
 // slogLogger forwards the SDK's few log lines (warnings) to slog.
 type slogLogger struct{}
 
@@ -402,17 +421,17 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 // Open streams one object with one GET. If the connection breaks mid-body,
 // the reader resumes with a ranged GET from where it stopped (same ETag).
 // ctx bounds the whole download, not just the request: reading the body
-// after ctx is done fails.
+// after ctx is done fails. A body is never read past f.Size (LimitBody).
 func (s *S3Store) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {
 	op := fmt.Sprintf("open %s %s", s, f)
 	if err := checkLevel(f.Level); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	r := &s3Reader{s: s, ctx: ctx, op: op, key: s.Key(f), size: -1}
+	r := &s3Reader{s: s, ctx: ctx, op: op, key: s.Key(f), size: -1, listed: listedSize(f)}
 	if err := r.get(); err != nil {
 		return nil, err
 	}
-	return r, nil
+	return LimitBody(r, f, r.listed), nil
 }
 
 // Put uploads one LTX file. S3 makes an object visible only once all of it

@@ -26,9 +26,13 @@ type s3Reader struct {
 	body  io.ReadCloser // nil once closed or failed
 	etag  string
 	off   int64 // bytes delivered so far
-	size  int64 // object size, -1 if the server did not say
+	size  int64 // object size, -1 if neither the server nor the listing said
 	fails int   // resumes in a row without a byte of progress
 	err   error // sticky error once the reader has given up
+
+	// listed is the size the listing gave, -1 if unknown: a response that
+	// announces another size is for another object than the one listed.
+	listed int64
 }
 
 // get issues the GET for the bytes from r.off on.
@@ -53,6 +57,15 @@ func (r *s3Reader) get() error {
 		r.etag = aws.ToString(out.ETag)
 		if out.ContentLength != nil {
 			r.size = *out.ContentLength
+		}
+		if r.listed >= 0 && r.size >= 0 && r.size != r.listed {
+			out.Body.Close()
+			return fmt.Errorf("%s: the object is %d bytes, not the %d listed (it changed since the listing)", r.op, r.size, r.listed)
+		}
+		if r.size < 0 {
+			// A chunked answer: the listing says where it must end, so
+			// that a body broken off cleanly is resumed, not taken as whole.
+			r.size = r.listed
 		}
 	} else if cr := aws.ToString(out.ContentRange); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-", r.off)) {
 		out.Body.Close()

@@ -31,7 +31,7 @@ type FileInfo struct {
 	Level   int
 	MinTXID ltx.TXID
 	MaxTXID ltx.TXID
-	Size    int64 // bytes; 0 when the store did not say
+	Size    int64 // bytes; 0 when the store did not say. Open reads no more than this.
 
 	// ModTime is when the store last wrote the file (a file's mtime, an S3
 	// object's LastModified); zero when it did not say. It tells a
@@ -52,6 +52,15 @@ type FileKey struct {
 // Key is the file's FileKey, for maps of files built from several listings.
 func (f FileInfo) Key() FileKey {
 	return FileKey{Level: f.Level, MinTXID: f.MinTXID, MaxTXID: f.MaxTXID, Size: f.Size}
+}
+
+// listedSize is the size a download of f is held to (see LimitBody): the
+// listed size, or -1 (unbounded) when the caller had no listing to say it.
+func listedSize(f FileInfo) int64 {
+	if f.Size > 0 {
+		return f.Size
+	}
+	return -1
 }
 
 // Name is the file's base name, as Litestream writes it.

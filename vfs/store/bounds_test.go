@@ -1,0 +1,103 @@
+package store_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walrust/walrust/vfs/s3test"
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// A body is never read past the size the listing gave: a longer one (an
+// object replaced since the listing, a hostile server) is an error of the
+// store, which a later poll retries, and what was read stays bounded.
+
+// readListed lists level 0, opens its one file and reads it all.
+func readListed(t *testing.T, st store.Store, change func()) (store.FileInfo, []byte, error) {
+	t.Helper()
+	files, err := st.ListAfter(context.Background(), 0, 0)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("list: %v, %v", files, err)
+	}
+	fi := files[0]
+	change()
+	rc, err := st.Open(context.Background(), fi)
+	if err != nil {
+		return fi, nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return fi, b, err
+}
+
+func checkTooLong(t *testing.T, st store.Store, fi store.FileInfo, b []byte, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("read %d bytes of %s (listed at %d): no error", len(b), fi, fi.Size)
+	}
+	if int64(len(b)) > fi.Size || st.Stats().Bytes > 2*fi.Size {
+		t.Errorf("read %d bytes (%d counted) of a file listed at %d", len(b), st.Stats().Bytes, fi.Size)
+	}
+	if store.IsPermanent(err) {
+		t.Errorf("a body longer than listed is a passing fault, not a permanent one: %v", err)
+	}
+	if !strings.Contains(err.Error(), fi.String()) && !strings.Contains(err.Error(), fi.Name()) {
+		t.Errorf("the error does not name the file: %v", err)
+	}
+	t.Logf("%v", err)
+}
+
+func TestS3BodyLongerThanListed(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	data := randBytes(4096)
+	key := "app/0000/" + ltxName(1, 1)
+	srv.WriteObject("bkt", key, data)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	srv.Env(t)
+	opts := srv.Options()
+	opts.Endpoint = proxy.URL
+
+	t.Run("chunked body with more", func(t *testing.T) {
+		st, err := store.Open(context.Background(), srv.URL("bkt", "app"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy.Misbehave("GET", s3test.Longer, 1)
+		defer proxy.Behave()
+		fi, b, err := readListed(t, st, func() {})
+		checkTooLong(t, st, fi, b, err)
+	})
+	t.Run("object replaced since the listing", func(t *testing.T) {
+		st, err := store.Open(context.Background(), srv.URL("bkt", "app"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, b, err := readListed(t, st, func() { srv.WriteObject("bkt", key, randBytes(64<<10)) })
+		checkTooLong(t, st, fi, b, err)
+	})
+}
+
+func TestFileBodyLongerThanListed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ltx", "0", ltxName(1, 1))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, randBytes(4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, b, err := readListed(t, st, func() {
+		if err := os.WriteFile(path, randBytes(64<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	checkTooLong(t, st, fi, b, err)
+}
