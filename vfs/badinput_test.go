@@ -420,6 +420,16 @@ func TestSecondOpenOtherInterval(t *testing.T) {
 	e.insert(1)
 	e.commit()
 	e.waitCaughtUp(second) // at the first open's pace
+
+	// An open that asks for no interval asks for no change: nothing to say.
+	lines := strings.Count(e.log.String(), want)
+	third := biOpen(t, e.uri("source="+e.source()))
+	if err := third.Ping(); err != nil {
+		t.Fatalf("third open: %v", err)
+	}
+	if n := strings.Count(e.log.String(), want); n != lines {
+		t.Fatalf("an open without interval= logged that its interval is ignored:\n%s", e.log)
+	}
 	db.Close()
 }
 

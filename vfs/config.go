@@ -25,11 +25,15 @@ const (
 type Config struct {
 	Source   string        // source=, WALRUST_SOURCE; may be empty once a state file names it
 	Interval time.Duration // interval=, WALRUST_INTERVAL
-	Timeout  time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
-	MaxSize  int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
-	MaxHeld  int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
-	Store    store.Options // endpoint=, region=, path_style= (S3-compatible stores)
-	Sources  *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
+	// IntervalAsked says an interval was given (not DefaultInterval
+	// taken): only then does a second open of a followed file say that
+	// the first one's is kept.
+	IntervalAsked bool
+	Timeout       time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
+	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
+	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
+	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
+	Sources       *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
 }
 
 // parseConfig reads a database's URI parameters over the environment.
@@ -47,6 +51,7 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	}
 	var err error
 	if s := get("interval", "WALRUST_INTERVAL"); s != "" {
+		c.IntervalAsked = true
 		if c.Interval, err = parseDuration("interval", s); err != nil {
 			return c, err
 		}

@@ -110,7 +110,7 @@ func (s *shared) join(cfg Config, began time.Time) error {
 	if cfg.Source != "" && store.Canonical(cfg.Source) != source {
 		return fmt.Errorf("%s is already open here following %s, not %s", s.path, source, cfg.Source)
 	}
-	if cfg.Interval != s.cfg.Interval {
+	if cfg.IntervalAsked && cfg.Interval != s.cfg.Interval {
 		// One follower serves every connection of a file; the first
 		// open chose how often it polls.
 		logger.Warn("the replica is already followed here at another interval; keeping it", "db", s.path,
