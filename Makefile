@@ -18,7 +18,7 @@ CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vf
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
-.PHONY: all test tools demo bench fuzz fuzz-run clean
+.PHONY: all test tools hygiene demo bench fuzz fuzz-run clean
 
 all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
@@ -48,11 +48,18 @@ $(BIN)/versitygw:
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
-test: all tools
+test: all tools hygiene
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
 	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=$(TEST_FUZZTIME)
+
+# Formatting and modules as the Go tools would leave them (the C is held to
+# -Wall -Wextra -Werror by its #cgo directives).
+hygiene:
+	@unformatted=$$(gofmt -l $(filter %.go,$(GOFILES))); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
 
 # The fuzz targets: what a store, a listing or a URI can hand walrust.
 # `make test` runs each briefly (TEST_FUZZTIME); `make fuzz` for longer. A

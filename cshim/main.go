@@ -5,6 +5,7 @@
 // the walrust VFS in the process that loads it.
 package main
 
+// #cgo CFLAGS: -Wall -Wextra -Werror
 import "C"
 
 import "github.com/walrust/walrust/vfs"

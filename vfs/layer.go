@@ -1,6 +1,9 @@
 package vfs
 
 /*
+// The package's C (layer.c, and layer_linked.c or the extension's entry)
+// builds without a warning.
+#cgo CFLAGS: -Wall -Wextra -Werror
 #include "layer.h"
 */
 import "C"
