@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/walrust/walrust/vfs/store"
@@ -78,45 +74,21 @@ func (s *storeFlags) options() store.Options {
 }
 
 // checkSource rejects a source URL that cannot name a store, as a usage
-// error, and returns the directory of a file:// source ("" for S3).
-func checkSource(raw string) (dir string, err error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", usagef("source %q: %v", raw, err)
+// error.
+func checkSource(raw string) error {
+	if err := store.Check(raw); err != nil {
+		return usagef("%v", err)
 	}
-	switch u.Scheme {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" || u.Opaque != "" || !filepath.IsAbs(u.Path) {
-			return "", usagef("source %q: a file source is file:///absolute/dir", raw)
-		}
-		return u.Path, nil
-	case "s3":
-		if u.Host == "" {
-			return "", usagef("source %q: an S3 source is s3://bucket or s3://bucket/prefix", raw)
-		}
-		return "", nil
-	case "":
-		return "", usagef("source %q has no scheme: use file:///absolute/dir or s3://bucket/prefix", raw)
-	default:
-		return "", usagef("source %q: unknown scheme %q: use file:///absolute/dir or s3://bucket/prefix", raw, u.Scheme)
-	}
+	return nil
 }
 
 // openStore opens a source; create makes a file:// directory that does not
 // exist yet (publishing creates its destination).
 func openStore(ctx context.Context, raw string, flags *storeFlags, create bool) (store.Store, error) {
-	dir, err := checkSource(raw)
-	if err != nil {
+	if err := checkSource(raw); err != nil {
 		return nil, err
 	}
-	if dir != "" && create {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
-	st, err := store.Open(ctx, raw, flags.options())
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	opts := flags.options()
+	opts.Create = create
+	return store.Open(ctx, raw, opts)
 }

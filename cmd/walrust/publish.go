@@ -72,7 +72,7 @@ type publishFlags struct {
 }
 
 func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf publishFlags) error {
-	if _, err := checkSource(dest); err != nil {
+	if err := checkSource(dest); err != nil {
 		return err
 	}
 	if fi, err := os.Stat(db); err != nil {

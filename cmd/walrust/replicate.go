@@ -103,7 +103,7 @@ func init() {
 }
 
 func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval time.Duration, maxSize int64) error {
-	if _, err := checkSource(source); err != nil {
+	if err := checkSource(source); err != nil {
 		return err
 	}
 	source = store.Canonical(source)

@@ -93,17 +93,19 @@ func fileStatusOf(f store.FileInfo) *fileStatus {
 
 // readStatus lists every level (one list request each) and reads the
 // header of the newest file.
-func readStatus(ctx context.Context, st store.Store) (*status, error) {
+func readStatus(ctx context.Context, st store.Reader) (*status, error) {
 	s := &status{Source: st.String(), Levels: []levelStatus{}}
-	var all []store.FileInfo
-	for level := 0; level <= store.SnapshotLevel; level++ {
-		files, err := st.ListAfter(ctx, level, 0)
-		if err != nil {
-			return nil, err
+	all, err := store.ListAll(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(all); {
+		level := all[i].Level
+		j := i
+		for j < len(all) && all[j].Level == level {
+			j++
 		}
-		if len(files) == 0 {
-			continue
-		}
+		files := all[i:j]
 		ls := levelStatus{Level: level, Files: len(files), MinTXID: files[0].MinTXID}
 		for _, f := range files {
 			ls.MaxTXID = max(ls.MaxTXID, f.MaxTXID)
@@ -115,7 +117,7 @@ func readStatus(ctx context.Context, st store.Store) (*status, error) {
 		if level == store.SnapshotLevel {
 			s.Snapshot = fileStatusOf(files[len(files)-1])
 		}
-		all = append(all, files...)
+		i = j
 	}
 	if len(all) == 0 {
 		return s, nil
@@ -149,7 +151,7 @@ func readStatus(ctx context.Context, st store.Store) (*status, error) {
 }
 
 // readHeader reads the 100-byte LTX header of f, and nothing more.
-func readHeader(ctx context.Context, st store.Store, f store.FileInfo) (ltx.Header, error) {
+func readHeader(ctx context.Context, st store.Reader, f store.FileInfo) (ltx.Header, error) {
 	rc, err := st.Open(ctx, f)
 	if err != nil {
 		return ltx.Header{}, err

@@ -33,7 +33,7 @@ func downloadBudget(size int64) time.Duration {
 // trickle and a body longer than listed fail reads with an error of the
 // store, which sourceReader tells from a corrupt file. Close releases the
 // budget's timer.
-func openFile(ctx context.Context, st store.Store, fi store.FileInfo) (io.ReadCloser, error) {
+func openFile(ctx context.Context, st store.Reader, fi store.FileInfo) (io.ReadCloser, error) {
 	budget := downloadBudget(fi.Size)
 	ctx, cancel := context.WithTimeoutCause(ctx, budget,
 		fmt.Errorf("the download of %s (%d bytes) took longer than %s", fi, fi.Size, budget))

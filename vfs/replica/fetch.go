@@ -31,7 +31,7 @@ type fetched struct {
 // fetchInOrder calls apply for each file, in order, with a reader of its
 // content. Small files are downloaded up to fetchParallel at a time ahead of
 // the one being applied. The first error stops everything.
-func fetchInOrder(ctx context.Context, st store.Store, files []store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
+func fetchInOrder(ctx context.Context, st store.Reader, files []store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make([]chan fetched, len(files))
@@ -76,7 +76,7 @@ func fetchInOrder(ctx context.Context, st store.Store, files []store.FileInfo, a
 	return nil
 }
 
-func download(ctx context.Context, st store.Store, fi store.FileInfo) fetched {
+func download(ctx context.Context, st store.Reader, fi store.FileInfo) fetched {
 	rc, err := openFile(ctx, st, fi)
 	if err != nil {
 		return fetched{err: err}
@@ -92,7 +92,7 @@ func download(ctx context.Context, st store.Store, fi store.FileInfo) fetched {
 	return fetched{data: buf.Bytes()}
 }
 
-func streamOne(ctx context.Context, st store.Store, fi store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
+func streamOne(ctx context.Context, st store.Reader, fi store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
 	rc, err := openFile(ctx, st, fi)
 	if err != nil {
 		return fmt.Errorf("fetch %s (retrying at the next poll): %w", fi, err)

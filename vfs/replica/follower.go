@@ -21,7 +21,7 @@ import (
 // in TXID order, and folds what readers no longer need.
 type Follower struct {
 	r        *Replica
-	st       store.Store
+	st       store.Reader
 	interval time.Duration
 	maxSize  int64 // the largest database a file may describe
 	maxHeld  int64 // what readers may keep in the log; 0: see heldLimit
@@ -101,7 +101,7 @@ type Options struct {
 }
 
 // Follow starts following st into r in a goroutine; Close stops it.
-func Follow(r *Replica, st store.Store, opts Options) *Follower {
+func Follow(r *Replica, st store.Reader, opts Options) *Follower {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

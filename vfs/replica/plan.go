@@ -26,31 +26,29 @@ type catalog struct {
 
 // listCatalog lists every level. It costs one request per level, so it is
 // used only to start, to bootstrap and to bridge a gap — never when idle.
-func listCatalog(ctx context.Context, st store.Store, skip func(store.FileInfo) bool) (*catalog, error) {
+func listCatalog(ctx context.Context, st store.Reader, skip func(store.FileInfo) bool) (*catalog, error) {
+	all, err := store.ListAll(ctx, st)
+	if err != nil {
+		return nil, err
+	}
 	c := &catalog{}
-	for level := 0; level <= store.SnapshotLevel; level++ {
-		files, err := st.ListAfter(ctx, level, 0)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			if skip(f) {
-				// A rejected file still shows how far the store has
-				// got: a replica stuck behind it is behind, not idle.
-				c.head = max(c.head, f.MaxTXID)
-				c.rejected = append(c.rejected, f)
-				continue
-			}
-			if level == store.SnapshotLevel {
-				if f.MinTXID != 1 {
-					continue // not a snapshot, whatever its level says
-				}
-				c.snapshots = append(c.snapshots, f)
-			} else {
-				c.files = append(c.files, f)
-			}
+	for _, f := range all {
+		if skip(f) {
+			// A rejected file still shows how far the store has got: a
+			// replica stuck behind it is behind, not idle.
 			c.head = max(c.head, f.MaxTXID)
+			c.rejected = append(c.rejected, f)
+			continue
 		}
+		if f.Level == store.SnapshotLevel {
+			if f.MinTXID != 1 {
+				continue // not a snapshot, whatever its level says
+			}
+			c.snapshots = append(c.snapshots, f)
+		} else {
+			c.files = append(c.files, f)
+		}
+		c.head = max(c.head, f.MaxTXID)
 	}
 	return c, nil
 }

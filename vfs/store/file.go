@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/internal/durable"
@@ -20,6 +23,26 @@ import (
 type FileStore struct {
 	root  string
 	stats counters
+}
+
+// fileScheme is file:///abs/dir: a local directory.
+var fileScheme = scheme{
+	form: "file:///absolute/dir",
+	check: func(u *url.URL) error {
+		if (u.Host != "" && u.Host != "localhost") || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+			return errors.New("a file source is file:///absolute/dir")
+		}
+		return nil
+	},
+	canonical: func(u *url.URL) string { return "file://" + escapePath(path.Clean("/"+u.Path)) },
+	open: func(_ context.Context, u *url.URL, opts Options) (Store, error) {
+		if opts.Create {
+			if err := os.MkdirAll(u.Path, 0o755); err != nil {
+				return nil, fmt.Errorf("create file store: %w", err)
+			}
+		}
+		return OpenFile(u.Path)
+	},
 }
 
 // OpenFile opens the store rooted at an absolute directory that exists.

@@ -79,6 +79,28 @@ type S3Store struct {
 	partSize int64
 }
 
+// s3Scheme is s3://bucket/prefix: an S3 or S3-compatible bucket.
+var s3Scheme = scheme{
+	form: "s3://bucket/prefix",
+	check: func(u *url.URL) error {
+		if u.Host == "" || u.Opaque != "" {
+			return errors.New("an S3 source is s3://bucket or s3://bucket/prefix")
+		}
+		return nil
+	},
+	canonical: func(u *url.URL) string {
+		c := "s3://" + u.Host
+		if p := strings.Trim(path.Clean("/"+u.Path), "/"); p != "" {
+			c += "/" + escapePath(p)
+		}
+		if u.RawQuery != "" {
+			c += "?" + u.RawQuery
+		}
+		return c
+	},
+	open: OpenS3,
+}
+
 // OpenS3 opens s3://bucket/prefix. Credentials, region and endpoint come from
 // the environment the way AWS tools find them (AWS_* variables, shared config
 // and AWS_PROFILE, container and instance roles, AWS_ENDPOINT_URL_S3,

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -103,6 +101,11 @@ func (s *S3Store) wrapErr(op, key string, err error) error {
 			e.msg = fmt.Sprintf("%s: access denied to bucket %q: check credentials and the permissions they have (HTTP 403)", op, s.bucket)
 			break
 		}
+		if status >= 500 { // after every retry: the server is not answering
+			e.kind = ErrUnreachable
+			e.msg = fmt.Sprintf("%s: %v", op, err)
+			break
+		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return e
@@ -114,20 +117,4 @@ func (s *S3Store) describeEndpoint() string {
 		return s.endpoint
 	}
 	return "S3 in " + s.region
-}
-
-// IsUnreachable tells an error of a store that did not answer (a refused or
-// dropped connection, a name that does not resolve yet, a timeout, a server
-// error after every retry) from one where it answered. An open of a new
-// replica waits out the former, up to its timeout, and fails on the latter.
-func IsUnreachable(err error) bool {
-	if err == nil || IsPermanent(err) {
-		return false
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var respErr *awshttp.ResponseError
-	return errors.As(err, &respErr) && respErr.Response != nil && respErr.Response.StatusCode >= 500
 }

@@ -8,12 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"path"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/superfly/ltx"
 )
@@ -68,28 +66,54 @@ func (f FileInfo) Name() string { return ltx.FormatFilename(f.MinTXID, f.MaxTXID
 
 func (f FileInfo) String() string { return fmt.Sprintf("L%d/%s", f.Level, f.Name()) }
 
-// Store is a place that holds LTX files by level.
-type Store interface {
+// Reader is what a replica needs of a store: it lists and reads LTX
+// files by level, and never writes.
+type Reader interface {
 	// ListAfter lists the LTX files of one level whose MinTXID is greater than
 	// after, sorted by MinTXID then MaxTXID. Objects whose names are not LTX
 	// file names are ignored. after=0 lists the whole level.
 	ListAfter(ctx context.Context, level int, after ltx.TXID) ([]FileInfo, error)
 
-	// Open streams one LTX file. A file that is gone returns an error that
-	// satisfies errors.Is(err, ErrNotFound).
+	// Open streams one LTX file, never more than the listed f.Size bytes of
+	// it. A file that is gone returns an error that satisfies
+	// errors.Is(err, ErrNotFound).
 	Open(ctx context.Context, f FileInfo) (io.ReadCloser, error)
-
-	// Put writes one LTX file so that readers never see it partially written.
-	Put(ctx context.Context, f FileInfo, r io.Reader) error
-
-	// Delete removes one LTX file; a file that is already gone is not an error.
-	Delete(ctx context.Context, f FileInfo) error
 
 	// Stats counts the requests made so far and the bytes downloaded.
 	Stats() Stats
 
 	// String is the store's URL, with no secret in it.
 	String() string
+}
+
+// Writer is what a publisher needs besides.
+type Writer interface {
+	// Put writes one LTX file so that readers never see it partially written.
+	Put(ctx context.Context, f FileInfo, r io.Reader) error
+
+	// Delete removes one LTX file; a file that is already gone is not an error.
+	Delete(ctx context.Context, f FileInfo) error
+}
+
+// Store is a place that holds LTX files by level: every store both reads
+// and writes.
+type Store interface {
+	Reader
+	Writer
+}
+
+// ListAll lists every level, L0 to the snapshots, in one slice, level by
+// level (each sorted as ListAfter sorts). It costs one request per level.
+func ListAll(ctx context.Context, st Reader) ([]FileInfo, error) {
+	var all []FileInfo
+	for level := 0; level <= SnapshotLevel; level++ {
+		files, err := st.ListAfter(ctx, level, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, files...)
+	}
+	return all, nil
 }
 
 // ErrNotFound is returned (wrapped) when a file or the store itself is missing.
@@ -114,6 +138,24 @@ var (
 // the latter.
 func IsPermanent(err error) bool {
 	return errors.Is(err, ErrStoreNotFound) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrBadConfig)
+}
+
+// ErrUnreachable is wrapped by the errors of a store that did not answer
+// (a server error after every retry, a store's own timeout).
+var ErrUnreachable = errors.New("store unreachable")
+
+// IsUnreachable tells an error of a store that did not answer (a refused or
+// dropped connection, a name that does not resolve yet, a timeout, a server
+// error after every retry) from one where it answered. An open of a new
+// replica waits out the former, up to its timeout, and fails on the latter.
+// It holds for any store: network errors and deadlines are recognised as
+// they are, and a store marks the rest with ErrUnreachable.
+func IsUnreachable(err error) bool {
+	if err == nil || IsPermanent(err) {
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, ErrUnreachable) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Stats counts store requests by kind and the bytes read from the store.
@@ -151,30 +193,9 @@ type Options struct {
 	Endpoint  string // e.g. http://127.0.0.1:7070
 	Region    string
 	PathStyle *bool // nil: decide from the endpoint
-}
-
-// Open returns the store a source URL names:
-//
-//	file:///abs/dir      a local directory in Litestream's file-replica layout
-//	s3://bucket/prefix   an S3 (or S3-compatible) bucket
-func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("source %q: %w", rawURL, err)
-	}
-	switch u.Scheme {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("source %q: a file URL needs an absolute path (file:///dir), not host %q", rawURL, u.Host)
-		}
-		return OpenFile(u.Path)
-	case "s3":
-		return OpenS3(ctx, u, opts)
-	case "":
-		return nil, fmt.Errorf("source %q has no scheme: use file:///abs/dir or s3://bucket/prefix", rawURL)
-	default:
-		return nil, fmt.Errorf("source %q: unknown scheme %q: use file:///abs/dir or s3://bucket/prefix", rawURL, u.Scheme)
-	}
+	// Create makes a local directory store that does not exist yet (a
+	// publisher's destination); a replica never creates its source.
+	Create bool
 }
 
 // parseName turns an LTX file name into its TXID range; ok is false for any
@@ -188,74 +209,4 @@ func parseName(level int, name string, size int64, modTime time.Time) (FileInfo,
 		return FileInfo{}, false
 	}
 	return FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: size, ModTime: modTime}, true
-}
-
-// Canonical spells a source URL one way, so that the same store compares
-// equal however it was written: file:/dir, file://localhost/dir/ and
-// file:///dir/./ are all file:///dir; s3://bucket/app/ is s3://bucket/app.
-// A string that is not a URL comes back trimmed.
-func Canonical(source string) string {
-	s := strings.TrimSpace(source)
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		return s
-	}
-	switch u.Scheme {
-	case "file":
-		if (u.Host != "" && u.Host != "localhost") || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
-			return s // not an absolute local path: leave it for Open to refuse
-		}
-		return escapeEnd("file://" + escapePath(path.Clean("/"+u.Path)))
-	case "s3":
-		if u.Host == "" || u.Opaque != "" {
-			return s // not a bucket: leave it for Open to refuse
-		}
-		c := "s3://" + u.Host
-		if p := strings.Trim(path.Clean("/"+u.Path), "/"); p != "" {
-			c += "/" + escapePath(p)
-		}
-		if u.RawQuery != "" {
-			c += "?" + u.RawQuery
-		}
-		return escapeEnd(c)
-	}
-	// Spaces too: a second call trims them first, and must find nothing
-	// left to do.
-	return strings.TrimRightFunc(s, func(r rune) bool { return r == '/' || unicode.IsSpace(r) })
-}
-
-// escapePath spells a decoded path so that url.Parse gives back the same
-// path, and nothing else: a '%' would start an escape, a '?' a query (an
-// escaped "%3Fendpoint=" must not become a query parameter), a '#' a
-// fragment. Everything else stays as written, spaces included, so that
-// the canonical form of a plain path is the path.
-func escapePath(p string) string {
-	if !strings.ContainsAny(p, "%?#") {
-		return p
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '%', '?', '#':
-			fmt.Fprintf(&b, "%%%02X", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// escapeEnd escapes whitespace at the end of a canonical URL, which
-// Canonical would otherwise trim from it the second time.
-func escapeEnd(c string) string {
-	t := strings.TrimRightFunc(c, unicode.IsSpace)
-	if len(t) == len(c) {
-		return c
-	}
-	var b strings.Builder
-	b.WriteString(t)
-	for i := len(t); i < len(c); i++ {
-		fmt.Fprintf(&b, "%%%02X", c[i])
-	}
-	return b.String()
 }
