@@ -40,6 +40,7 @@ func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (
 	if head == nil {
 		return nil, ErrNoReplica
 	}
+	want.GrowFrom, want.GrowPageSize = head.Commit, head.PageSize
 	dec := newDecoder(rd, want)
 	if err := dec.DecodeHeader(); err != nil {
 		return nil, corrupt(fmt.Errorf("decode header: %w", err))

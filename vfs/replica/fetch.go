@@ -17,9 +17,8 @@ const (
 )
 
 // fetchMaxBuffered is the largest file fetched ahead into memory; larger
-// ones (compactions, snapshots) are streamed when their turn comes, so
-// memory stays bounded by fetchParallel × fetchMaxBuffered. A variable so
-// that tests can stream small files.
+// ones (compactions, snapshots) are streamed when their turn comes. A
+// variable so that tests can stream small files.
 var fetchMaxBuffered int64 = 8 << 20
 
 // fetched is one file's download: its bytes, or the error that stopped it.
@@ -29,29 +28,42 @@ type fetched struct {
 }
 
 // fetchInOrder calls apply for each file, in order, with a reader of its
-// content. Small files are downloaded up to fetchParallel at a time ahead of
-// the one being applied. The first error stops everything.
+// content. Small files are downloaded ahead of the one being applied, at
+// most fetchParallel at a time, and a download holds its slot until its
+// file is applied: memory stays within fetchParallel × fetchMaxBuffered
+// however long the plan and however slow an apply. Slots are taken in plan
+// order, by one goroutine, so the file applied next always has one or is
+// next to get one. The first error stops everything.
 func fetchInOrder(ctx context.Context, st store.Reader, files []store.FileInfo, apply func(store.FileInfo, io.Reader, *sourceReader) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	buffered := func(fi store.FileInfo) bool { return fi.Size > 0 && fi.Size <= fetchMaxBuffered }
 	results := make([]chan fetched, len(files))
-	sem := make(chan struct{}, fetchParallel)
 	for i, fi := range files {
-		if fi.Size <= 0 || fi.Size > fetchMaxBuffered {
-			continue // streamed in turn
+		if buffered(fi) {
+			results[i] = make(chan fetched, 1)
 		}
-		results[i] = make(chan fetched, 1)
-		go func(fi store.FileInfo, out chan<- fetched) {
+	}
+	slots := make(chan struct{}, fetchParallel)
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		for i, fi := range files {
+			if results[i] == nil {
+				continue // streamed in turn
+			}
 			select {
-			case sem <- struct{}{}:
+			case slots <- struct{}{}: // given back once file i is applied
 			case <-ctx.Done():
-				out <- fetched{err: ctx.Err()}
 				return
 			}
-			defer func() { <-sem }()
-			out <- download(ctx, st, fi)
-		}(fi, results[i])
-	}
+			go func(fi store.FileInfo, out chan<- fetched) { out <- download(ctx, st, fi) }(fi, results[i])
+		}
+	}()
+	defer func() {
+		cancel() // the dispatcher may wait for a slot no one will give back
+		<-dispatched
+	}()
 	for i, fi := range files {
 		if results[i] == nil {
 			if err := streamOne(ctx, st, fi, apply); err != nil {
@@ -69,7 +81,9 @@ func fetchInOrder(ctx context.Context, st store.Reader, files []store.FileInfo, 
 			return fmt.Errorf("fetch %s (retrying at the next poll): %w", fi, res.err)
 		}
 		// The bytes are all here: any error now is the file's, not the store's.
-		if err := apply(fi, bytes.NewReader(res.data), &sourceReader{}); err != nil {
+		err := apply(fi, bytes.NewReader(res.data), &sourceReader{})
+		<-slots
+		if err != nil {
 			return err
 		}
 	}

@@ -225,6 +225,13 @@ func (f *Follower) step(ctx context.Context) error {
 	switch {
 	case f.r.Head() == nil:
 		err = f.bootstrap(ctx)
+	case f.r.HeldBytes() > f.heldLimit():
+		// Past max_held with the fold still kept back after the last
+		// poll expired what it could in this process: the reader is in
+		// another process, holding SQLite's lock on the file, and cannot
+		// be expired from here. Applying more would grow the log without
+		// bound; the replica waits for it instead, and says so.
+		err = fmt.Errorf("holding back: %d bytes of applied files wait to be folded, past max_held (%d bytes), because a reader in another process keeps the file locked (SQLite's shared lock); new files are applied once it ends", f.r.HeldBytes(), f.heldLimit())
 	case !f.started:
 		err = f.catchUp(ctx)
 	default:
@@ -510,7 +517,7 @@ const DefaultMaxHeld int64 = 1 << 30
 func (f *Follower) want(fi store.FileInfo) ltxguard.Want {
 	return ltxguard.Want{
 		MinTXID: fi.MinTXID, MaxTXID: fi.MaxTXID,
-		Snapshot: fi.Level == store.SnapshotLevel, MaxSize: f.maxSize,
+		Snapshot: fi.Level == store.SnapshotLevel, MaxSize: f.maxSize, Size: fi.Size,
 	}
 }
 

@@ -47,3 +47,24 @@ func TestPageBits(t *testing.T) {
 		t.Errorf("a clear after growing: old mapping %v (want set), new %v (want clear)", read(old, oldN, 63), read(cur, n, 63))
 	}
 }
+
+// TestPageBitsFarPage: a page at or past 2^31 needs a mapping of 2^32 bits,
+// whose size used to wrap to 0 in a uint32: a reader outside Go then read
+// every page from the base file, from an older TXID, while a newer version
+// held it. The count saturates, and still covers every page SQLite numbers.
+func TestPageBitsFarPage(t *testing.T) {
+	var b pageBits
+	defer b.release()
+	for _, pgno := range []uint32{1 << 31, 1<<32 - 2} {
+		if err := b.set(pgno); err != nil {
+			t.Fatal(err)
+		}
+		p, n := b.view()
+		if pgno >= n {
+			t.Fatalf("after page %d: the mapping covers %d pages", pgno, n)
+		}
+		if unsafe.Slice((*uint64)(p), 1<<26)[pgno/64]>>(pgno%64)&1 != 1 {
+			t.Fatalf("page %d is not set", pgno)
+		}
+	}
+}

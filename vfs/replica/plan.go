@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/store"
@@ -57,17 +59,26 @@ func listCatalog(ctx context.Context, st store.Reader, skip func(store.FileInfo)
 // reaches furthest; ties go to the lower level (a smaller file). Greedy is
 // optimal here: from any TXID, reaching further never closes a path.
 // Files for which skip says true are not used.
+//
+// The files are walked once, in MinTXID order: the candidates for a step
+// are those that start at or before the next TXID, a set that only grows,
+// and the best of them reaches furthest; after the step, no file seen so
+// far reaches past it. So a plan costs a sort, not steps × files (a store
+// with 50,000 files took seconds per plan the other way).
 func (c *catalog) chainFrom(txid ltx.TXID, skip func(store.FileInfo) bool) plan {
+	slices.SortStableFunc(c.files, func(a, b store.FileInfo) int { return cmp.Compare(a.MinTXID, b.MinTXID) })
 	p := plan{reach: txid}
+	next := 0
 	for {
 		best := -1
-		for i, f := range c.files {
-			if f.MinTXID > p.reach+1 || f.MaxTXID <= p.reach || (skip != nil && skip(f)) {
+		for ; next < len(c.files) && c.files[next].MinTXID <= p.reach+1; next++ {
+			f := c.files[next]
+			if f.MaxTXID <= p.reach || (skip != nil && skip(f)) {
 				continue
 			}
 			if best < 0 || f.MaxTXID > c.files[best].MaxTXID ||
 				(f.MaxTXID == c.files[best].MaxTXID && f.Level < c.files[best].Level) {
-				best = i
+				best = next
 			}
 		}
 		if best < 0 {

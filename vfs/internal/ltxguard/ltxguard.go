@@ -36,6 +36,65 @@ type Want struct {
 	Snapshot bool
 	// MaxSize bounds the database the file describes: commit × page size.
 	MaxSize int64
+	// GrowFrom is the commit of the database the file applies to (0 for
+	// a snapshot, or unknown). A file whose commit is larger grew the
+	// database, and holds every page past GrowFrom (SQLite writes each
+	// page it adds): a commit raised without them would have the replica
+	// size files, and serve pages, by a claim.
+	GrowFrom uint32
+	// GrowPageSize is the page size GrowFrom counts in: a file of another
+	// page size does not continue that database at all (its caller says
+	// so), and is not held to GrowFrom.
+	GrowPageSize uint32
+	// Size is the file's size as listed (0: unknown). The pages the header
+	// says the file must hold each take some bytes, so a header that
+	// claims more than the file can hold is refused before anything is
+	// sized by it.
+	Size int64
+}
+
+// grows says whether the file grows the database it applies to.
+func (g *Reader) grows() bool {
+	w, h := &g.want, &g.header
+	return w.GrowFrom > 0 && w.GrowPageSize == h.PageSize && h.Commit > w.GrowFrom
+}
+
+// minFrameBytes is the least a page of size ps takes in a file: its page
+// header, its size field, and an LZ4 block, which needs at least one byte
+// for every 255 it expands to.
+func minFrameBytes(ps uint32) int64 { return ltx.PageHeaderSize + 4 + int64(ps)/256 }
+
+// mustHold is how many pages the file must hold: a snapshot every page but
+// the lock page; a file that grows the database every page past GrowFrom
+// but the lock page.
+func (g *Reader) mustHold() int64 {
+	h := &g.header
+	from := uint32(0)
+	switch {
+	case h.IsSnapshot():
+	case g.grows():
+		from = g.want.GrowFrom
+	default:
+		return 0
+	}
+	n := int64(h.Commit - from)
+	if lock := ltx.LockPgno(h.PageSize); lock > from && lock <= h.Commit {
+		n--
+	}
+	return n
+}
+
+// denseFrom says whether pages past from must come one after the other up to
+// the commit: all of a snapshot's, and those a growing file adds.
+func (g *Reader) denseFrom() (uint32, bool) {
+	h := &g.header
+	switch {
+	case h.IsSnapshot():
+		return 0, true
+	case g.grows():
+		return g.want.GrowFrom, true
+	}
+	return 0, false
 }
 
 // Reader passes an LTX stream through while it checks it.
@@ -98,6 +157,9 @@ func (g *Reader) onHeader(b []byte) error {
 	if h.Commit == 0 {
 		return errors.New("commit of 0 pages")
 	}
+	if n := g.mustHold(); w.Size > 0 && n*minFrameBytes(h.PageSize) > w.Size {
+		return fmt.Errorf("a file of %d bytes cannot hold the %d pages its header calls for (at least %d bytes each)", w.Size, n, minFrameBytes(h.PageSize))
+	}
 	g.p.need(ltx.PageHeaderSize, g.onPageHeader)
 	return nil
 }
@@ -109,9 +171,13 @@ func (g *Reader) onPageHeader(b []byte) error {
 	flags := binary.BigEndian.Uint16(b[4:])
 	h := &g.header
 	last := g.p.lastPgno
+	from, dense := g.denseFrom()
 	if pgno == 0 && flags == 0 { // the end of the pages
-		if h.IsSnapshot() && last != h.Commit && !(last == h.Commit-1 && h.Commit == ltx.LockPgno(h.PageSize)) {
-			return fmt.Errorf("snapshot ends at page %d, before its commit %d", last, h.Commit)
+		if dense && last != h.Commit && !(last == h.Commit-1 && h.Commit == ltx.LockPgno(h.PageSize)) {
+			if h.IsSnapshot() {
+				return fmt.Errorf("snapshot ends at page %d, before its commit %d", last, h.Commit)
+			}
+			return fmt.Errorf("the database grows from %d to %d pages, but the file ends at page %d", from, h.Commit, max(last, from))
 		}
 		g.p.done = true // the page index and trailer allocate nothing
 		return nil
@@ -127,6 +193,8 @@ func (g *Reader) onPageHeader(b []byte) error {
 		return fmt.Errorf("page %d is the lock page", pgno)
 	case h.IsSnapshot() && pgno != expectedNext(last, h.PageSize):
 		return fmt.Errorf("snapshot skips from page %d to page %d", last, pgno)
+	case dense && pgno > from && pgno != expectedNext(max(last, from), h.PageSize):
+		return fmt.Errorf("the database grows from %d to %d pages, but the file skips from page %d to page %d", from, h.Commit, max(last, from), pgno)
 	}
 	if flags&^ltx.PageHeaderFlagSize != 0 {
 		return fmt.Errorf("page %d: unknown flags 0x%04x", pgno, flags)

@@ -65,6 +65,9 @@ func TestReader(t *testing.T) {
 	const max = 1 << 30
 	snap := ltxguard.Want{MinTXID: 1, MaxTXID: 5, Snapshot: true, MaxSize: max}
 	incr := ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: max}
+	grow := func(from uint32) ltxguard.Want {
+		return ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: max, GrowFrom: from, GrowPageSize: ps}
+	}
 	huge := uint32(0xFFFFFFFF)
 	lockPgno := ltx.LockPgno(ps) // 2^21 + 1 with 512-byte pages
 	for _, tc := range []struct {
@@ -90,6 +93,14 @@ func TestReader(t *testing.T) {
 		{"lock page", header(6, 6, lockPgno+1), pages(lockPgno), ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: 1 << 40}, "is the lock page"},
 		{"commit beyond the maximum size", header(6, 6, 1<<31), pages(2), incr, "exceeds the maximum size"},
 		{"commit of 2^32-1", header(6, 6, 0xFFFFFFFF), pages(2), ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: 1 << 40}, "exceeds the maximum size"},
+		{"growth with every new page", header(6, 6, 9), pages(2, 5, 6, 7, 8, 9), grow(4), ""},
+		{"growth without a new page", header(6, 6, 9), pages(2, 5, 6, 8, 9), grow(4), "grows from 4 to 9 pages, but the file skips from page 6 to page 8"},
+		{"growth that stops short", header(6, 6, 9), pages(2, 5, 6), grow(4), "grows from 4 to 9 pages, but the file ends at page 6"},
+		{"growth with no new page at all", header(6, 6, 9), pages(2), grow(4), "grows from 4 to 9 pages, but the file ends at page 4"},
+		{"growth of another page size", header(6, 6, 9), pages(2), ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: max, GrowFrom: 4, GrowPageSize: 1024}, ""},
+		{"shrink", header(6, 6, 3), pages(2), grow(4), ""},
+		{"snapshot claiming more than its bytes", header(1, 5, 1<<20), pages(1), ltxguard.Want{MinTXID: 1, MaxTXID: 5, Snapshot: true, MaxSize: max, Size: 400}, "a file of 400 bytes cannot hold the 1048576 pages"},
+		{"growth claiming more than its bytes", header(6, 6, 1<<20), pages(2), ltxguard.Want{MinTXID: 6, MaxTXID: 6, MaxSize: max, GrowFrom: 4, GrowPageSize: ps, Size: 400}, "a file of 400 bytes cannot hold"},
 		{"old LZ4 frames", header(6, 6, 9), framed(2, 3, 9), incr, ""},
 		{"old LZ4 frames, then a page beyond commit", header(6, 6, 9), framed(2, 3, 10), incr, "page 10 beyond commit 9"},
 		{"frame of 4 GiB", header(6, 6, 9), []ltxtest.CraftPage{{Pgno: 2, Data: page(2), Size: &huge}}, incr, "compressed size 4294967295"},
