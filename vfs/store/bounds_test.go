@@ -2,12 +2,14 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -100,4 +102,39 @@ func TestFileBodyLongerThanListed(t *testing.T) {
 		}
 	})
 	checkTooLong(t, st, fi, b, err)
+}
+
+// TestListingBounded: a level with more objects than a store can sensibly
+// hold (junk included), or a server that keeps saying there is more, stops
+// the listing with an error instead of a poll that runs, and grows, for
+// ever.
+func TestListingBounded(t *testing.T) {
+	defer store.SetMaxListed(25)()
+	dir := t.TempDir()
+	level := filepath.Join(dir, "ltx", "0")
+	if err := os.MkdirAll(level, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := s3test.Start(t, "bkt")
+	for i := range 30 {
+		name := ltxName(ltx.TXID(i+1), ltx.TXID(i+1))
+		if i%2 == 0 {
+			name = fmt.Sprintf("junk-%d", i)
+		}
+		if err := os.WriteFile(filepath.Join(level, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv.WriteObject("bkt", "app/0000/"+name, []byte("x"))
+	}
+	fileStore, err := store.OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3Store := open(t, srv, "bkt", "app")
+	store.SetS3MaxKeys(s3Store, 7)
+	for _, st := range []store.Store{fileStore, s3Store} {
+		if files, err := st.ListAfter(context.Background(), 0, 0); err == nil || !strings.Contains(err.Error(), "more than 25 objects") {
+			t.Errorf("%s: listing 30 objects past a bound of 25: %d files, %v", st, len(files), err)
+		}
+	}
 }

@@ -79,12 +79,14 @@ func (s *FileStore) path(f FileInfo) string {
 // exist yet is an empty level, not an error.
 func (s *FileStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]FileInfo, error) {
 	s.stats.lists.Add(1)
-	entries, err := os.ReadDir(s.levelDir(level))
+	entries, err := readDirBounded(s.levelDir(level))
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, rootErr := os.Stat(s.root); rootErr != nil {
 			return nil, fmt.Errorf("list %s L%d: store directory is gone: %w", s, level, ErrNotFound)
 		}
 		return nil, nil
+	} else if errors.Is(err, errListTooLong) {
+		return nil, errTooMany(fmt.Sprintf("list %s L%d", s, level))
 	} else if err != nil {
 		return nil, fmt.Errorf("list %s L%d: %w", s, level, err)
 	}
@@ -104,6 +106,31 @@ func (s *FileStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([
 	}
 	sortFiles(files)
 	return files, nil
+}
+
+var errListTooLong = errors.New("too many entries")
+
+// readDirBounded is os.ReadDir that stops past maxListed entries instead of
+// reading a directory of any size into memory.
+func readDirBounded(dir string) ([]fs.DirEntry, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var entries []fs.DirEntry
+	for {
+		batch, err := d.ReadDir(1024)
+		entries = append(entries, batch...)
+		if len(entries) > maxListed {
+			return nil, errListTooLong
+		}
+		if err == io.EOF {
+			return entries, nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (s *FileStore) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {

@@ -408,11 +408,15 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 		in.MaxKeys = aws.Int32(s.maxKeys)
 	}
 	var files []FileInfo
+	seen := 0
 	for {
 		s.stats.lists.Add(1)
 		out, err := s.client.ListObjectsV2(ctx, in)
 		if err != nil {
 			return nil, s.wrapErr(op, "", err)
+		}
+		if seen += len(out.Contents); seen > maxListed {
+			return nil, errTooMany(op)
 		}
 		for _, obj := range out.Contents {
 			name, ok := strings.CutPrefix(aws.ToString(obj.Key), lp)
@@ -428,6 +432,13 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 		}
 		if aws.ToString(out.NextContinuationToken) == "" {
 			return nil, fmt.Errorf("%s: truncated listing without a continuation token", op)
+		}
+		if len(out.Contents) == 0 {
+			// More, it says, but it gave nothing: a page count, not
+			// objects, must bound this loop too.
+			if seen++; seen > maxListed {
+				return nil, errTooMany(op)
+			}
 		}
 		in.ContinuationToken = out.NextContinuationToken
 	}

@@ -51,3 +51,10 @@ func SetS3ReadTimeout(d time.Duration) (restore func()) {
 
 // NormalizeEndpoint exposes the endpoint option's parsing.
 var NormalizeEndpoint = normalizeEndpoint
+
+// SetMaxListed bounds listings at n objects until restore.
+func SetMaxListed(n int) (restore func()) {
+	old := maxListed
+	maxListed = n
+	return func() { maxListed = old }
+}

@@ -140,6 +140,18 @@ func IsPermanent(err error) bool {
 	return errors.Is(err, ErrStoreNotFound) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrBadConfig)
 }
 
+// maxListed bounds the objects one listing of a level may go through (junk
+// included): a level that holds more is not one a replica can follow (a
+// store keeps a few thousand files per level), and a server that keeps
+// saying there is more must not make a poll run, and grow, for ever. A
+// variable for tests.
+var maxListed = 2_000_000
+
+// errTooMany is why a listing stopped at maxListed.
+func errTooMany(op string) error {
+	return fmt.Errorf("%s: more than %d objects; refusing to list further (a store keeps a few thousand files per level; is this the right prefix?)", op, maxListed)
+}
+
 // ErrUnreachable is wrapped by the errors of a store that did not answer
 // (a server error after every retry, a store's own timeout).
 var ErrUnreachable = errors.New("store unreachable")
