@@ -19,23 +19,11 @@ static int fail(char **pzErrMsg, const char *msg) {
   return SQLITE_ERROR;
 }
 
-// installLayer puts the C layer (vfs/layer.c) in place of the VFS that
-// sqlite3vfs registered, through the API table: in a program linked with
-// SQLite, vfs/layer_linked.c does the same with direct calls.
-static int installLayer(void) {
-  sqlite3_vfs *v = sqlite3_vfs_find("walrust");
-  wl_vfs *l = walrustLayerWrap((wl_vfs *)v, (wl_vfs *)sqlite3_vfs_find(0));
-  if (l == NULL) {
-    return v == NULL ? SQLITE_ERROR : SQLITE_OK; // installed already, unless there was no VFS
-  }
-  // An open racing with this first load may find no VFS by the name for a
-  // moment; it could not count on the name before the load returned.
-  int rc = sqlite3_vfs_unregister(v);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_vfs_register((sqlite3_vfs *)l, 0);
-  }
-  return rc;
-}
+// SQLite's VFS registry through the API table: sqlite3_vfs_find and the
+// others are macros over it here, so each is wrapped in a function.
+static wl_vfs *apiFind(const char *name) { return (wl_vfs *)sqlite3_vfs_find(name); }
+static int apiRegister(wl_vfs *vfs, int makeDefault) { return sqlite3_vfs_register((sqlite3_vfs *)vfs, makeDefault); }
+static int apiUnregister(wl_vfs *vfs) { return sqlite3_vfs_unregister((sqlite3_vfs *)vfs); }
 
 int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
   (void)db;
@@ -51,7 +39,8 @@ int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
     free(err);
     return rc;
   }
-  if (installLayer() != SQLITE_OK) {
+  static const wl_registry api = {.find = apiFind, .reg = apiRegister, .unreg = apiUnregister};
+  if (walrustLayerInstall(&api, "walrust") != SQLITE_OK) {
     return fail(pzErrMsg, "walrust: cannot install its C layer over the walrust VFS");
   }
   // The VFS must outlive the connection that loaded it: other connections

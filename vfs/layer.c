@@ -268,6 +268,13 @@ static int layerOpen(wl_vfs *vfs, const char *name, wl_file *f, int flags, int *
   // sqlite3vfs sets its methods even when the open fails, and SQLite then
   // calls xClose; mirror that so the close reaches it.
   f->pMethods = INNER(f)->pMethods != NULL ? &layerIO : NULL;
+  if (rc == rcOK && lf->main && !walrustKnowsFile(INNER_ID(f))) {
+    // The layer finds Go's file by the id after SQLite's header (see
+    // vfs/seam.go): if that no longer names one, reading on would misread.
+    fprintf(stderr, "walrust: psanford/sqlite3vfs does not lay out its files as walrust was built "
+                    "to expect (vfs/seam.go); refusing to open %s\n", name);
+    return rcCantOpen; // SQLite calls xClose, which reaches sqlite3vfs
+  }
   return rc;
 }
 
@@ -333,7 +340,10 @@ const char *walrustForkedMessage(void) { return forkedMsg; }
 
 uint64_t walrustDirectReads(void) { return __atomic_load_n(&directReads, __ATOMIC_RELAXED); }
 
-wl_vfs *walrustLayerWrap(wl_vfs *v, wl_vfs *d) {
+// wrap returns the layer over v, the VFS sqlite3vfs registered, to be
+// registered in its place under the same name; d is the default VFS. NULL
+// when the layer exists already (a second load) or cannot be made.
+static wl_vfs *wrap(wl_vfs *v, wl_vfs *d) {
   if (inner != NULL || v == NULL || d == NULL || v == d) {
     return NULL;
   }
@@ -370,4 +380,19 @@ wl_vfs *walrustLayerWrap(wl_vfs *v, wl_vfs *d) {
   inner = v;
   dflt = d;
   return &layer;
+}
+
+int walrustLayerInstall(const wl_registry *r, const char *name) {
+  wl_vfs *v = r->find(name);
+  wl_vfs *l = wrap(v, r->find(NULL));
+  if (l == NULL) {
+    return v == NULL ? 1 : (v == &layer ? 0 : 1); // installed already, unless there was no VFS
+  }
+  // An open racing with this first registration may find no VFS by the
+  // name for a moment; it could not count on the name before it returned.
+  int rc = r->unreg(v);
+  if (rc == 0) {
+    rc = r->reg(l, 0);
+  }
+  return rc;
 }

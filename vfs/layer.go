@@ -8,22 +8,6 @@ package vfs
 */
 import "C"
 
-import (
-	"sync"
-	_ "unsafe" // for go:linkname
-
-	"github.com/psanford/sqlite3vfs"
-)
-
-// sqlite3vfs keeps its open files by id; the layer (layer.c) knows a file's
-// id and asks for its direct-read terms through walrustDirect.
-//
-//go:linkname sqlite3vfsFileMux github.com/psanford/sqlite3vfs.fileMux
-var sqlite3vfsFileMux sync.Mutex
-
-//go:linkname sqlite3vfsFileMap github.com/psanford/sqlite3vfs.fileMap
-var sqlite3vfsFileMap map[uint64]sqlite3vfs.File
-
 // walrustDirect is called by the layer right after a main database file's
 // SHARED lock: it fills out and returns 1 when the transaction can read
 // pages of its version from the base file without Go (see
@@ -37,9 +21,7 @@ func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
 			ok = 0
 		}
 	}()
-	sqlite3vfsFileMux.Lock()
-	f, _ := sqlite3vfsFileMap[uint64(id)].(*dbFile)
-	sqlite3vfsFileMux.Unlock()
+	f, _ := sqlite3vfsFile(uint64(id)).(*dbFile)
 	if f == nil || f.pinned == nil || readHook.Load() != nil {
 		return 0 // a test watching reads sees them all
 	}

@@ -69,10 +69,19 @@ typedef struct wl_direct {
   int32_t inflight;
 } wl_direct;
 
-// walrustLayerWrap returns the layer over inner, the VFS sqlite3vfs
-// registered, to be registered in its place under the same name; dflt is
-// the default VFS. NULL when the layer exists already (a second load).
-wl_vfs *walrustLayerWrap(wl_vfs *inner, wl_vfs *dflt);
+// SQLite's VFS registry, as the caller reaches it: directly in a program
+// linked with SQLite (layer_linked.c), through the extension API table in
+// the loadable extension (cshim/walrust.c).
+typedef struct wl_registry {
+  wl_vfs *(*find)(const char *name);
+  int (*reg)(wl_vfs *vfs, int makeDefault);
+  int (*unreg)(wl_vfs *vfs);
+} wl_registry;
+
+// walrustLayerInstall puts the layer in place of the VFS that sqlite3vfs
+// registered under name: 0 (SQLITE_OK) when it is there, also after an
+// earlier install; else SQLite's error code, or 1 when there is no such VFS.
+int walrustLayerInstall(const wl_registry *r, const char *name);
 
 // walrustForked says whether this process is the child of a fork made after
 // the layer was made: then nothing may call into Go.

@@ -4,7 +4,7 @@ package vfs
 
 /*
 #include <stdlib.h>
-int walrustLayerInstall(const char *name);
+int walrustLayerInstallLinked(const char *name);
 */
 import "C"
 
@@ -18,7 +18,7 @@ import (
 func installLayer() error {
 	name := C.CString(Name)
 	defer C.free(unsafe.Pointer(name))
-	if rc := C.walrustLayerInstall(name); rc != 0 {
+	if rc := C.walrustLayerInstallLinked(name); rc != 0 {
 		return fmt.Errorf("install the C layer over VFS %q: SQLite error %d", Name, int(rc))
 	}
 	return nil

@@ -11,7 +11,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-	_ "unsafe" // for go:linkname
 
 	"github.com/psanford/sqlite3vfs"
 )
@@ -20,21 +19,12 @@ import (
 const Name = "walrust"
 
 var registerOnce = sync.OnceValue(func() error {
-	// sqlite3vfs numbers open files from 0, and when an xOpen fails SQLite
-	// still calls xClose on the zeroed sqlite3_file — whose id, 0, would
-	// then close whichever connection holds file 0. Start numbering at 1 so
-	// that no real file ever has id 0.
-	if sqlite3vfsNextFileID == 0 {
-		sqlite3vfsNextFileID = 1
-	}
+	skipFileIDZero()
 	if err := sqlite3vfs.RegisterVFS(Name, &walrustVFS{}); err != nil {
 		return fmt.Errorf("register VFS %q: %w", Name, err)
 	}
 	return installLayer()
 })
-
-//go:linkname sqlite3vfsNextFileID github.com/psanford/sqlite3vfs.nextFileID
-var sqlite3vfsNextFileID uint64
 
 // Register registers the walrust VFS with SQLite. It is safe to call more
 // than once; only the first call registers.
