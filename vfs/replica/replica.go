@@ -2,6 +2,21 @@
 // it bootstraps it from a snapshot, applies verified files as page versions,
 // serves each reader one consistent version, and folds versions into the
 // file when no reader needs the older images.
+//
+// Mutex rules. Locks nest only in this order, each taken only while holding
+// none below it:
+//
+//	Replica.mu      the versions (head, root, chain indexes, abandoned):
+//	                readers hold it for reading across each page read of a
+//	                local file; the follower for writing only to publish,
+//	                to record a fold or a merge, and to expire a version
+//	Replica.revokeMu  every Version's revokers (expire.go)
+//	bases.mu        the process's shared base files (passive.go)
+//
+// fileLock.mu (SQLite's locks on one base file, lock.go) and Follower.mu
+// (its status) are never held with another. None is held across a network
+// wait: the follower downloads with no lock held, and a fold waits for
+// other processes' readers at most foldLockWait.
 package replica
 
 import (
