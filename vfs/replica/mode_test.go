@@ -5,10 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testtool"
 )
 
 // TestFileModes: every file a replica is made of gets the mode SQLite gives
@@ -16,49 +17,37 @@ import (
 // can read it; before, os.CreateTemp made the base file, its segments and
 // staged snapshots 0600 whatever the umask.
 func TestFileModes(t *testing.T) {
-	for _, tc := range []struct {
-		umask int
-		want  fs.FileMode
-	}{{0o022, 0o644}, {0o002, 0o664}} {
-		t.Run(tc.want.String(), func(t *testing.T) {
-			withUmask(t, tc.umask)
-			w := newWorld(t, 4096, false)
-			r, f := w.bootstrapped()
-			checkMode(t, tc.want, w.path, statePath(w.path), lockPath(w.path))
+	testtool.ForUmasks(t, func(t *testing.T, want fs.FileMode) {
+		w := newWorld(t, 4096, false)
+		r, f := w.bootstrapped()
+		checkMode(t, want, w.path, statePath(w.path), lockPath(w.path))
 
-			// A pinned reader keeps what follows in the log directory.
-			v, err := r.Pin()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v.Unpin()
+		// A pinned reader keeps what follows in the log directory.
+		v, err := r.Pin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Unpin()
+		w.insertRows(3, 500)
+		w.commit() // 2
+		mustStep(t, f)
+		checkMode(t, want, logFiles(t, r, segmentExt)...)
+
+		// A snapshot that nothing connects to is staged.
+		for range 3 {
 			w.insertRows(3, 500)
-			w.commit() // 2
+			w.commit() // 3..5
+		}
+		w.snapshot()
+		for txid := ltx.TXID(3); txid <= 4; txid++ { // L0 5 stays: the store still has its head
+			w.remove(l0(txid))
+		}
+		for i := 0; i < 3 && r.Head().TXID != 5; i++ {
 			mustStep(t, f)
-			checkMode(t, tc.want, logFiles(t, r, segmentExt)...)
-
-			// A snapshot that nothing connects to is staged.
-			for range 3 {
-				w.insertRows(3, 500)
-				w.commit() // 3..5
-			}
-			w.snapshot()
-			for txid := ltx.TXID(3); txid <= 4; txid++ { // L0 5 stays: the store still has its head
-				w.remove(l0(txid))
-			}
-			for i := 0; i < 3 && r.Head().TXID != 5; i++ {
-				mustStep(t, f)
-			}
-			checkMode(t, tc.want, logFiles(t, r, stagedExt)...)
-			checkMode(t, tc.want, statePath(w.path))
-		})
-	}
-}
-
-// withUmask sets the process's umask for the rest of the test.
-func withUmask(t *testing.T, mask int) {
-	old := syscall.Umask(mask)
-	t.Cleanup(func() { syscall.Umask(old) })
+		}
+		checkMode(t, want, logFiles(t, r, stagedExt)...)
+		checkMode(t, want, statePath(w.path))
+	})
 }
 
 func checkMode(t *testing.T, want fs.FileMode, paths ...string) {

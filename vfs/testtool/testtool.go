@@ -7,11 +7,13 @@ package testtool
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -105,4 +107,20 @@ func StartPiped(t testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.Re
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	return stdin, stdout
+}
+
+// ForUmasks runs test once under each of the umasks files are usually made
+// with (022, 002), as a subtest, with the mode a new file gets under it
+// (0666 less the umask): what walrust's files must have, as SQLite's do.
+func ForUmasks(t *testing.T, test func(t *testing.T, want fs.FileMode)) {
+	for _, tc := range []struct {
+		umask int
+		want  fs.FileMode
+	}{{0o022, 0o644}, {0o002, 0o664}} {
+		t.Run(tc.want.String(), func(t *testing.T) {
+			old := syscall.Umask(tc.umask)
+			t.Cleanup(func() { syscall.Umask(old) })
+			test(t, tc.want)
+		})
+	}
 }
