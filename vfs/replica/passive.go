@@ -4,100 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"sync"
 	"time"
-
-	"github.com/walrust/walrust/vfs/internal/durable"
-	"golang.org/x/sys/unix"
 )
-
-// ErrFollowed means another process follows this replica: it holds the
-// replica's lock file. This process can still read the replica (Passive)
-// and take over when that process exits.
-var ErrFollowed = errors.New("another process follows this replica")
 
 // ErrFoldInterrupted means the process that followed this replica died in
 // the middle of a fold: the base file is a mix of two TXIDs, marked as such
 // on page 1, until another process takes over and folds again.
 var ErrFoldInterrupted = errors.New("the process that followed this replica stopped in the middle of a fold; waiting for another to take over")
-
-// leaderLock is the exclusive flock on <db>-replica-lock that elects the one
-// process whose follower writes the replica. flock, unlike fcntl, belongs to
-// the open file description, so no other descriptor of the file, opened or
-// closed anywhere in the process, can drop it; and the kernel releases it
-// when the process dies, however it dies.
-type leaderLock struct{ f *os.File }
-
-func lockPath(dbPath string) string { return dbPath + "-replica-lock" }
-
-func acquireLeader(dbPath string) (*leaderLock, error) {
-	f, err := os.OpenFile(lockPath(dbPath), os.O_RDWR|os.O_CREATE, durable.Mode)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrFollowed
-		}
-		return nil, fmt.Errorf("lock %s: %w", lockPath(dbPath), err)
-	}
-	return &leaderLock{f: f}, nil
-}
-
-func (l *leaderLock) release() {
-	if l != nil && l.f != nil {
-		l.f.Close() // closing the description drops the flock
-		l.f = nil
-	}
-}
-
-// bases shares one baseFile per database file in this process, so that
-// every reader and the follower lock through one descriptor (see fileLock).
-var bases = struct {
-	mu sync.Mutex
-	m  map[string]*sharedBase
-}{m: make(map[string]*sharedBase)}
-
-type sharedBase struct {
-	b    *baseFile
-	refs int
-}
-
-func openBase(path string) (*baseFile, error) {
-	bases.mu.Lock()
-	defer bases.mu.Unlock()
-	if s, ok := bases.m[path]; ok {
-		s.refs++
-		return s.b, nil
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open base file: %w", err)
-	}
-	b := &baseFile{f: f, path: path, fd: -1}
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { b.fd = int(fd) })
-	}
-	b.lock = newFileLock(f)
-	bases.m[path] = &sharedBase{b: b, refs: 1}
-	return b, nil
-}
-
-// release closes the descriptor when its last user is done.
-func (b *baseFile) release() {
-	bases.mu.Lock()
-	defer bases.mu.Unlock()
-	s, ok := bases.m[b.path]
-	if !ok || s.b != b {
-		return
-	}
-	if s.refs--; s.refs == 0 {
-		delete(bases.m, b.path)
-		b.f.Close()
-	}
-}
 
 // Passive reads a replica that another process follows: the base file
 // alone, under SQLite's shared lock for the length of each read
