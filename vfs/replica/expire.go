@@ -27,9 +27,9 @@ var ErrExpired = errors.New("read transaction expired")
 // Revoke returns once no such read is in flight.
 type Revoker interface{ Revoke() }
 
-func (r *Replica) addRevoker(v *Version, rv Revoker) {
-	r.revokeMu.Lock()
-	defer r.revokeMu.Unlock()
+func (l *versionLocks) addRevoker(v *Version, rv Revoker) {
+	l.revokeMu.Lock()
+	defer l.revokeMu.Unlock()
 	if v.revokers == nil {
 		v.revokers = make(map[Revoker]struct{})
 	}
@@ -39,11 +39,11 @@ func (r *Replica) addRevoker(v *Version, rv Revoker) {
 // Undirect ends what Direct(rv) began: the reader no longer reads v
 // outside Go. It must come before the reader unpins v.
 func (v *Version) Undirect(rv Revoker) {
-	if v.r == nil || rv == nil {
+	if rv == nil {
 		return
 	}
-	v.r.revokeMu.Lock()
-	defer v.r.revokeMu.Unlock()
+	v.locks.revokeMu.Lock()
+	defer v.locks.revokeMu.Unlock()
 	delete(v.revokers, rv)
 }
 

@@ -123,7 +123,7 @@ func (r *Replica) merge(run []*Version) error {
 	hook("merge:written")
 
 	m := &Version{
-		r: r, TXID: last.TXID, PageSize: last.PageSize, Commit: last.Commit, Timestamp: last.Timestamp,
+		locks: &r.versionLocks, TXID: last.TXID, PageSize: last.PageSize, Commit: last.Commit, Timestamp: last.Timestamp,
 		Checksum: last.Checksum, Page1Checksum: last.Page1Checksum, Counter: last.Counter,
 		seg: seg, parent: run[0].parent, base: last.base, seq: last.seq, chain: last.chain,
 	}

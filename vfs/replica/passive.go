@@ -20,7 +20,7 @@ type Passive struct {
 	path   string
 	source string // the store the follower follows, per the state file
 	b      *baseFile
-	r      *Replica // only for its mutex: Version.ReadAt takes it
+	locks  versionLocks // what its versions' reads take; no one here writes (another process folds)
 }
 
 // OpenPassive opens a replica that exists (it has a state file and a base
@@ -41,7 +41,7 @@ func OpenPassive(path, source string) (*Passive, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Passive{path: path, source: st.Source, b: b, r: &Replica{path: path}}, nil
+	return &Passive{path: path, source: st.Source, b: b}, nil
 }
 
 // Source is the store URL the replica follows.
@@ -94,7 +94,7 @@ func (p *Passive) current() (*Version, error) {
 		return nil, ErrFoldInterrupted
 	}
 	return &Version{
-		r: p.r, TXID: st.TXID, PageSize: pageSize, Commit: binary.BigEndian.Uint32(hdr[28:]),
+		locks: &p.locks, TXID: st.TXID, PageSize: pageSize, Commit: binary.BigEndian.Uint32(hdr[28:]),
 		Timestamp: st.Timestamp, Counter: binary.BigEndian.Uint32(hdr[24:]), base: p.b,
 	}, nil
 }

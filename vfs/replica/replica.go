@@ -41,11 +41,9 @@ type Replica struct {
 	path   string
 	logDir string
 
-	// mu guards the version chain. Readers hold it for reading across each
-	// page read (so nothing they read is closed under them); the follower
-	// holds it for writing only to publish a version or finish a fold —
-	// short critical sections.
-	mu    sync.RWMutex
+	// versionLocks.mu guards the version chain: head, root, state, base,
+	// abandoned, bits, and every Version's chain bookkeeping.
+	versionLocks
 	head  *Version // newest version; nil until bootstrapped
 	root  *Version // the version the base file holds
 	state State    // what the state file says
@@ -59,10 +57,6 @@ type Replica struct {
 	// bits are the page bits of every chain made so far (see pageBits),
 	// unmapped at Close, when no reader can hold them.
 	bits []*pageBits
-
-	// revokeMu guards every version's revokers (see expire.go). Lock
-	// order: mu, then revokeMu.
-	revokeMu sync.Mutex
 
 	counter uint32 // last change counter handed out
 	seq     uint64 // last Version.seq handed out
@@ -199,6 +193,19 @@ func fileExists(path string) (bool, error) {
 // Path is the local database file.
 func (r *Replica) Path() string { return r.path }
 
+// versionLocks are what a Version needs of the replica it belongs to,
+// rather than the whole replica (a passive reader has none).
+type versionLocks struct {
+	// mu keeps what a reader reads from being closed or rewritten under
+	// it: readers hold it for reading across each page read; the follower
+	// holds it for writing only to publish a version, record a fold or a
+	// merge, or expire a version — short critical sections.
+	mu sync.RWMutex
+	// revokeMu guards every Version's revokers (see expire.go). Lock
+	// order: mu, then revokeMu.
+	revokeMu sync.Mutex
+}
+
 // Source is the store URL the replica follows.
 func (r *Replica) Source() string { return r.state.Source }
 
@@ -239,7 +246,7 @@ func (r *Replica) loadBase() error {
 	}
 	s := r.state
 	root := &Version{
-		r: r, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
+		locks: &r.versionLocks, TXID: s.TXID, PageSize: s.PageSize, Commit: s.Commit, Timestamp: s.Timestamp,
 		Checksum: s.Checksum, Page1Checksum: s.Page1Checksum, Counter: s.Counter,
 		base: b, chain: r.newChain(),
 	}
@@ -356,7 +363,7 @@ func (r *Replica) removeUnnamedStaged() error {
 func (r *Replica) newVersion(seg *segment) *Version {
 	m := seg.meta
 	v := &Version{
-		r: r, TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit,
+		locks: &r.versionLocks, TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit,
 		Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: m.Checksum,
 		Page1Checksum: m.Page1Checksum, Counter: r.nextCounter(),
 		seg: seg, parent: r.head, base: r.base,

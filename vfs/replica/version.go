@@ -19,7 +19,7 @@ import (
 // through it until it unlocks, so it sees exactly one TXID however many newer
 // versions the follower applies meanwhile.
 type Version struct {
-	r *Replica
+	locks *versionLocks // the replica's
 
 	TXID          ltx.TXID
 	PageSize      uint32
@@ -84,15 +84,13 @@ type DirectRead struct {
 // rv, if not nil, is how the reader is stopped should v expire (see
 // expire.go): it is kept with v until Undirect.
 func (v *Version) Direct(rv Revoker) (DirectRead, bool) {
-	if v.r != nil {
-		v.r.mu.RLock()
-		defer v.r.mu.RUnlock()
-	}
+	v.locks.mu.RLock()
+	defer v.locks.mu.RUnlock()
 	if v.base == nil || v.base.fd < 0 || v.expired.Load() {
 		return DirectRead{}, false
 	}
-	if rv != nil && v.r != nil {
-		v.r.addRevoker(v, rv)
+	if rv != nil {
+		v.locks.addRevoker(v, rv)
 	}
 	if v.seg == nil || v.folded { // the file holds v
 		return DirectRead{FD: v.base.fd, Limit: v.Size()}, true
@@ -118,8 +116,8 @@ func (v *Version) Unpin() {
 // Reads past the end return io.EOF after zero-filling, as SQLite expects of
 // a short read.
 func (v *Version) ReadAt(p []byte, off int64) (int, error) {
-	v.r.mu.RLock() // keeps folds and base swaps from closing what we read
-	defer v.r.mu.RUnlock()
+	v.locks.mu.RLock() // keeps folds and base swaps from closing what we read
+	defer v.locks.mu.RUnlock()
 	if v.expired.Load() { // set under the write lock: no read of v is under way
 		return 0, v.expiredError()
 	}
