@@ -14,9 +14,9 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The bad-input tests' environment: a reference database, a file store it

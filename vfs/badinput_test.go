@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // These tests feed the VFS bad input — bad URIs and environment, bad or

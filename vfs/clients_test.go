@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // lineReader delivers a child process's stdout line by line.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // TestDirectReads: a transaction whose version is all in the base file has

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // pythonForker loads the extension, follows a replica, and forks the way

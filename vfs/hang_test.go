@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/s3test"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // openResult is how one open, run in a goroutine, ended.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The clients the Litestream tests read replicas through: the sqlite3

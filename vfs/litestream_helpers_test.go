@@ -23,7 +23,7 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // lsTarget is where Litestream replicates to and how walrust reaches it.

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 func TestLitestreamFile(t *testing.T) {

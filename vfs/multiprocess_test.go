@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // mpReader is one reader process of TestMultiProcess and what its loop has

@@ -16,9 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // These tests follow a real S3 server (versitygw on loopback) end to end:

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs"
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The S3 tests' world: a primary publishing to a versitygw bucket, and

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The README's "Security" section, where users meet it: the sqlite3 shell

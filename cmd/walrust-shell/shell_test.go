@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 func wantOK(t *testing.T, r result) {

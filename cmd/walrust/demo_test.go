@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // demoTimeout bounds a run of the demo; it ends by itself in about 10 s.

@@ -20,8 +20,8 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // binary is the walrust command, built once for all tests.

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/s3test"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // Helpers for the replicate tests: walrust processes in the background,

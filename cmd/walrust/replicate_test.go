@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/s3test"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 var bootstrapOutput = regexp.MustCompile(`^Bootstrapping from snapshot\.\.\.\n` +

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walrust/walrust/vfs/s3test"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // Publishing to a real S3 server with the S3 options given as flags, and

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // A child process does one bootstrap or one download, so that its peak RSS

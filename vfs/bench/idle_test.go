@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // idle counts, at the server, the requests a caught-up replica makes per

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // lagReplica is one replica followed for the lag measurement, with a reader

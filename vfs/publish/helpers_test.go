@@ -13,9 +13,9 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // primary is a SQLite database that tests write to, through one connection.

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // TestFileModes: the LTX files publish writes into a file store, and its

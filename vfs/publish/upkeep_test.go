@@ -16,8 +16,8 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // publisherWith opens a publisher of p to st with opts (and a temporary

@@ -17,8 +17,8 @@ import (
 	"github.com/superfly/ltx"
 	"golang.org/x/sys/unix"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // TestGrowthClaimRefused: an incremental LTX file of a few hundred bytes

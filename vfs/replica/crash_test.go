@@ -20,7 +20,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The crash test runs the follower in a child process (this test binary,

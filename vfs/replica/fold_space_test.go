@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // A fold that runs out of disk must leave a file that SQLite can read (at

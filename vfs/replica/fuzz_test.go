@@ -11,7 +11,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
-	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // The fuzz targets feed Apply and StageSnapshot any bytes under the name

@@ -19,9 +19,9 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // refDB is the reference: a real SQLite database in rollback-journal mode,

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // What a hostile store (or a broken producer) can serve: files with a

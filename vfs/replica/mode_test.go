@@ -9,7 +9,7 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // TestFileModes: every file a replica is made of gets the mode SQLite gives

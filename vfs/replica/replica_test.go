@@ -13,8 +13,8 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // TestMatchesSQLite follows a real SQLite database through inserts, rows

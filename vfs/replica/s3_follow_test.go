@@ -12,10 +12,10 @@ import (
 
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // countingStore counts the follower's calls: ListAfter calls started and

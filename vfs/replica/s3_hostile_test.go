@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/ltxtest"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
-	"github.com/walrust/walrust/vfs/testtool"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // TestS3HostileDownloads: a download that trickles (never silent long

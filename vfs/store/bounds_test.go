@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/superfly/ltx"
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // A body is never read past the size the listing gave: a longer one (an

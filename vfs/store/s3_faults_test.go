@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // Faults between walrust and S3: a server that goes away, and a proxy that

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 // literalS3 is an S3 server (ListObjectsV2 and GetObject, path-style) that

@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/s3test"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
 
 func TestS3KeyLayout(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
-	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // FuzzDecode feeds the real decoder any bytes through the guard, under the

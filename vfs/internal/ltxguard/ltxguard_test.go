@@ -12,7 +12,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
-	"github.com/walrust/walrust/vfs/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 const ps = 512
