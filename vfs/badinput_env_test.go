@@ -275,15 +275,7 @@ func status(t *testing.T, db *sql.DB) biStatus {
 // biWait polls cond until it returns nil.
 func biWait(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %v", what, err)
+	testtool.Eventually(t, what, 10*time.Second, cond)
 }
 
 // waitCaughtUp waits until the replica serves the reference's content at

@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/walrust/walrust/vfs"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 func TestMain(m *testing.M) {
@@ -88,17 +90,14 @@ func (e *env) openReplica(extra string) *sql.DB {
 
 func waitFor(t testing.TB, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
+	testtool.Eventually(t, what, 10*time.Second, func() error {
+		if ok, err := cond(); err != nil {
+			return err
+		} else if !ok {
+			return errors.New("not yet")
 		}
-		lastErr = err
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
+		return nil
+	})
 }
 
 func count(db *sql.DB) (n int, err error) {

@@ -272,18 +272,14 @@ func mustStep(t testing.TB, f *Follower) {
 // waitTXID waits until the replica's head is txid.
 func waitTXID(t testing.TB, r *Replica, f *Follower, txid ltx.TXID) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if h := r.Head(); h != nil && h.TXID == txid {
-			return
+	testtool.Eventually(t, fmt.Sprintf("TXID %d", txid), 15*time.Second, func() error {
+		if h := r.Head(); h == nil {
+			return fmt.Errorf("no version yet; follower status: %+v", f.Status())
+		} else if h.TXID != txid {
+			return fmt.Errorf("replica at TXID %d; follower status: %+v", h.TXID, f.Status())
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	var got ltx.TXID
-	if h := r.Head(); h != nil {
-		got = h.TXID
-	}
-	t.Fatalf("replica at TXID %d, want %d; follower status: %+v", got, txid, f.Status())
+		return nil
+	})
 }
 
 // headerExempt says whether byte i of page 1 is one walrust patches.

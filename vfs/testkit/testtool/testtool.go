@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BuildDir is the Makefile's build directory: $WALRUST_BUILD, or build/ at
@@ -122,5 +123,23 @@ func ForUmasks(t *testing.T, test func(t *testing.T, want fs.FileMode)) {
 			t.Cleanup(func() { syscall.Umask(old) })
 			test(t, tc.want)
 		})
+	}
+}
+
+// Eventually polls cond every 10 ms until it returns nil, and fails the
+// test once timeout has passed, with what it waited for and cond's last
+// error: one polling loop for every test that waits on a follower.
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
