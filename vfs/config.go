@@ -64,15 +64,22 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 			return c, err
 		}
 	}
-	if s := get("max_size", "WALRUST_MAX_SIZE"); s != "" {
-		if c.MaxSize, err = replica.ParseSize(s); err != nil {
-			return c, fmt.Errorf("max_size=%s: %w", s, err)
+	size := func(param, env string) (int64, error) {
+		s := get(param, env)
+		if s == "" {
+			return 0, nil
 		}
+		n, err := replica.ParseSize(s)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%s: %w", param, s, err)
+		}
+		return n, nil
 	}
-	if s := get("max_held", "WALRUST_MAX_HELD"); s != "" {
-		if c.MaxHeld, err = replica.ParseSize(s); err != nil {
-			return c, fmt.Errorf("max_held=%s: %w", s, err)
-		}
+	if c.MaxSize, err = size("max_size", "WALRUST_MAX_SIZE"); err != nil {
+		return c, err
+	}
+	if c.MaxHeld, err = size("max_held", "WALRUST_MAX_HELD"); err != nil {
+		return c, err
 	}
 	if s := strings.TrimSpace(getenv(sourcesEnv)); s != "" {
 		if c.Sources, err = parseSources(s); err != nil {

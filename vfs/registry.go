@@ -154,27 +154,28 @@ func startFollower(ctx context.Context, r *replica.Replica, cfg Config) (*replic
 		return nil, fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
 	}
 	opts := replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Logger: logger}
+	var st store.Store
 	if r.Head() != nil {
 		// A replica that exists is served as it is, at once, whatever the
 		// store does: the follower opens the store at its first poll, in
 		// the background, and the status shows why it cannot meanwhile.
-		st := store.OpenLater(source, cfg.Store)
-		logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-		return replica.Follow(r, st, opts), nil
-	}
-	st, err := store.Open(ctx, source, cfg.Store)
-	switch {
-	case err == nil:
-	case store.IsPermanent(err):
-		return nil, err
-	case store.IsUnreachable(err) || ctx.Err() != nil:
-		// A new replica waits for the store as it waits for a first
-		// snapshot: up to timeout=, counted from the open.
-		logger.Warn("store unreachable; waiting for it to bootstrap", "db", path, "timeout", cfg.Timeout, "err", err)
 		st = store.OpenLater(source, cfg.Store)
-		opts.StoreErr = err
-	default:
-		return nil, err
+	} else {
+		var err error
+		st, err = store.Open(ctx, source, cfg.Store)
+		switch {
+		case err == nil:
+		case store.IsPermanent(err):
+			return nil, err
+		case store.IsUnreachable(err) || ctx.Err() != nil:
+			// A new replica waits for the store as it waits for a first
+			// snapshot: up to timeout=, counted from the open.
+			logger.Warn("store unreachable; waiting for it to bootstrap", "db", path, "timeout", cfg.Timeout, "err", err)
+			st = store.OpenLater(source, cfg.Store)
+			opts.StoreErr = err
+		default:
+			return nil, err
+		}
 	}
 	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
 	return replica.Follow(r, st, opts), nil

@@ -60,10 +60,11 @@ func parseSourceURL(s string) (sourceURL, error) {
 	if err != nil {
 		return sourceURL{}, fmt.Errorf("source %q: %w", s, err)
 	}
-	if u.User != nil || u.Opaque != "" || u.Fragment != "" ||
-		(u.Scheme == "file" && u.Host != "") || (u.Scheme == "s3" && u.Host == "") ||
-		(u.Scheme != "file" && u.Scheme != "s3") {
-		return sourceURL{}, fmt.Errorf("source %q is not a file:///dir or s3://bucket/prefix URL", s)
+	if err := store.Check(c); err != nil {
+		return sourceURL{}, err
+	}
+	if u.User != nil || u.Fragment != "" {
+		return sourceURL{}, fmt.Errorf("source %q: credentials and fragments do not belong in a source URL", s)
 	}
 	p := path.Clean("/" + u.Path)
 	if u.Path != p && !(u.Scheme == "s3" && u.Path == "") {

@@ -238,14 +238,13 @@ func reserve(f *os.File, size int64) error {
 	if size <= cur {
 		return nil
 	}
-	err = unix.Fallocate(int(f.Fd()), 0, cur, size-cur)
-	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+	switch err := unix.Fallocate(int(f.Fd()), 0, cur, size-cur); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, unix.EOPNOTSUPP):
 		// A failed fallocate may keep the blocks it got (ext4 does):
 		// give them back, and leave the file as it was.
 		return errors.Join(err, f.Truncate(cur))
-	}
-	if err == nil {
-		return nil
 	}
 	// No fallocate here (some network and FUSE file systems): zeros.
 	zero := make([]byte, min(size-cur, 1<<20))

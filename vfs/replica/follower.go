@@ -222,16 +222,17 @@ func (f *Follower) run(ctx context.Context) {
 
 func (f *Follower) step(ctx context.Context) error {
 	var err error
+	held, limit := f.r.HeldBytes(), f.heldLimit()
 	switch {
 	case f.r.Head() == nil:
 		err = f.bootstrap(ctx)
-	case f.r.HeldBytes() > f.heldLimit():
+	case held > limit:
 		// Past max_held with the fold still kept back after the last
 		// poll expired what it could in this process: the reader is in
 		// another process, holding SQLite's lock on the file, and cannot
 		// be expired from here. Applying more would grow the log without
 		// bound; the replica waits for it instead, and says so.
-		err = fmt.Errorf("holding back: %d bytes of applied files wait to be folded, past max_held (%d bytes), because a reader in another process keeps the file locked (SQLite's shared lock); new files are applied once it ends", f.r.HeldBytes(), f.heldLimit())
+		err = fmt.Errorf("holding back: %d bytes of applied files wait to be folded, past max_held (%d bytes), because a reader in another process keeps the file locked (SQLite's shared lock); new files are applied once it ends", held, limit)
 	case !f.started:
 		err = f.catchUp(ctx)
 	default:
@@ -252,9 +253,10 @@ func (f *Follower) step(ctx context.Context) error {
 	if _, merr := f.r.Merge(); merr != nil {
 		err = errors.Join(err, merr)
 	}
-	expired, xerr := f.r.ExpireHeld(f.heldLimit())
+	limit = f.heldLimit() // the head may have grown
+	expired, xerr := f.r.ExpireHeld(limit)
 	for _, v := range expired {
-		f.log.Warn("a read transaction kept more of the log than a replica may hold; it expired: its reads fail from now on", "txid", v.TXID, "max_held", f.heldLimit())
+		f.log.Warn("a read transaction kept more of the log than a replica may hold; it expired: its reads fail from now on", "txid", v.TXID, "max_held", limit)
 	}
 	if xerr != nil {
 		err = errors.Join(err, xerr)

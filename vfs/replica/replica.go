@@ -11,7 +11,7 @@
 //	                local file; the follower for writing only to publish,
 //	                to record a fold or a merge, and to expire a version
 //	Replica.revokeMu  every Version's revokers (expire.go)
-//	bases.mu        the process's shared base files (passive.go)
+//	bases.mu        the process's shared base files (base.go)
 //
 // fileLock.mu (SQLite's locks on one base file, lock.go) and Follower.mu
 // (its status) are never held with another. None is held across a network
