@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -13,26 +14,24 @@ import (
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
-// TestDirectReads: a transaction whose version is all in the base file has
-// its page reads served by the C layer (layer.c) straight from the file,
-// and sees the same rows as through Go; one pinned at a version that is not
-// folded yet (a long reader holds the fold back) reads that version's pages
-// through Go and the others from the file, and both see their own TXID.
-func TestDirectReads(t *testing.T) {
+// directSetup follows a primary of 200 rows into a replica opened with the
+// URI parameters extra, and waits until its head is folded: a new
+// connection (an empty page cache) then reads its pages without Go.
+func directSetup(t *testing.T, extra string) (*env, *sql.DB) {
+	t.Helper()
 	e := newEnv(t, 4096)
 	for i := range 200 {
 		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0500d", i, i))
 	}
 	e.commit()
-	db := e.openReplica("")
+	db := e.openReplica(extra)
 	db.SetMaxOpenConns(2)
 	waitFor(t, "the replica to catch up", func() (bool, error) {
 		var n int
 		err := db.QueryRow("SELECT count(*) FROM t").Scan(&n)
 		return n == 200, err
 	})
-	// The follower folds after each poll; once the head is folded, a new
-	// connection (an empty page cache) reads its pages without Go.
+	// The follower folds after each poll.
 	waitFor(t, "direct reads", func() (bool, error) {
 		cold := e.openReplica("")
 		defer cold.Close()
@@ -43,6 +42,16 @@ func TestDirectReads(t *testing.T) {
 		}
 		return vfs.DirectReadsForTest()-before >= 20 && n == 200, nil
 	})
+	return e, db
+}
+
+// TestDirectReads: a transaction whose version is all in the base file has
+// its page reads served by the C layer (layer.c) straight from the file,
+// and sees the same rows as through Go; one pinned at a version that is not
+// folded yet (a long reader holds the fold back) reads that version's pages
+// through Go and the others from the file, and both see their own TXID.
+func TestDirectReads(t *testing.T) {
+	e, db := directSetup(t, "")
 
 	// A long reader pins TXID 2; newer versions stay unfolded behind it.
 	ctx := context.Background()
@@ -130,21 +139,7 @@ func TestDirectReadsExtension(t *testing.T) {
 func TestLongReaderExpires(t *testing.T) {
 	logs := &testtool.Buffer{}
 	defer vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(logs, nil)))()
-	e := newEnv(t, 4096)
-	for i := range 200 {
-		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0500d", i, i))
-	}
-	e.commit()
-	db := e.openReplica("&max_held=64KiB")
-	db.SetMaxOpenConns(2)
-	waitFor(t, "the replica to catch up, folded", func() (bool, error) {
-		cold := e.openReplica("")
-		defer cold.Close()
-		before := vfs.DirectReadsForTest()
-		var n int
-		err := cold.QueryRow("SELECT count(*) FROM t WHERE length(v) > 0").Scan(&n)
-		return n == 200 && vfs.DirectReadsForTest() > before, err
-	})
+	e, db := directSetup(t, "&max_held=64KiB")
 
 	ctx := context.Background()
 	long, err := db.Conn(ctx)
