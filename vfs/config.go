@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -16,7 +16,6 @@ import (
 const (
 	DefaultInterval = 5 * time.Second
 	DefaultTimeout  = 30 * time.Second
-	minInterval     = 10 * time.Millisecond
 )
 
 // Config is how one database is replicated, from its URI parameters, with
@@ -30,7 +29,7 @@ type Config struct {
 	// the first one's is kept.
 	IntervalAsked bool
 	Timeout       time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
-	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: replica.DefaultMaxSize
+	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: 1TiB (replica.DefaultMaxSize)
 	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
 	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 	Sources       *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
@@ -55,8 +54,8 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 		if c.Interval, err = parseDuration("interval", s); err != nil {
 			return c, err
 		}
-		if c.Interval < minInterval {
-			return c, fmt.Errorf("interval=%s is too short (minimum %s)", s, minInterval)
+		if c.Interval < follow.MinInterval {
+			return c, fmt.Errorf("interval=%s is too short (minimum %s)", s, follow.MinInterval)
 		}
 	}
 	if s := get("timeout", "WALRUST_TIMEOUT"); s != "" {
@@ -69,7 +68,7 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 		if s == "" {
 			return 0, nil
 		}
-		n, err := replica.ParseSize(s)
+		n, err := follow.ParseSize(s)
 		if err != nil {
 			return 0, fmt.Errorf("%s=%s: %w", param, s, err)
 		}

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"github.com/walrust/walrust/vfs/follow"
 	"testing"
 )
 
@@ -25,7 +26,7 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if c.Interval < minInterval || c.Timeout < 0 || c.MaxSize < 0 {
+		if c.Interval < follow.MinInterval || c.Timeout < 0 || c.MaxSize < 0 {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c.Sources != nil && c.Store.Endpoint != "" {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -24,7 +25,7 @@ func followElsewhere(t *testing.T, e *biEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := replica.Follow(r, st, replica.Options{Interval: 20 * time.Millisecond})
+	f := follow.Follow(r, st, follow.Options{Interval: 20 * time.Millisecond})
 	t.Cleanup(func() {
 		f.Close()
 		r.Close()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -35,12 +36,10 @@ type shared struct {
 	// mu guards the role and what it says, which a takeover changes.
 	// Exactly one of the two roles is set once started (see role.go): this
 	// process follows the replica, or reads what another process follows.
-	mu       sync.Mutex
-	source   string // the store followed, canonical; from the state file when the URI named none
-	replica  *replica.Replica
-	follower *replica.Follower
-	existing bool // the replica had a version when this process began to follow it
-	passive  *replica.Passive
+	mu      sync.Mutex
+	source  string         // the store followed, canonical; from the state file when the URI named none
+	lead    *follow.Handle // set when this process follows the replica
+	passive *replica.Passive
 	// passiveErr is why the replica another process follows cannot be
 	// read, once its state file says more than "not bootstrapped yet".
 	passiveErr error
@@ -122,63 +121,38 @@ func (s *shared) join(cfg Config, began time.Time) error {
 // open takes the role this process can take: the follower, or a passive
 // reader when another process follows the replica.
 func (s *shared) open(began time.Time) error {
-	r, err := replica.Open(s.path, store.Canonical(s.cfg.Source))
+	// Reaching a new replica's store may wait on the network: no longer
+	// than the open that needs it.
+	ctx, cancel := context.WithDeadline(context.Background(), began.Add(s.cfg.Timeout))
+	defer cancel()
+	h, err := follow.Start(ctx, s.path, s.followConfig())
 	if errors.Is(err, replica.ErrFollowed) {
 		return s.startPassive()
 	} else if err != nil {
-		return err
-	}
-	// Read before the follower starts: it writes the state.
-	existing, source := r.Head() != nil, r.Source()
-	// The store's open may wait on the network: no longer than the open
-	// that needs it.
-	ctx, cancel := context.WithDeadline(context.Background(), began.Add(s.cfg.Timeout))
-	defer cancel()
-	f, err := startFollower(ctx, r, s.cfg)
-	if err != nil {
-		r.Close()
-		return err
+		return explainStart(s.path, err)
 	}
 	s.mu.Lock()
-	s.replica, s.follower, s.existing, s.source = r, f, existing, source
+	s.lead, s.source = h, h.Source
 	s.mu.Unlock()
 	return nil
 }
 
-// startFollower starts following the store an opened replica names. ctx
-// bounds the wait for the store, when there is one.
-func startFollower(ctx context.Context, r *replica.Replica, cfg Config) (*replica.Follower, error) {
-	path := r.Path()
-	source := r.Source()
-	if source == "" {
-		return nil, fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
+// followConfig is how this process follows the replica, from the first
+// open's parameters.
+func (s *shared) followConfig() follow.Config {
+	return follow.Config{
+		Source: s.cfg.Source, Interval: s.cfg.Interval, StoreTimeout: s.cfg.Timeout,
+		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: s.cfg.Store, Logger: logger,
 	}
-	opts := replica.Options{Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Logger: logger}
-	var st store.Store
-	if r.Head() != nil {
-		// A replica that exists is served as it is, at once, whatever the
-		// store does: the follower opens the store at its first poll, in
-		// the background, and the status shows why it cannot meanwhile.
-		st = store.OpenLater(source, cfg.Store)
-	} else {
-		var err error
-		st, err = store.Open(ctx, source, cfg.Store)
-		switch {
-		case err == nil:
-		case store.IsPermanent(err):
-			return nil, err
-		case store.IsUnreachable(err) || ctx.Err() != nil:
-			// A new replica waits for the store as it waits for a first
-			// snapshot: up to timeout=, counted from the open.
-			logger.Warn("store unreachable; waiting for it to bootstrap", "db", path, "timeout", cfg.Timeout, "err", err)
-			st = store.OpenLater(source, cfg.Store)
-			opts.StoreErr = err
-		default:
-			return nil, err
-		}
+}
+
+// explainStart says how to give a replica a source, in the terms of an
+// SQLite open.
+func explainStart(path string, err error) error {
+	if errors.Is(err, follow.ErrNoSource) {
+		return fmt.Errorf("%s has no replica yet and no source: open it with ?source=file:///dir or s3://bucket/prefix, or set WALRUST_SOURCE", path)
 	}
-	logger.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
-	return replica.Follow(r, st, opts), nil
+	return err
 }
 
 // release drops one reference; the last one stops the follower.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -40,26 +41,63 @@ func (s *shared) startPassive() error {
 // free, and opens the replica for reading once the follower has made it.
 func (s *shared) watch() {
 	defer close(s.watchDone)
-	for {
-		wait := s.cfg.Interval
-		s.mu.Lock()
-		if s.passive == nil {
-			wait = min(wait, 50*time.Millisecond) // an open is waiting for the first bootstrap
-		}
-		s.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // ends with the watch at the latest
 		select {
 		case <-s.stopWatch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		h, err := follow.Lead(ctx, s.path, s.takeOverConfig(), s.takeOverWait, func(bool) { s.refreshPassive() })
+		if ctx.Err() != nil {
+			if h != nil {
+				h.Close()
+			}
 			return
-		case <-time.After(wait):
 		}
-		if s.tryTakeOver() {
+		if err == nil {
+			s.tookOver(h)
 			return
 		}
-		s.mu.Lock()
-		if s.passive == nil {
-			s.openPassiveLocked()
+		logger.Warn("cannot take over following", "db", s.path, "err", explainStart(s.path, err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.cfg.Interval):
 		}
-		s.mu.Unlock()
+	}
+}
+
+// takeOverConfig follows the store the passive entry reads.
+func (s *shared) takeOverConfig() follow.Config {
+	c := s.followConfig()
+	s.mu.Lock()
+	c.Source = s.source
+	s.mu.Unlock()
+	return c
+}
+
+// takeOverWait is how long to wait before trying to take over again: the
+// poll interval, or less while an open waits for the first bootstrap.
+func (s *shared) takeOverWait() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.passive == nil {
+		return min(s.cfg.Interval, 50*time.Millisecond)
+	}
+	return s.cfg.Interval
+}
+
+// refreshPassive opens the replica for reading once the process that
+// follows it has made it.
+func (s *shared) refreshPassive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.passive == nil {
+		s.openPassiveLocked()
 	}
 }
 
@@ -82,51 +120,18 @@ func (s *shared) openPassiveLocked() {
 	}
 }
 
-// tryTakeOver becomes the follower if no other process is.
-func (s *shared) tryTakeOver() bool {
-	s.mu.Lock()
-	want := s.source
-	s.mu.Unlock()
-	r, err := replica.Open(s.path, want)
-	if errors.Is(err, replica.ErrFollowed) {
-		return false
-	} else if err != nil {
-		logger.Warn("cannot take over following", "db", s.path, "err", err)
-		return false
-	}
-	existing, source := r.Head() != nil, r.Source() // before the follower writes the state
-	f, err := s.takeOverFollow(r)
-	if err != nil {
-		r.Close()
-		logger.Warn("cannot take over following", "db", s.path, "err", err)
-		return false
-	}
-	logger.Info("took over following", "db", s.path, "source", source)
+// tookOver makes the entry the follower.
+func (s *shared) tookOver(h *follow.Handle) {
+	logger.Info("took over following", "db", s.path, "source", h.Source)
 	s.mu.Lock()
 	p := s.passive
-	s.replica, s.follower, s.existing, s.passive, s.source = r, f, existing, nil, source
+	s.lead, s.passive, s.source = h, nil, h.Source
 	s.mu.Unlock()
 	if p != nil {
 		// Transactions begun passively end on the shared base file, which
 		// the replica keeps open.
 		p.Close()
 	}
-	return true
-}
-
-// takeOverFollow starts the follower of a takeover; reaching the store is
-// bounded by the timeout of an open, and by close.
-func (s *shared) takeOverFollow(r *replica.Replica) (*replica.Follower, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-	defer cancel()
-	go func() { // ends with the takeover at the latest
-		select {
-		case <-s.stopWatch:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return startFollower(ctx, r, s.cfg)
 }
 
 // waitReady waits until there is a version to read, in either role.
@@ -134,14 +139,14 @@ func (s *shared) waitReady(began time.Time, timeout time.Duration) error {
 	deadline := began.Add(timeout)
 	for {
 		s.mu.Lock()
-		f, existing, p, perr := s.follower, s.existing, s.passive, s.passiveErr
+		h, p, perr := s.lead, s.passive, s.passiveErr
 		s.mu.Unlock()
 		switch {
-		case f != nil && existing:
+		case h != nil && h.Existing:
 			// Served as it is while the first poll runs.
 			return nil
-		case f != nil:
-			return f.WaitReadyFrom(began, timeout)
+		case h != nil:
+			return h.WaitReadyFrom(began, timeout)
 		case p != nil:
 			return nil
 		case perr != nil:
@@ -156,11 +161,11 @@ func (s *shared) waitReady(began time.Time, timeout time.Duration) error {
 // begin starts a read transaction in the current role; end must follow.
 func (s *shared) begin() (v *replica.Version, end func(), err error) {
 	s.mu.Lock()
-	r, p := s.replica, s.passive
+	h, p := s.lead, s.passive
 	s.mu.Unlock()
 	switch {
-	case r != nil:
-		v, err := r.Pin()
+	case h != nil:
+		v, err := h.Replica.Pin()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -187,11 +192,8 @@ func (s *shared) close() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.follower != nil {
-		s.follower.Close()
-	}
-	if s.replica != nil {
-		if err := s.replica.Close(); err != nil {
+	if s.lead != nil {
+		if err := s.lead.Close(); err != nil {
 			logger.Error("close replica", "db", s.path, "err", err)
 		}
 	}
@@ -203,23 +205,23 @@ func (s *shared) close() {
 // status is PRAGMA walrust_status: the follower's status, with TXIDs as
 // plain numbers, and the role this process plays.
 type status struct {
-	replica.Status
+	follow.Status
 	TXID uint64 `json:"txid"`
 	Role string `json:"role"` // "follower", or "reader" when another process follows
 }
 
 func (s *shared) status() status {
 	s.mu.Lock()
-	f, p := s.follower, s.passive
+	h, p := s.lead, s.passive
 	s.mu.Unlock()
-	if f != nil {
-		st := f.Status()
+	if h != nil {
+		st := h.Status()
 		return status{Status: st, TXID: uint64(st.TXID), Role: "follower"}
 	}
 	s.mu.Lock()
 	source := s.source
 	s.mu.Unlock()
-	st := replica.Status{Source: source, Path: s.path, Interval: s.cfg.Interval.String()}
+	st := follow.Status{Source: source, Path: s.path, Interval: s.cfg.Interval.String()}
 	if p != nil {
 		if v, err := p.Begin(); err == nil {
 			st.TXID, st.Timestamp = v.TXID, v.Timestamp

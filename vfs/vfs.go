@@ -1,6 +1,3 @@
-// Package vfs is the SQLite-facing side of walrust: a read-only VFS named
-// "walrust" whose database files are self-updating replicas, configured per
-// database by URI parameters.
 package vfs
 
 import (

@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -62,9 +61,6 @@ overwritten; one that follows another source is refused.
 Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
 
-// minInterval matches the VFS's lower bound for interval=.
-const minInterval = 10 * time.Millisecond
-
 func init() {
 	replicateCommand.flags = func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var sf storeFlags
@@ -81,7 +77,7 @@ func init() {
 		})
 		var maxSize int64
 		fs.Func("max-size", "refuse LTX files that describe a database larger than `SIZE`: 500GB, 2TiB (default 1TiB)", func(s string) error {
-			n, err := replica.ParseSize(s)
+			n, err := follow.ParseSize(s)
 			maxSize = n
 			return err
 		})
@@ -94,8 +90,8 @@ func init() {
 				return usagef("want one SOURCE, got %d arguments: %s", len(args), strings.Join(args, " "))
 			case *local == "":
 				return usagef("missing --local DB: the replica file to keep")
-			case *interval < minInterval:
-				return usagef("--interval %s: must be at least %s", *interval, minInterval)
+			case *interval < follow.MinInterval:
+				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
 			}
 			return runReplicate(ctx, e, args[0], *local, &sf, *interval, maxSize)
 		}
@@ -116,31 +112,31 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The store first, so that a mistyped source leaves nothing behind. A
-	// store that does not answer yet (a server or network outage) is
-	// waited for, as a headless follower should: the follower opens it at
-	// its polls, and the first failing poll prints why.
-	st, storeErr := openStore(sigCtx, source, sf, false)
-	if store.IsUnreachable(storeErr) {
-		st = store.OpenLater(source, sf.options())
-	} else if storeErr != nil {
-		return storeErr
-	}
-	p := newReplicatePrinter(e.stdout, e.stderr, interval)
-	r, err := openLeader(sigCtx, p, local, source, interval)
-	if err != nil || r == nil {
-		return err // r == nil: interrupted while another process followed
-	}
-	if h := r.Head(); h != nil {
-		p.printf("Resuming from TXID %d (%s)\n", uint64(h.TXID), local)
-	}
-	f := replica.Follow(r, st, replica.Options{
+	// follow.Lead opens the store of a new replica before anything is
+	// written, so that a mistyped source leaves nothing behind; a store
+	// that does not answer yet (a server or network outage) is waited for,
+	// as a headless follower should. While another process follows the
+	// replica (it holds DB-replica-lock: a walrust replicate, or a program
+	// that opened it through the VFS), it waits and takes over when that
+	// process stops.
+	p := newReplicatePrinter(e.stdout, e.stderr, local, interval)
+	h, err := follow.Lead(sigCtx, local, follow.Config{
+		Source:   source,
 		Interval: interval,
 		MaxSize:  maxSize,
+		Store:    sf.options(),
 		Logger:   followerLogger(os.Getenv("WALRUST_LOG")),
 		OnEvent:  p.event,
-		StoreErr: storeErr,
-	})
+	}, func() time.Duration { return min(interval, time.Second) }, func(bool) { p.waiting() })
+	switch {
+	case h == nil && sigCtx.Err() != nil:
+		p.printf("Stopped while another process followed %s\n", local)
+		return nil
+	case err != nil:
+		return err
+	}
+	r := h.Replica
+	f := h.Follower
 
 	// The follower reports what it does through events; whether a poll
 	// succeeded (the end of an error, the first poll done) only through
@@ -162,48 +158,15 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	})
 	f.Close()
 	slow.Stop()
-	// A follower folds after each poll, so this only matters when the
-	// signal came in the middle of one; the next run would fold it too.
-	_, foldErr := r.Fold()
-	if foldErr != nil {
-		foldErr = fmt.Errorf("fold %s: %w", local, foldErr)
-	}
-	if h := r.Head(); h != nil {
-		p.printf("Stopped at TXID %d (%s)\n", uint64(h.TXID), local)
+	if v := r.Head(); v != nil {
+		p.printf("Stopped at TXID %d (%s)\n", uint64(v.TXID), local)
 	} else {
 		p.printf("Stopped before any snapshot was installed (%s)\n", local)
 	}
-	if err := r.Close(); err != nil {
-		return errors.Join(foldErr, fmt.Errorf("close %s: %w", local, err))
-	}
-	return foldErr
-}
-
-// openLeader opens the replica to follow it. While another process follows
-// it (it holds DB-replica-lock: a walrust replicate, or a program that
-// opened it through the VFS), it waits and takes over when that process
-// stops; nil, nil means it was interrupted while waiting.
-func openLeader(ctx context.Context, p *replicatePrinter, local, source string, interval time.Duration) (*replica.Replica, error) {
-	waiting := false
-	for {
-		r, err := replica.Open(local, source)
-		if !errors.Is(err, replica.ErrFollowed) {
-			if err == nil && waiting {
-				p.printf("Took over following %s\n", local)
-			}
-			return r, err
-		}
-		if !waiting {
-			waiting = true
-			p.printf("Another process follows %s (it holds %s-replica-lock); waiting to take over...\n", local, filepath.Base(local))
-		}
-		select {
-		case <-ctx.Done():
-			p.printf("Stopped while another process followed %s\n", local)
-			return nil, nil
-		case <-time.After(min(interval, time.Second)):
-		}
-	}
+	// A follower folds after each poll, so the fold in Close only matters
+	// when the signal came in the middle of one; the next run would fold
+	// it too.
+	return h.Close()
 }
 
 // statusEvery is how often the command looks at the follower's status.

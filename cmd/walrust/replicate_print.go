@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"golang.org/x/term"
 
-	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -28,6 +29,7 @@ const progressAfter = 500 * time.Millisecond
 // otherwise a plain line every logEvery.
 type replicatePrinter struct {
 	out, errOut io.Writer
+	local       string // the replica, as the command line names it
 	tty         bool
 	interval    time.Duration
 	now         func() time.Time
@@ -37,6 +39,7 @@ type replicatePrinter struct {
 	dlStart  time.Time // when the snapshot download started
 	dlLog    time.Time // when progress was last logged (no terminal)
 	polling  bool      // "Polling for updates" was printed
+	waited   bool      // another process followed the replica at first
 	failing  bool      // the last poll failed
 	errMsg   string    // its error, as printed
 	errPrint time.Time // when an error was last printed
@@ -44,11 +47,21 @@ type replicatePrinter struct {
 	errSince time.Time // when polls started failing
 }
 
-func newReplicatePrinter(out, errOut io.Writer, interval time.Duration) *replicatePrinter {
+func newReplicatePrinter(out, errOut io.Writer, local string, interval time.Duration) *replicatePrinter {
 	f, ok := out.(*os.File)
 	return &replicatePrinter{
-		out: out, errOut: errOut, interval: interval, now: time.Now,
+		out: out, errOut: errOut, local: local, interval: interval, now: time.Now,
 		tty: ok && term.IsTerminal(int(f.Fd())),
+	}
+}
+
+// waiting says that another process follows the replica, once.
+func (p *replicatePrinter) waiting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.waited {
+		p.waited = true
+		p.linef(p.out, "Another process follows %s (it holds %s-replica-lock); waiting to take over...\n", p.local, filepath.Base(p.local))
 	}
 }
 
@@ -88,31 +101,38 @@ func fileName(fi store.FileInfo) string {
 }
 
 // event is the follower's OnEvent.
-func (p *replicatePrinter) event(ev replica.Event) {
+func (p *replicatePrinter) event(ev follow.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
 	switch ev.Kind {
-	case replica.EventBootstrapStart:
+	case follow.EventStart:
+		if p.waited {
+			p.linef(p.out, "Took over following %s\n", p.local)
+		}
+		if ev.TXID > 0 {
+			p.linef(p.out, "Resuming from TXID %d (%s)\n", uint64(ev.TXID), p.local)
+		}
+	case follow.EventBootstrapStart:
 		p.dlStart, p.dlLog = now, now
 		p.linef(p.out, "Bootstrapping from snapshot...\n")
-	case replica.EventProgress:
+	case follow.EventProgress:
 		p.showProgress(ev, now)
-	case replica.EventSnapshotInstalled:
+	case follow.EventSnapshotInstalled:
 		size := ""
 		if ev.Bytes > 0 {
 			size = formatBytes(ev.Bytes) + " in "
 		}
 		p.linef(p.out, "Downloaded %s (%s%s)\n", ev.File.Name(), size, ev.Took.Round(time.Millisecond))
 		p.linef(p.out, "Applied %s, TXID %d\n", plural(ev.Pages, "page", "pages"), uint64(ev.TXID))
-	case replica.EventApplied:
+	case follow.EventApplied:
 		p.linef(p.out, "Applied %s: %s, TXID %d\n", fileName(ev.File), plural(ev.Pages, "page", "pages"), uint64(ev.TXID))
-	case replica.EventRebootstrap:
+	case follow.EventRebootstrap:
 		p.linef(p.out, "Re-bootstrapping: no chain of LTX files leads from TXID %d to the store's newest TXID; starting over from snapshot %s\n",
 			uint64(ev.TXID), ev.File.Name())
-	case replica.EventRejected:
+	case follow.EventRejected:
 		p.linef(p.errOut, "Rejected %s: %v (the replica keeps its last good state)\n", ev.File, ev.Err)
-	case replica.EventError:
+	case follow.EventError:
 		msg := fmt.Sprint(ev.Err)
 		if !p.failing {
 			p.errSince = now
@@ -126,7 +146,7 @@ func (p *replicatePrinter) event(ev replica.Event) {
 }
 
 // showProgress shows a snapshot download's progress; p.mu is held.
-func (p *replicatePrinter) showProgress(ev replica.Event, now time.Time) {
+func (p *replicatePrinter) showProgress(ev follow.Event, now time.Time) {
 	done := ev.Bytes > 0 && ev.Done >= ev.Bytes
 	if p.tty && done {
 		p.clearProgress() // the "Downloaded" line follows
@@ -157,7 +177,7 @@ func (p *replicatePrinter) showProgress(ev replica.Event, now time.Time) {
 
 // status looks at the follower's status: the first successful poll starts
 // the steady state, and a successful poll after failed ones ends an error.
-func (p *replicatePrinter) status(s replica.Status, ready bool) {
+func (p *replicatePrinter) status(s follow.Status, ready bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ok := !s.LastPoll.IsZero() && s.LastError == ""

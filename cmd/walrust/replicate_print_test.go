@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/store"
 )
 
@@ -20,7 +20,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func testPrinter(tty bool) (*replicatePrinter, *strings.Builder, *strings.Builder, *fakeClock) {
 	var out, errOut strings.Builder
 	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	p := newReplicatePrinter(&out, &errOut, time.Second)
+	p := newReplicatePrinter(&out, &errOut, "replica.db", time.Second)
 	p.tty, p.now = tty, clock.now
 	return p, &out, &errOut, clock
 }
@@ -31,16 +31,16 @@ var snapshotFile = store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXI
 // download ends or anything else is printed.
 func TestReplicateProgressTerminal(t *testing.T) {
 	p, out, errOut, clock := testPrinter(true)
-	p.event(replica.Event{Kind: replica.EventBootstrapStart, File: snapshotFile, Bytes: snapshotFile.Size})
-	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 65536, Bytes: snapshotFile.Size}) // too early to show
+	p.event(follow.Event{Kind: follow.EventBootstrapStart, File: snapshotFile, Bytes: snapshotFile.Size})
+	p.event(follow.Event{Kind: follow.EventProgress, File: snapshotFile, Done: 65536, Bytes: snapshotFile.Size}) // too early to show
 	clock.advance(500 * time.Millisecond)
-	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 1_000_000, Bytes: snapshotFile.Size})
+	p.event(follow.Event{Kind: follow.EventProgress, File: snapshotFile, Done: 1_000_000, Bytes: snapshotFile.Size})
 	clock.advance(500 * time.Millisecond)
-	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 2_500_000, Bytes: snapshotFile.Size})
-	p.event(replica.Event{Kind: replica.EventError, Err: errors.New("slow store")})
+	p.event(follow.Event{Kind: follow.EventProgress, File: snapshotFile, Done: 2_500_000, Bytes: snapshotFile.Size})
+	p.event(follow.Event{Kind: follow.EventError, Err: errors.New("slow store")})
 	clock.advance(time.Second)
-	p.event(replica.Event{Kind: replica.EventProgress, File: snapshotFile, Done: 4_000_000, Bytes: snapshotFile.Size})
-	p.event(replica.Event{Kind: replica.EventSnapshotInstalled, File: snapshotFile, Bytes: snapshotFile.Size, Pages: 977, TXID: 7, Took: 2 * time.Second})
+	p.event(follow.Event{Kind: follow.EventProgress, File: snapshotFile, Done: 4_000_000, Bytes: snapshotFile.Size})
+	p.event(follow.Event{Kind: follow.EventSnapshotInstalled, File: snapshotFile, Bytes: snapshotFile.Size, Pages: 977, TXID: 7, Took: 2 * time.Second})
 
 	want := "Bootstrapping from snapshot...\n" +
 		"\r\033[KDownloading 0000000000000001-0000000000000007.ltx:  25% (1.0 MB of 4.0 MB, 2.0 MB/s)" +
@@ -61,10 +61,10 @@ func TestReplicateProgressLog(t *testing.T) {
 	p, out, _, clock := testPrinter(false)
 	unknown := snapshotFile
 	unknown.Size = 0 // the store did not say
-	p.event(replica.Event{Kind: replica.EventBootstrapStart, File: unknown})
+	p.event(follow.Event{Kind: follow.EventBootstrapStart, File: unknown})
 	for i := 1; i <= 24; i++ { // 12 s of reports every 500ms
 		clock.advance(500 * time.Millisecond)
-		p.event(replica.Event{Kind: replica.EventProgress, File: unknown, Done: int64(i) * 100_000})
+		p.event(follow.Event{Kind: follow.EventProgress, File: unknown, Done: int64(i) * 100_000})
 	}
 	want := "Bootstrapping from snapshot...\n" +
 		"Downloading 0000000000000001-0000000000000007.ltx: 1.0 MB (200.0 KB/s)\n" +
@@ -81,14 +81,14 @@ func TestReplicateErrorLines(t *testing.T) {
 	p, out, errOut, clock := testPrinter(false)
 	poll := func(err string) {
 		clock.advance(time.Second)
-		s := replica.Status{LastPoll: clock.now(), LastError: err}
+		s := follow.Status{LastPoll: clock.now(), LastError: err}
 		if err != "" {
 			p.status(s, false) // the status moves before the event comes
-			p.event(replica.Event{Kind: replica.EventError, Err: errors.New(err)})
+			p.event(follow.Event{Kind: follow.EventError, Err: errors.New(err)})
 		}
 		p.status(s, true)
 	}
-	p.status(replica.Status{}, false) // no poll yet
+	p.status(follow.Status{}, false) // no poll yet
 	poll("list: connection refused")
 	poll("list: connection refused")
 	poll("gap at TXID 5, store at 9")
@@ -117,11 +117,11 @@ func TestReplicateEventLines(t *testing.T) {
 	p, out, errOut, _ := testPrinter(false)
 	l0 := store.FileInfo{Level: 0, MinTXID: 8, MaxTXID: 8, Size: 4096}
 	l1 := store.FileInfo{Level: 1, MinTXID: 9, MaxTXID: 0x1f, Size: 40960}
-	p.event(replica.Event{Kind: replica.EventApplied, File: l0, Pages: 1, TXID: 8})
-	p.event(replica.Event{Kind: replica.EventApplied, File: l1, Pages: 12, TXID: 0x1f})
-	p.event(replica.Event{Kind: replica.EventRebootstrap, File: snapshotFile, TXID: 3})
-	p.event(replica.Event{Kind: replica.EventRejected, File: l0, Err: errors.New("checksum mismatch")})
-	p.event(replica.Event{Kind: replica.EventSnapshotInstalled, File: store.FileInfo{Level: 9, MinTXID: 1, MaxTXID: 2}, Pages: 1, TXID: 2, Took: 1500 * time.Microsecond})
+	p.event(follow.Event{Kind: follow.EventApplied, File: l0, Pages: 1, TXID: 8})
+	p.event(follow.Event{Kind: follow.EventApplied, File: l1, Pages: 12, TXID: 0x1f})
+	p.event(follow.Event{Kind: follow.EventRebootstrap, File: snapshotFile, TXID: 3})
+	p.event(follow.Event{Kind: follow.EventRejected, File: l0, Err: errors.New("checksum mismatch")})
+	p.event(follow.Event{Kind: follow.EventSnapshotInstalled, File: store.FileInfo{Level: 9, MinTXID: 1, MaxTXID: 2}, Pages: 1, TXID: 2, Took: 1500 * time.Microsecond})
 	want := "Applied 0000000000000008-0000000000000008.ltx: 1 page, TXID 8\n" +
 		"Applied 0000000000000009-000000000000001f.ltx (L1): 12 pages, TXID 31\n" +
 		"Re-bootstrapping: no chain of LTX files leads from TXID 3 to the store's newest TXID; starting over from snapshot 0000000000000001-0000000000000007.ltx\n" +

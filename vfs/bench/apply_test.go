@@ -11,6 +11,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -115,7 +116,7 @@ func (b *bench) apply(d *data) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		f := replica.Follow(r, st, replica.Options{Interval: 10 * time.Millisecond})
+		f := follow.Follow(r, st, follow.Options{Interval: 10 * time.Millisecond})
 		defer f.Close()
 		if err := f.WaitReady(5 * time.Minute); err != nil {
 			t.Fatal(err)

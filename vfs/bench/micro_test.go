@@ -14,6 +14,7 @@ import (
 	"github.com/superfly/ltx"
 	"golang.org/x/sys/unix"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
@@ -149,7 +150,7 @@ func BenchmarkPageRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer r.Close()
-		f := replica.Follow(r, st, replica.Options{Interval: 1 << 40})
+		f := follow.Follow(r, st, follow.Options{Interval: 1 << 40})
 		defer f.Close()
 		if err := f.WaitReady(1 << 40); err != nil {
 			b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -302,14 +303,14 @@ func TestReplicaAfterRetention(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "replica.db")
 	var mu sync.Mutex
-	var events []replica.Event
-	follow := func(txid ltx.TXID) (*replica.Replica, *replica.Follower) {
+	var events []follow.Event
+	followTo := func(txid ltx.TXID) (*replica.Replica, *follow.Follower) {
 		t.Helper()
 		r, err := replica.Open(path, st.String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := replica.Follow(r, st, replica.Options{Interval: 5 * time.Millisecond, OnEvent: func(e replica.Event) {
+		f := follow.Follow(r, st, follow.Options{Interval: 5 * time.Millisecond, OnEvent: func(e follow.Event) {
 			mu.Lock()
 			events = append(events, e)
 			mu.Unlock()
@@ -326,7 +327,7 @@ func TestReplicaAfterRetention(t *testing.T) {
 		}
 		return r, f
 	}
-	r, f := follow(2)
+	r, f := followTo(2)
 	f.Close()
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
@@ -348,13 +349,13 @@ func TestReplicaAfterRetention(t *testing.T) {
 	mu.Lock()
 	events = nil
 	mu.Unlock()
-	r, f = follow(5)
+	r, f = followTo(5)
 	defer r.Close()
 	defer f.Close()
 	mu.Lock()
 	var rebootstrapped bool
 	for _, e := range events {
-		rebootstrapped = rebootstrapped || (e.Kind == replica.EventRebootstrap && e.File.MaxTXID == 5)
+		rebootstrapped = rebootstrapped || (e.Kind == follow.EventRebootstrap && e.File.MaxTXID == 5)
 	}
 	mu.Unlock()
 	if !rebootstrapped {

@@ -211,8 +211,10 @@ func (r *Replica) checksumOf(ctx context.Context, v *Version) (ltx.Checksum, err
 	hasher := ltx.NewHasher()
 	buf := make([]byte, v.PageSize)
 	lockPgno := ltx.LockPgno(v.PageSize)
-	var sum ltx.Checksum
-	for pgno := uint32(1); pgno <= v.Commit; pgno++ {
+	// Page 1 as the primary wrote it: the copy here carries the header
+	// walrust serves (its own change counter), wherever it is read from.
+	sum := ltx.ChecksumFlag | v.Page1Checksum
+	for pgno := uint32(2); pgno <= v.Commit; pgno++ {
 		if pgno == lockPgno {
 			continue
 		}

@@ -16,8 +16,8 @@ import (
 // reference images at every step.
 func TestManyPinnedVersions(t *testing.T) {
 	w := newWorld(t, 1024, true)
-	w.insertRows(300, 200)
-	w.advance(w.ref.image())
+	w.InsertRows(300, 200)
+	w.Advance(w.Ref.Image())
 	r, f := w.bootstrapped()
 
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -25,15 +25,15 @@ func TestManyPinnedVersions(t *testing.T) {
 	for i := range 40 {
 		switch i % 4 {
 		case 0: // rewrite a few rows spread over the table
-			w.ref.exec("UPDATE t SET v = randomblob(200) WHERE id % 17 = ?", rng.IntN(17))
+			w.Ref.Exec("UPDATE t SET v = randomblob(200) WHERE id % 17 = ?", rng.IntN(17))
 		case 1: // the same rows again: pages overwritten by several versions
-			w.ref.exec("UPDATE t SET v = randomblob(200) WHERE id % 17 = 3")
+			w.Ref.Exec("UPDATE t SET v = randomblob(200) WHERE id % 17 = 3")
 		case 2: // grow
-			w.insertRows(20, 300)
+			w.InsertRows(20, 300)
 		case 3: // shrink a little
-			w.ref.exec("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 10)")
+			w.Ref.Exec("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 10)")
 		}
-		w.commit()
+		w.Commit()
 		mustStep(t, f) // applies, and folds no further than the oldest pin
 		if i%3 == 1 {
 			v, err := r.Pin()
@@ -46,9 +46,9 @@ func TestManyPinnedVersions(t *testing.T) {
 	check := func(what string) {
 		t.Helper()
 		for _, v := range pins {
-			checkVersion(t, v, w.images[v.TXID], what)
+			checkVersion(t, v, w.Image(v.TXID), what)
 		}
-		w.checkHead(r, w.pub.TXID, what)
+		w.checkHead(r, w.Pub.TXID, what)
 	}
 	check("all pinned")
 	if n := segments(t, r); n < 30 {
@@ -73,7 +73,7 @@ func TestManyPinnedVersions(t *testing.T) {
 			w.checkBase(oldest, "fold held at the oldest pin")
 		}
 	}
-	w.checkBase(w.pub.TXID, "everything folded")
+	w.checkBase(w.Pub.TXID, "everything folded")
 	if n := segments(t, r); n != 0 {
 		t.Fatalf("%d segments left after the last unpin", n)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // versionDiff is checkVersion for goroutines other than the test's: it
@@ -31,7 +33,7 @@ func versionDiff(v *Version, img []byte) error {
 		}
 		want := img[(pgno-1)*ps : pgno*ps]
 		for i := range want {
-			if (pgno != 1 || !headerExempt(i)) && buf[i] != want[i] {
+			if (pgno != 1 || !worldtest.HeaderExempt(i)) && buf[i] != want[i] {
 				return fmt.Errorf("TXID %d page %d byte %d = %#x, want %#x", v.TXID, pgno, i, buf[i], want[i])
 			}
 		}
@@ -43,21 +45,19 @@ func versionDiff(v *Version, img []byte) error {
 }
 
 // TestConcurrentReaders runs readers that pin, read every page, hold the
-// pin for a moment, read again and unpin, while a real Follower applies
+// pin for a moment, read again and unpin, while a feeder applies
 // and folds 150 commits (a VACUUM among them). Every read must equal the
 // reference image of the pinned TXID, and each reader's TXIDs and change
 // counters only move forward. Run with -race.
 func TestConcurrentReaders(t *testing.T) {
 	w := newWorld(t, 1024, false)
-	w.insertRows(40, 300)
-	w.advance(w.ref.image())
-	w.snapshot()
+	w.InsertRows(40, 300)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
 	r := w.openReplica()
 	t.Cleanup(func() { r.Close() }) // after the follower's Close
-	f := w.follow(r, w.st)
-	if err := f.WaitReady(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	stopFeeding := w.feedEvery(r, 5*time.Millisecond)
+	waitTXID(t, r, w.Pub.TXID)
 
 	var stop atomic.Bool
 	var reads atomic.Int64
@@ -83,7 +83,7 @@ func TestConcurrentReaders(t *testing.T) {
 					return
 				}
 				lastTXID, lastCounter = v.TXID, v.Counter
-				img := w.image(v.TXID)
+				img := w.Image(v.TXID)
 				err = versionDiff(v, img)
 				if err == nil && rng.IntN(3) == 0 {
 					time.Sleep(time.Duration(rng.IntN(4000)) * time.Microsecond)
@@ -105,23 +105,23 @@ func TestConcurrentReaders(t *testing.T) {
 	for i := range 150 {
 		switch {
 		case i == 75:
-			w.ref.exec("DELETE FROM t WHERE id % 4 != 0")
-			w.commit()
-			w.ref.exec("VACUUM")
+			w.Ref.Exec("DELETE FROM t WHERE id % 4 != 0")
+			w.Commit()
+			w.Ref.Exec("VACUUM")
 		case i%5 == 0:
-			w.ref.exec("UPDATE t SET v = ? WHERE id % 9 = ?", blob(i, 200+i), i%9)
+			w.Ref.Exec("UPDATE t SET v = ? WHERE id % 9 = ?", worldtest.Blob(i, 200+i), i%9)
 		case i%7 == 0:
-			w.ref.exec("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3)")
+			w.Ref.Exec("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3)")
 		default:
-			w.insertRows(1+i%4, 100+i*17%1500)
+			w.InsertRows(1+i%4, 100+i*17%1500)
 		}
-		w.commit()
+		w.Commit()
 		if i%10 == 0 {
 			time.Sleep(time.Millisecond) // let the follower interleave with readers
 		}
 	}
-	last := w.pub.TXID
-	waitTXID(t, r, f, last)
+	last := w.Pub.TXID
+	waitTXID(t, r, last)
 	stop.Store(true)
 	wg.Wait()
 	close(errc)
@@ -134,60 +134,10 @@ func TestConcurrentReaders(t *testing.T) {
 	if reads.Load() < 100 || held.Load() == 0 {
 		t.Fatalf("%d reads, %d held across a newer head: the test exercised too little", reads.Load(), held.Load())
 	}
-	f.Close()
+	stopFeeding()
 	if _, err := r.Fold(); err != nil {
 		t.Fatal(err)
 	}
 	w.checkHead(r, last, "end")
 	w.checkBase(last, "end")
-}
-
-// TestRestartAfterL0Retention: the replica was stopped for longer than L0
-// retention. Every file after its TXID is in L1 and L2, L0 is empty and the
-// snapshot is gone; the reopened follower must look past L0 on its first
-// poll and follow the compactions, and then L0 again.
-func TestRestartAfterL0Retention(t *testing.T) {
-	w := newWorld(t, 4096, true)
-	snap := w.snapshot()
-	r := w.openReplica()
-	f := w.manual(r)
-	mustStep(t, f)
-	for range 5 {
-		w.insertRows(2, 1000)
-		w.commit() // 2..6
-	}
-	mustStep(t, f)
-	mustStep(t, f)
-	w.checkBase(6, "before the stop")
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	for range 10 {
-		w.insertRows(2, 1000)
-		w.commit() // 7..16
-	}
-	w.put(1, w.encode(7, 11))
-	w.put(2, w.encode(12, 16))
-	for txid := ltx.TXID(7); txid <= 16; txid++ {
-		w.remove(l0(txid))
-	}
-	w.remove(snap)
-
-	st := w.openStore()
-	r = w.openReplica()
-	t.Cleanup(func() { r.Close() }) // after the follower's Close
-	f = w.follow(r, st)
-	waitTXID(t, r, f, 16)
-	w.checkHead(r, 16, "after restart")
-	if g := st.Stats().Gets; g != 2 {
-		t.Fatalf("%d GETs, want 2 (L1 7-11, L2 12-16)", g)
-	}
-	w.insertRows(1, 10)
-	w.commit() // 17 at L0
-	waitTXID(t, r, f, 17)
-	w.checkHead(r, 17, "L0 again")
-	if s := f.Status(); s.Bootstraps != 0 {
-		t.Fatalf("bootstraps %d after restart, want 0", s.Bootstraps)
-	}
 }

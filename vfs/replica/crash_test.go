@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -21,9 +22,10 @@ import (
 
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
-// The crash test runs the follower in a child process (this test binary,
+// The crash test runs a replica fed by the store in a child process (this test binary,
 // re-executed to run TestCrashChild) and kills it with SIGKILL again and
 // again while the parent publishes. The child reports every step it
 // reaches (testHook) on a pipe, so the parent knows where each kill landed,
@@ -63,10 +65,24 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An error that says the store's content is corrupt is the replica's
+	// bug after a crash: logged at ERROR, which fails the parent.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f := Follow(r, st, Options{Interval: 2 * time.Millisecond, Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		feedUntil(ctx, &feeder{r: r, st: st}, 2*time.Millisecond, func(err error) {
+			if errors.Is(err, ErrCorrupt) {
+				log.Error("rejected", "err", err)
+			} else {
+				log.Warn("step failed", "err", err)
+			}
+		})
+	}()
 	io.Copy(io.Discard, os.Stdin) // until the parent closes it
-	f.Close()
+	cancel()
+	<-fed
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +108,7 @@ func startCrashChild(t *testing.T, w *world, pause string) *crashChild {
 	}
 	c := &crashChild{t: t, steps: make(chan string, 4096), done: make(chan error, 1)}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-	c.cmd.Env = append(os.Environ(), crashChildEnv+"="+w.path, crashSourceEnv+"="+w.storeDir, crashPauseEnv+"="+pause)
+	c.cmd.Env = append(os.Environ(), crashChildEnv+"="+w.Path, crashSourceEnv+"="+w.StoreDir, crashPauseEnv+"="+pause)
 	c.cmd.ExtraFiles = []*os.File{pw}
 	c.cmd.Stdout, c.cmd.Stderr = &c.output, &c.output
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -215,11 +231,11 @@ func TestCrash(t *testing.T) {
 		t.Skip("kills 60 processes")
 	}
 	w := newWorld(t, 1024, false)
-	w.ref.exec("CREATE TABLE seq (n INTEGER)")
-	w.ref.exec("INSERT INTO seq VALUES (0)")
-	w.insertRows(30, 400)
-	w.advance(w.ref.image())
-	w.snapshot()
+	w.Ref.Exec("CREATE TABLE seq (n INTEGER)")
+	w.Ref.Exec("INSERT INTO seq VALUES (0)")
+	w.InsertRows(30, 400)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
 
 	rng := rand.New(rand.NewPCG(7, 11))
 	nextID := 1000
@@ -231,38 +247,38 @@ func TestCrash(t *testing.T) {
 	}
 	// produce commits one small transaction (one TXID).
 	produce := func() {
-		pages := len(w.pub.Image) / int(w.pub.PageSize)
+		pages := len(w.Pub.Image) / int(w.Pub.PageSize)
 		switch p := rng.IntN(100); {
 		case pages > 220 || p < 2: // shrink: delete most rows, VACUUM
-			w.ref.exec("DELETE FROM t WHERE id % 4 != 0")
-			w.ref.exec("UPDATE seq SET n = n + 1")
-			w.commit()
-			w.ref.exec("VACUUM")
+			w.Ref.Exec("DELETE FROM t WHERE id % 4 != 0")
+			w.Ref.Exec("UPDATE seq SET n = n + 1")
+			w.Commit()
+			w.Ref.Exec("VACUUM")
 			vacuums++
 		case p < 60:
-			w.ref.tx(func(tx *sql.Tx) {
+			w.Ref.Tx(func(tx *sql.Tx) {
 				for range 1 + rng.IntN(4) {
 					nextID++
 					size := 20 + rng.IntN(600)
 					if rng.IntN(8) == 0 {
 						size = 1500 + rng.IntN(3000) // overflow pages
 					}
-					run(tx, "INSERT INTO t (id, k, v) VALUES (?, ?, ?)", nextID, fmt.Sprint("k", nextID), blob(nextID, size))
+					run(tx, "INSERT INTO t (id, k, v) VALUES (?, ?, ?)", nextID, fmt.Sprint("k", nextID), worldtest.Blob(nextID, size))
 				}
 				run(tx, "UPDATE seq SET n = n + 1")
 			})
 		case p < 85:
-			w.ref.tx(func(tx *sql.Tx) {
-				run(tx, "UPDATE t SET v = ? WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3)", blob(rng.IntN(1e6), rng.IntN(900)))
+			w.Ref.Tx(func(tx *sql.Tx) {
+				run(tx, "UPDATE t SET v = ? WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3)", worldtest.Blob(rng.IntN(1e6), rng.IntN(900)))
 				run(tx, "UPDATE seq SET n = n + 1")
 			})
 		default:
-			w.ref.tx(func(tx *sql.Tx) {
+			w.Ref.Tx(func(tx *sql.Tx) {
 				run(tx, "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 4)")
 				run(tx, "UPDATE seq SET n = n + 1")
 			})
 		}
-		w.commit()
+		w.Commit()
 	}
 
 	// verified is the TXID the replica held at the last check: it never
@@ -271,18 +287,12 @@ func TestCrash(t *testing.T) {
 	var counter uint32
 	interrupted := 0 // kills after which other processes saw an interrupted fold
 	prune := func() {
-		w.mu.Lock()
-		for txid := range w.images {
-			if txid < verified && txid != w.pub.TXID {
-				delete(w.images, txid)
-			}
-		}
-		w.mu.Unlock()
-		entries, _ := os.ReadDir(filepath.Join(w.storeDir, "ltx", "0"))
+		w.Forget(verified)
+		entries, _ := os.ReadDir(filepath.Join(w.StoreDir, "ltx", "0"))
 		for _, e := range entries {
 			fi, ok := parseL0(e.Name())
 			if ok && fi.MaxTXID+1 < verified {
-				os.Remove(filepath.Join(w.storeDir, "ltx", "0", e.Name()))
+				os.Remove(filepath.Join(w.StoreDir, "ltx", "0", e.Name()))
 			}
 		}
 	}
@@ -294,7 +304,7 @@ func TestCrash(t *testing.T) {
 		if checkOthers(t, w, verified != 0, last, aimed, what) {
 			interrupted++
 		}
-		r, err := Open(w.path, w.source)
+		r, err := Open(w.Path, w.Source)
 		if err != nil {
 			t.Fatalf("%s: reopen: %v", what, err)
 		}
@@ -314,7 +324,7 @@ func TestCrash(t *testing.T) {
 		if h.Counter < counter {
 			t.Fatalf("%s: change counter went back from %d to %d", what, counter, h.Counter)
 		}
-		if w.images[h.TXID] == nil {
+		if w.Image(h.TXID) == nil {
 			t.Fatalf("%s: replica at TXID %d, which the producer never published", what, h.TXID)
 		}
 		w.checkHead(r, h.TXID, what)
@@ -327,7 +337,7 @@ func TestCrash(t *testing.T) {
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}
-		integrityCheck(t, w.path, what)
+		integrityCheck(t, w.Path, what)
 	}
 
 	// Steps to kill at on purpose, by the run that aims at them; the other
@@ -365,10 +375,10 @@ func TestCrash(t *testing.T) {
 			for range 5 {
 				produce()
 			}
-			if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx", "0")); err != nil {
+			if err := os.RemoveAll(filepath.Join(w.StoreDir, "ltx", "0")); err != nil {
 				t.Fatal(err)
 			}
-			w.snapshot()
+			w.Snapshot()
 			produce()
 		}
 		target := targets[run]
@@ -418,7 +428,7 @@ func TestCrash(t *testing.T) {
 		prune()
 	}
 	t.Logf("%d kills in %v, %d TXIDs, %d VACUUMs; by phase: %v (at random instants: %v); by last step: %v; %d aimed kills missed their step; %d left a fold that other processes refused to read",
-		runs, time.Since(start).Round(time.Millisecond), w.pub.TXID, vacuums, phases, random, steps, missed, interrupted)
+		runs, time.Since(start).Round(time.Millisecond), w.Pub.TXID, vacuums, phases, random, steps, missed, interrupted)
 	if phases["fold"] < 10 || phases["install"] < 3 || phases["download/apply"] < 5 {
 		t.Errorf("too few kills in the phases that matter: %v", phases)
 	}
@@ -428,11 +438,11 @@ func TestCrash(t *testing.T) {
 	for range 20 {
 		produce()
 	}
-	last := w.pub.TXID
+	last := w.Pub.TXID
 	c := startCrashChild(t, w, "")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st, err := readState(w.path)
+		st, err := ReadState(w.Path)
 		if err == nil && st != nil && st.TXID == last {
 			break
 		}
@@ -441,7 +451,7 @@ func TestCrash(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	p, err := OpenPassive(w.path, "")
+	p, err := OpenPassive(w.Path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +462,7 @@ func TestCrash(t *testing.T) {
 	if v.TXID != last {
 		t.Fatalf("passive reader at TXID %d, want %d", v.TXID, last)
 	}
-	checkVersion(t, v, w.images[last], "passive reader after convergence")
+	checkVersion(t, v, w.Image(last), "passive reader after convergence")
 	p.End()
 	p.Close()
 	c.stop()
@@ -463,7 +473,7 @@ func TestCrash(t *testing.T) {
 	w.checkHead(r, last, "after convergence")
 	w.checkBase(last, "after convergence")
 	r.Close()
-	integrityCheck(t, w.path, "after convergence")
+	integrityCheck(t, w.Path, "after convergence")
 }
 
 // checkOthers checks what a process that does not follow the replica sees
@@ -482,7 +492,7 @@ func checkOthers(t *testing.T, w *world, bootstrapped bool, last string, aimed b
 	// After the fold's mark and before its state: the base file is not the
 	// state's TXID.
 	midFold := last == "fold:snapshot" || last == "fold:pages" || last == "fold:synced"
-	p, err := OpenPassive(w.path, "")
+	p, err := OpenPassive(w.Path, "")
 	if errors.Is(err, ErrNoReplica) && !bootstrapped {
 		return false
 	} else if err != nil {
@@ -498,7 +508,7 @@ func checkOthers(t *testing.T, w *world, bootstrapped bool, last string, aimed b
 	case err != nil:
 		t.Fatalf("%s: passive begin: %v", what, err)
 	default:
-		derr := versionDiff(v, w.image(v.TXID))
+		derr := versionDiff(v, w.Image(v.TXID))
 		p.End()
 		if midFold && aimed {
 			t.Fatalf("%s: a passive reader began on the file of an interrupted fold (TXID %d; diff: %v)", what, v.TXID, derr)
@@ -509,13 +519,13 @@ func checkOthers(t *testing.T, w *world, bootstrapped bool, last string, aimed b
 	}
 	p.Close() // before plain SQLite opens and closes the file: POSIX locks
 	hdr := make([]byte, 16)
-	if f, err := os.Open(w.path); err != nil {
+	if f, err := os.Open(w.Path); err != nil {
 		t.Fatal(err)
 	} else {
 		f.ReadAt(hdr, 0)
 		f.Close()
 	}
-	err = integrity(w.path)
+	err = integrity(w.Path)
 	if string(hdr) == foldingMagic {
 		if err == nil || !strings.Contains(err.Error(), "file is not a database") {
 			t.Fatalf("%s: plain SQLite on the file of an interrupted fold: %v, want \"file is not a database\"", what, err)

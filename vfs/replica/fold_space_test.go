@@ -2,6 +2,8 @@ package replica
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/walrust/walrust/vfs/testkit/testtool"
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // A fold that runs out of disk must leave a file that SQLite can read (at
@@ -55,15 +57,15 @@ func limitedChild(t *testing.T, env string) []string {
 func TestFoldNoSpace(t *testing.T) {
 	w := newWorld(t, 512, true)
 	r, _ := w.bootstrapped()
-	base, err := os.Stat(w.path)
+	base, err := os.Stat(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The primary grows well past the base file, and the replica gets
 	// its snapshot as a re-bootstrap: staged, to be folded into the file.
-	w.insertRows(40, 2000)
-	txid := w.advance(w.ref.image())
-	st, err := stageFile(r, w.encode(1, txid))
+	w.InsertRows(40, 2000)
+	txid := w.Advance(w.Ref.Image())
+	st, err := stageFile(r, w.Encode(1, txid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestFoldNoSpace(t *testing.T) {
 	r.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFoldNoSpaceChild$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", foldSpaceChildEnv, w.path, w.source, base.Size()+4096))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", foldSpaceChildEnv, w.Path, w.Source, base.Size()+4096))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
@@ -85,7 +87,7 @@ func TestFoldNoSpace(t *testing.T) {
 
 	// The file is whole at the old TXID: SQLite's magic, not the fold's mark.
 	hdr := make([]byte, 16)
-	f, err := os.Open(w.path)
+	f, err := os.Open(w.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,35 +112,39 @@ const stageSpaceChildEnv = "WALRUST_STAGE_SPACE_CHILD" // "path,storeDir,limit";
 // the follower took it.
 func TestStageNoSpaceChild(t *testing.T) {
 	parts := limitedChild(t, stageSpaceChildEnv)
-	w := &world{t: t, storeDir: parts[1], source: "file://" + parts[1], path: parts[0], logs: &testtool.Buffer{}}
-	w.st = w.openStore()
-	r := w.openReplica()
+	st, err := store.OpenFile(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(parts[0], "file://"+parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
-	f := w.manual(r)
-	err := step(t, f)
-	fmt.Printf("step: %v\nrejected: %v\n", err, logContains(w.logs, "rejected"))
+	err = (&feeder{r: r, st: st}).step(context.Background())
+	fmt.Printf("step: %v\nrejected: %v\n", err, errors.Is(err, ErrCorrupt))
 }
 
 // TestStageNoSpace: a snapshot that the disk cannot take (here a file size
-// limit, as with ENOSPC) is a local failure: retried, never rejected; the
+// limit, as with ENOSPC) is a local failure, never a corrupt file; the
 // same snapshot bootstraps once there is room.
 func TestStageNoSpace(t *testing.T) {
 	w := newWorld(t, 512, true)
-	w.insertRows(40, 2000)
-	w.advance(w.ref.image())
-	w.snapshot()
+	w.InsertRows(40, 2000)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStageNoSpaceChild$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", stageSpaceChildEnv, w.path, w.storeDir, 16<<10))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", stageSpaceChildEnv, w.Path, w.StoreDir, 16<<10))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
-	if !bytes.Contains(out, []byte("(retrying)")) || !bytes.Contains(out, []byte("rejected: false")) {
-		t.Fatalf("a snapshot the disk could not take was not retried, or was rejected:\n%s", out)
+	if !bytes.Contains(out, []byte("file too large")) || !bytes.Contains(out, []byte("rejected: false")) {
+		t.Fatalf("a snapshot the disk could not take failed otherwise, or was taken for a corrupt file:\n%s", out)
 	}
 	r := w.openReplica()
 	defer r.Close()
 	f := w.manual(r)
 	mustStep(t, f)
-	w.checkHead(r, w.pub.TXID, "after the disk has room")
+	w.checkHead(r, w.Pub.TXID, "after the disk has room")
 }

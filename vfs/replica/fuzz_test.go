@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )

@@ -24,22 +24,48 @@ type leaderLock struct{ f *os.File }
 func lockPath(dbPath string) string { return dbPath + "-replica-lock" }
 
 func acquireLeader(dbPath string) (*leaderLock, error) {
-	f, err := os.OpenFile(lockPath(dbPath), os.O_RDWR|os.O_CREATE, durable.Mode)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrFollowed
+	path := lockPath(dbPath)
+	// Each retry means another process removed the file between our open
+	// and our lock (see release); a few are plenty.
+	for range 8 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, durable.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("open lock file: %w", err)
 		}
-		return nil, fmt.Errorf("lock %s: %w", lockPath(dbPath), err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, ErrFollowed
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		// The lock counts only while the path still names the file we
+		// locked: a process that gave up a replica it never made removes
+		// the lock file (release), and one that opened the file before
+		// the removal and locked it after would otherwise lead on a file
+		// that the next process, creating a new one, cannot see.
+		held, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if now, err := os.Stat(path); err == nil && os.SameFile(held, now) {
+			return &leaderLock{f: f}, nil
+		}
+		f.Close()
 	}
-	return &leaderLock{f: f}, nil
+	return nil, fmt.Errorf("lock %s: the file keeps being removed by other processes", path)
 }
 
-func (l *leaderLock) release() {
+// release drops the lock. With remove, it removes the lock file first,
+// while still holding it: a process that then locks the removed file finds
+// the path no longer names it (acquireLeader), so the removal never lets
+// two processes lead at once.
+func (l *leaderLock) release(remove bool) {
 	if l != nil && l.f != nil {
+		if remove {
+			os.Remove(l.f.Name())
+		}
 		l.f.Close() // closing the description drops the flock
 		l.f = nil
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // openFDs counts this process's open descriptors.
@@ -37,11 +39,11 @@ func TestLongReaderBoundedSegments(t *testing.T) {
 	for i := 0; i < files; i++ {
 		// Mostly updates of a few rows, now and then a larger change.
 		if i%50 == 0 {
-			w.insertRows(20, 900)
+			w.InsertRows(20, 900)
 		} else {
-			w.ref.exec("UPDATE t SET v = ? WHERE rowid = ?", blob(i, 300), 1+i%7)
+			w.Ref.Exec("UPDATE t SET v = ? WHERE rowid = ?", worldtest.Blob(i, 300), 1+i%7)
 		}
-		w.commit()
+		w.Commit()
 		if i%perStep == perStep-1 {
 			mustStep(t, f)
 			maxSegments = max(maxSegments, segments(t, r))
@@ -65,14 +67,14 @@ func TestLongReaderBoundedSegments(t *testing.T) {
 	t.Logf("at most %d segments for %d files; descriptors %d → %d", maxSegments, files, fds, openFDs(t))
 
 	for txid, v := range pinned {
-		checkVersion(t, v, w.image(txid), fmt.Sprintf("reader pinned at TXID %d", txid))
+		checkVersion(t, v, w.Image(txid), fmt.Sprintf("reader pinned at TXID %d", txid))
 	}
-	w.checkHead(r, w.pub.TXID, "head behind long readers")
+	w.checkHead(r, w.Pub.TXID, "head behind long readers")
 	for _, v := range pinned {
 		v.Unpin()
 	}
 	mustStep(t, f)
-	w.checkBase(w.pub.TXID, "after the readers end")
+	w.checkBase(w.Pub.TXID, "after the readers end")
 }
 
 // TestMergeCrash: a crash after a merge wrote its segment and before it
@@ -104,11 +106,11 @@ func TestMergeCrash(t *testing.T) {
 	}
 	defer func() { testHook = nil }()
 	for i := range mergeFanIn + 3 {
-		w.ref.exec("UPDATE t SET v = ? WHERE rowid = 1", blob(i, 500))
+		w.Ref.Exec("UPDATE t SET v = ? WHERE rowid = 1", worldtest.Blob(i, 500))
 		if i == 0 {
-			w.insertRows(10, 700)
+			w.InsertRows(10, 700)
 		}
-		w.commit()
+		w.Commit()
 		mustStep(t, f)
 	}
 	testHook = nil
@@ -121,12 +123,12 @@ func TestMergeCrash(t *testing.T) {
 	entries, _ := os.ReadDir(saved)
 	for _, e := range entries {
 		b, _ := os.ReadFile(filepath.Join(saved, e.Name()))
-		if err := os.WriteFile(filepath.Join(w.path+"-replica-log", e.Name()), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(w.Path+"-replica-log", e.Name()), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	r2 := w.openReplica()
 	defer r2.Close()
-	w.checkHead(r2, w.pub.TXID, "after a crash mid-merge")
-	w.checkBase(w.pub.TXID, "after a crash mid-merge")
+	w.checkHead(r2, w.Pub.TXID, "after a crash mid-merge")
+	w.checkBase(w.Pub.TXID, "after a crash mid-merge")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walrust/walrust/vfs/testkit/testtool"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestFileModes: every file a replica is made of gets the mode SQLite gives
@@ -20,7 +21,7 @@ func TestFileModes(t *testing.T) {
 	testtool.ForUmasks(t, func(t *testing.T, want fs.FileMode) {
 		w := newWorld(t, 4096, false)
 		r, f := w.bootstrapped()
-		checkMode(t, want, w.path, statePath(w.path), lockPath(w.path))
+		checkMode(t, want, w.Path, statePath(w.Path), lockPath(w.Path))
 
 		// A pinned reader keeps what follows in the log directory.
 		v, err := r.Pin()
@@ -28,25 +29,25 @@ func TestFileModes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer v.Unpin()
-		w.insertRows(3, 500)
-		w.commit() // 2
+		w.InsertRows(3, 500)
+		w.Commit() // 2
 		mustStep(t, f)
 		checkMode(t, want, logFiles(t, r, segmentExt)...)
 
 		// A snapshot that nothing connects to is staged.
 		for range 3 {
-			w.insertRows(3, 500)
-			w.commit() // 3..5
+			w.InsertRows(3, 500)
+			w.Commit() // 3..5
 		}
-		w.snapshot()
+		w.Snapshot()
 		for txid := ltx.TXID(3); txid <= 4; txid++ { // L0 5 stays: the store still has its head
-			w.remove(l0(txid))
+			w.Remove(worldtest.L0(txid))
 		}
 		for i := 0; i < 3 && r.Head().TXID != 5; i++ {
 			mustStep(t, f)
 		}
 		checkMode(t, want, logFiles(t, r, stagedExt)...)
-		checkMode(t, want, statePath(w.path))
+		checkMode(t, want, statePath(w.Path))
 	})
 }
 

@@ -27,7 +27,7 @@ type Passive struct {
 // file) for passive reading. Like Open, it refuses a source other than the
 // state file's ("" accepts the state file's).
 func OpenPassive(path, source string) (*Passive, error) {
-	st, err := readState(path)
+	st, err := ReadState(path)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (p *Passive) current() (*Version, error) {
 	if pageSize == 1 {
 		pageSize = 65536
 	}
-	st, err := readState(p.path)
+	st, err := ReadState(p.path)
 	if err != nil || st == nil {
 		return nil, fmt.Errorf("read state of %s: %v", p.path, err)
 	}

@@ -1,4 +1,5 @@
-// Package replica keeps a local SQLite database file patched from LTX files:
+// Package replica keeps a local SQLite database file patched from LTX files
+// handed to it (it knows no store; vfs/follow feeds it):
 // it bootstraps it from a snapshot, applies verified files as page versions,
 // serves each reader one consistent version, and folds versions into the
 // file when no reader needs the older images.
@@ -13,10 +14,11 @@
 //	Replica.revokeMu  every Version's revokers (expire.go)
 //	bases.mu        the process's shared base files (base.go)
 //
-// fileLock.mu (SQLite's locks on one base file, lock.go) and Follower.mu
-// (its status) are never held with another. None is held across a network
-// wait: the follower downloads with no lock held, and a fold waits for
-// other processes' readers at most foldLockWait.
+// fileLock.mu (SQLite's locks on one base file, lock.go) is never held
+// with another. None is held across a network wait: the replica never
+// reads a store (its writer, vfs/follow, downloads with no lock of it
+// held), and a fold waits for other processes' readers at most
+// foldLockWait.
 package replica
 
 import (
@@ -89,7 +91,7 @@ func Open(path, source string) (*Replica, error) {
 	}
 	r, err := open(path, source)
 	if err != nil {
-		leader.release()
+		leader.release(false)
 		return nil, err
 	}
 	r.leader = leader
@@ -98,7 +100,7 @@ func Open(path, source string) (*Replica, error) {
 
 func open(path, source string) (*Replica, error) {
 	r := &Replica{path: path, logDir: path + "-replica-log"}
-	st, err := readState(path)
+	st, err := ReadState(path)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func open(path, source string) (*Replica, error) {
 // walrust did not make it, so it neither overwrites it nor puts files
 // beside it.
 func refuseForeign(path string) error {
-	st, err := readState(path)
+	st, err := ReadState(path)
 	if err != nil || st != nil {
 		return err
 	}
@@ -193,6 +195,10 @@ func fileExists(path string) (bool, error) {
 // Path is the local database file.
 func (r *Replica) Path() string { return r.path }
 
+// OpenFoldErr is why the fold at Open failed, if it did: the replica then
+// serves the log, and folds again after the next apply.
+func (r *Replica) OpenFoldErr() error { return r.openFoldErr }
+
 // versionLocks are what a Version needs of the replica it belongs to,
 // rather than the whole replica (a passive reader has none).
 type versionLocks struct {
@@ -206,7 +212,8 @@ type versionLocks struct {
 	revokeMu sync.Mutex
 }
 
-// Source is the store URL the replica follows.
+// Source is the store URL the replica follows. Read it before a follower
+// starts: the follower rewrites the state it comes from.
 func (r *Replica) Source() string { return r.state.Source }
 
 // Head is the newest version, or nil before the first bootstrap.
@@ -416,14 +423,15 @@ func (r *Replica) newChain() *chainIndex {
 }
 
 // Close releases the replica's files. Readers must have unpinned. A
-// replica that never got a version leaves nothing behind but its lock file
-// (removing a lock file others may be waiting on would let two processes
-// lock two different files).
+// replica that never got a version and has no state file leaves nothing
+// behind: a failed first start is as if it never happened.
 func (r *Replica) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	unmade := false
 	if r.base == nil {
-		if st, _ := readState(r.path); st == nil {
+		if st, _ := ReadState(r.path); st == nil {
+			unmade = true
 			os.Remove(r.logDir) // only if empty: never another's files
 		}
 	}
@@ -445,7 +453,7 @@ func (r *Replica) Close() error {
 		b.release()
 	}
 	r.bits = nil
-	r.leader.release()
+	r.leader.release(unmade)
 	r.leader = nil
 	return nil
 }

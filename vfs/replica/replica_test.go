@@ -15,6 +15,7 @@ import (
 
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestMatchesSQLite follows a real SQLite database through inserts, rows
@@ -54,7 +55,7 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 		fn   func(tx *sql.Tx)
 	}
 	ins := func(tx *sql.Tx, id int, size int) {
-		if _, err := tx.Exec("INSERT INTO t (id, k, v) VALUES (?, ?, ?)", id, fmt.Sprintf("k%06d", id), blob(id, size)); err != nil {
+		if _, err := tx.Exec("INSERT INTO t (id, k, v) VALUES (?, ?, ?)", id, fmt.Sprintf("k%06d", id), worldtest.Blob(id, size)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,8 +76,8 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 			}
 		}},
 		{"update small to overflow and back", func(tx *sql.Tx) {
-			run(tx, "UPDATE t SET v = ? WHERE id = 7", blob(7000, 2*ps+17))
-			run(tx, "UPDATE t SET v = ? WHERE id = 101", blob(101, 5))
+			run(tx, "UPDATE t SET v = ? WHERE id = 7", worldtest.Blob(7000, 2*ps+17))
+			run(tx, "UPDATE t SET v = ? WHERE id = 101", worldtest.Blob(101, 5))
 		}},
 		{"delete rows", func(tx *sql.Tx) {
 			run(tx, "DELETE FROM t WHERE id % 3 = 0")
@@ -104,12 +105,12 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 	var pinnedTXID ltx.TXID
 	lastCounter := r.Head().Counter
 	for i, c := range changes {
-		w.ref.tx(c.fn)
-		txid := w.commit()
+		w.Ref.Tx(c.fn)
+		txid := w.Commit()
 		if i == 2 {
 			// Apply without folding and pin it: a reader on a version that
 			// is neither the root nor folded, across the next three commits.
-			if _, err := applyFile(r, w.encode(txid, txid)); err != nil {
+			if _, err := applyFile(r, w.Encode(txid, txid)); err != nil {
 				t.Fatal(err)
 			}
 			var err error
@@ -131,7 +132,7 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 		}
 		if pinned != nil {
 			// The pinned reader still sees its TXID, and the fold stopped there.
-			checkVersion(t, pinned, w.images[pinnedTXID], c.name+" (pinned reader)")
+			checkVersion(t, pinned, w.Image(pinnedTXID), c.name+" (pinned reader)")
 			if i > 2 {
 				w.checkBase(pinnedTXID, c.name+" (fold held at the pinned version)")
 				if n := segments(t, r); n == 0 {
@@ -155,8 +156,8 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 
 	// VACUUM shrinks the database: the served size and the file shrink.
 	before := r.Head().Commit
-	w.ref.exec("VACUUM")
-	txid := w.commit()
+	w.Ref.Exec("VACUUM")
+	txid := w.Commit()
 	mustStep(t, f)
 	w.checkHead(r, txid, "vacuum")
 	if after := r.Head().Commit; after >= before {
@@ -165,12 +166,12 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 	w.checkBase(txid, "vacuum")
 
 	// And it grows again past its old end.
-	w.ref.tx(func(tx *sql.Tx) {
+	w.Ref.Tx(func(tx *sql.Tx) {
 		for i := 5000; i < 5000+manyRows/2; i++ {
 			ins(tx, i, ps/2)
 		}
 	})
-	txid = w.commit()
+	txid = w.Commit()
 	mustStep(t, f)
 	w.checkHead(r, txid, "regrow")
 	w.checkBase(txid, "regrow")
@@ -181,36 +182,36 @@ func testMatchesSQLite(t *testing.T, ps int, noChecksum bool) {
 // and folds the shrunk database.
 func TestShrinkWhilePinned(t *testing.T) {
 	w := newWorld(t, 1024, false)
-	w.ref.tx(func(tx *sql.Tx) {
+	w.Ref.Tx(func(tx *sql.Tx) {
 		for i := range 400 {
-			if _, err := tx.Exec("INSERT INTO t (id, k, v) VALUES (?, 'x', ?)", i, blob(i, 600)); err != nil {
+			if _, err := tx.Exec("INSERT INTO t (id, k, v) VALUES (?, 'x', ?)", i, worldtest.Blob(i, 600)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	})
-	w.advance(w.ref.image())
+	w.Advance(w.Ref.Image())
 	r, f := w.bootstrapped()
 	old, err := r.Pin()
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldTXID := old.TXID
-	w.ref.exec("DELETE FROM t WHERE id > 10")
-	w.commit()
-	w.ref.exec("VACUUM")
-	txid := w.commit()
+	w.Ref.Exec("DELETE FROM t WHERE id > 10")
+	w.Commit()
+	w.Ref.Exec("VACUUM")
+	txid := w.Commit()
 	mustStep(t, f)
 	w.checkHead(r, txid, "after vacuum")
-	checkVersion(t, old, w.images[oldTXID], "pinned before vacuum")
+	checkVersion(t, old, w.Image(oldTXID), "pinned before vacuum")
 	if old.Size() <= r.Head().Size() {
 		t.Fatalf("pinned size %d not larger than the head's %d", old.Size(), r.Head().Size())
 	}
 	old.Unpin()
 	mustStep(t, f)
 	w.checkBase(txid, "after unpin")
-	fi, err := os.Stat(w.path)
-	if err != nil || fi.Size() != int64(len(w.images[txid])) {
-		t.Fatalf("local file size %v, %v; want %d", fi.Size(), err, len(w.images[txid]))
+	fi, err := os.Stat(w.Path)
+	if err != nil || fi.Size() != int64(len(w.Image(txid))) {
+		t.Fatalf("local file size %v, %v; want %d", fi.Size(), err, len(w.Image(txid)))
 	}
 }
 
@@ -222,19 +223,19 @@ func TestApplyRejects(t *testing.T) {
 	w := newWorld(t, 4096, false)
 	r, _ := w.bootstrapped()
 	for i := range 3 {
-		w.ref.exec("INSERT INTO t (k, v) VALUES (?, ?)", "a", blob(i, 3000))
-		w.advance(w.ref.image())
+		w.Ref.Exec("INSERT INTO t (k, v) VALUES (?, ?)", "a", worldtest.Blob(i, 3000))
+		w.Advance(w.Ref.Image())
 	}
 	// Head is at 1; TXIDs 2..4 exist only as images.
 	head := r.Head()
-	good2 := w.encode(2, 2)
+	good2 := w.Encode(2, 2)
 
 	bad := map[string][]byte{
-		"skips TXID 2":     w.encode(3, 3),
+		"skips TXID 2":     w.Encode(3, 3),
 		"wrong page size":  ltxtest.Encode(t, nil, make([]byte, 2*1024), 1024, 2, 2, 0, true, time.Now()),
-		"flipped byte":     flip(good2, len(good2)/2),
+		"flipped byte":     worldtest.Flip(good2, len(good2)/2),
 		"truncated":        good2[:len(good2)-20],
-		"wrong pre-apply":  ltxtest.Encode(t, w.images[1], w.images[2], 4096, 2, 2, w.sums[1]^0x1234, false, time.Now()),
+		"wrong pre-apply":  ltxtest.Encode(t, w.Image(1), w.Image(2), 4096, 2, 2, w.Sum(1)^0x1234, false, time.Now()),
 		"wrong post-apply": wrongPostApply(t, w, 2),
 	}
 	for name, data := range bad {
@@ -259,12 +260,6 @@ func TestApplyRejects(t *testing.T) {
 	w.checkHead(r, 2, "after good file")
 }
 
-func flip(b []byte, i int) []byte {
-	c := append([]byte(nil), b...)
-	c[i] ^= 0x40
-	return c
-}
-
 // wrongPostApply is a well-formed file for txid whose post-apply checksum
 // claims a different result.
 func wrongPostApply(t *testing.T, w *world, txid ltx.TXID) []byte {
@@ -273,11 +268,11 @@ func wrongPostApply(t *testing.T, w *world, txid ltx.TXID) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := w.images[txid]
-	ps := w.pub.PageSize
+	img := w.Image(txid)
+	ps := w.Pub.PageSize
 	if err := enc.EncodeHeader(ltx.Header{
 		Version: ltx.Version, PageSize: ps, Commit: uint32(len(img)) / ps,
-		MinTXID: txid, MaxTXID: txid, Timestamp: time.Now().UnixMilli(), PreApplyChecksum: w.sums[txid-1],
+		MinTXID: txid, MaxTXID: txid, Timestamp: time.Now().UnixMilli(), PreApplyChecksum: w.Sum(txid - 1),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +281,7 @@ func wrongPostApply(t *testing.T, w *world, txid ltx.TXID) []byte {
 			t.Fatal(err)
 		}
 	}
-	enc.SetPostApplyChecksum(w.sums[txid] ^ 0x10)
+	enc.SetPostApplyChecksum(w.Sum(txid) ^ 0x10)
 	if err := enc.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -298,17 +293,17 @@ func wrongPostApply(t *testing.T, w *world, txid ltx.TXID) []byte {
 // and simply downloaded again — and the result equals the reference.
 func TestReplayLog(t *testing.T) {
 	w := newWorld(t, 1024, false)
-	w.snapshot()
+	w.Snapshot()
 	r := w.openReplica()
 	f := w.manual(r)
 	mustStep(t, f)
 	for i := range 6 {
-		w.ref.exec("INSERT INTO t (k, v) VALUES (?, ?)", fmt.Sprint(i), blob(i, 700+i*400))
-		w.commit()
+		w.Ref.Exec("INSERT INTO t (k, v) VALUES (?, ?)", fmt.Sprint(i), worldtest.Blob(i, 700+i*400))
+		w.Commit()
 	}
 	// Apply without folding, as a process killed before its fold would.
 	for txid := ltx.TXID(2); txid <= 7; txid++ {
-		if _, err := applyFile(r, w.encode(txid, txid)); err != nil {
+		if _, err := applyFile(r, w.Encode(txid, txid)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -316,7 +311,7 @@ func TestReplayLog(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(mustGlob(t, filepath.Join(w.path+"-replica-log", "*.pages"))); n != 6 {
+	if n := len(mustGlob(t, filepath.Join(w.Path+"-replica-log", "*.pages"))); n != 6 {
 		t.Fatalf("%d segments in the log, want 6", n)
 	}
 
@@ -325,21 +320,21 @@ func TestReplayLog(t *testing.T) {
 	w.checkHead(r, 7, "after replay")
 	w.checkBase(7, "after replay")
 	// Counters handed out after a restart move past the one on disk.
-	if st, _ := readState(w.path); r.Head().Counter != st.Counter || st.Counter <= 1 {
+	if st, _ := ReadState(w.Path); r.Head().Counter != st.Counter || st.Counter <= 1 {
 		t.Fatalf("counter %d after replay, state says %d", r.Head().Counter, st.Counter)
 	}
 	r.Close()
 
 	// Again, with the newest segment torn: TXID 8 is replayed up to 7 and
 	// refetched from the store.
-	w.ref.exec("UPDATE t SET v = ? WHERE id = 3", blob(99, 5000))
-	w.commit()
+	w.Ref.Exec("UPDATE t SET v = ? WHERE id = 3", worldtest.Blob(99, 5000))
+	w.Commit()
 	r = w.openReplica()
-	if _, err := applyFile(r, w.encode(8, 8)); err != nil {
+	if _, err := applyFile(r, w.Encode(8, 8)); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
-	segs := mustGlob(t, filepath.Join(w.path+"-replica-log", "*.pages"))
+	segs := mustGlob(t, filepath.Join(w.Path+"-replica-log", "*.pages"))
 	if len(segs) != 1 {
 		t.Fatalf("segments %v, want one", segs)
 	}
@@ -347,13 +342,13 @@ func TestReplayLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(segs[0], flip(b, len(b)/3), 0o644); err != nil {
+	if err := os.WriteFile(segs[0], worldtest.Flip(b, len(b)/3), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r = w.openReplica()
 	defer r.Close()
 	w.checkHead(r, 7, "torn segment dropped")
-	if n := len(mustGlob(t, filepath.Join(w.path+"-replica-log", "*"))); n != 0 {
+	if n := len(mustGlob(t, filepath.Join(w.Path+"-replica-log", "*"))); n != 0 {
 		t.Fatalf("torn segment not removed (%d files in the log)", n)
 	}
 	f = w.manual(r)
@@ -376,7 +371,7 @@ func mustGlob(t *testing.T, pattern string) []string {
 func TestOpenRefuses(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.db")
-	content := blob(1, 8192)
+	content := worldtest.Blob(1, 8192)
 	if err := os.WriteFile(path, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -393,20 +388,20 @@ func TestOpenRefuses(t *testing.T) {
 	}
 
 	w := newWorld(t, 4096, false)
-	w.snapshot()
+	w.Snapshot()
 	r := w.openReplica()
 	mustStep(t, w.manual(r))
 	r.Close()
-	if _, err := Open(w.path, "file:///elsewhere"); err == nil || !strings.Contains(err.Error(), w.source) {
+	if _, err := Open(w.Path, "file:///elsewhere"); err == nil || !strings.Contains(err.Error(), w.Source) {
 		t.Fatalf("open with another source: %v", err)
 	}
-	r, err := Open(w.path, "")
+	r, err := Open(w.Path, "")
 	if err != nil {
 		t.Fatalf("open without source: %v", err)
 	}
 	defer r.Close()
-	if r.Source() != w.source {
-		t.Fatalf("source %q, want %q", r.Source(), w.source)
+	if r.Source() != w.Source {
+		t.Fatalf("source %q, want %q", r.Source(), w.Source)
 	}
 	w.checkHead(r, 1, "reopened without source")
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestSnapshotWriterGap: the writer stage of decodeSnapshot leaves zeros
@@ -70,9 +72,9 @@ func TestSnapshotWriterGap(t *testing.T) {
 // hanging or blaming the snapshot's content.
 func TestStageSnapshotWriteFails(t *testing.T) {
 	w := newWorld(t, 4096, false)
-	w.insertRows(2000, 300) // a few hundred pages: several batches
-	w.advance(w.ref.image())
-	snap := w.encode(1, 2)
+	w.InsertRows(2000, 300) // a few hundred pages: several batches
+	w.Advance(w.Ref.Image())
+	snap := w.Encode(1, 2)
 
 	name := filepath.Join(t.TempDir(), "staged")
 	if err := os.WriteFile(name, nil, 0o644); err != nil {
@@ -85,7 +87,7 @@ func TestStageSnapshotWriteFails(t *testing.T) {
 	defer f.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := decodeSnapshot(context.Background(), f, bytes.NewReader(snap), wantOf(snap, true))
+		_, err := decodeSnapshot(context.Background(), f, bytes.NewReader(snap), worldtest.WantOf(snap, true))
 		done <- err
 	}()
 	select {
@@ -104,16 +106,16 @@ func TestStageSnapshotWriteFails(t *testing.T) {
 // a snapshot's pages; decodeSnapshot relies on it instead of a second pass.)
 func TestStageSnapshotWrongChecksum(t *testing.T) {
 	w := newWorld(t, 4096, false)
-	w.insertRows(50, 300)
-	txid := w.advance(w.ref.image())
-	img := w.images[txid]
+	w.InsertRows(50, 300)
+	txid := w.Advance(w.Ref.Image())
+	img := w.Image(txid)
 	encode := func(post ltx.Checksum) []byte {
 		var buf bytes.Buffer
 		enc, err := ltx.NewEncoder(&buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps := w.pub.PageSize
+		ps := w.Pub.PageSize
 		if err := enc.EncodeHeader(ltx.Header{
 			Version: ltx.Version, PageSize: ps, Commit: uint32(len(img)) / ps,
 			MinTXID: 1, MaxTXID: txid, Timestamp: time.Now().UnixMilli(),
@@ -133,16 +135,16 @@ func TestStageSnapshotWrongChecksum(t *testing.T) {
 	}
 	r := w.openReplica()
 	defer r.Close()
-	if st, err := stageFile(r, encode(w.sums[txid]^0x10)); err == nil {
+	if st, err := stageFile(r, encode(w.Sum(txid)^0x10)); err == nil {
 		st.Discard()
 		t.Fatal("a snapshot with a wrong database checksum was staged")
 	}
-	st, err := stageFile(r, encode(w.sums[txid]))
+	st, err := stageFile(r, encode(w.Sum(txid)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Discard()
-	if st.Meta.Checksum != w.sums[txid] {
-		t.Fatalf("staged with checksum %s, want %s", st.Meta.Checksum, w.sums[txid])
+	if st.Meta.Checksum != w.Sum(txid) {
+		t.Fatalf("staged with checksum %s, want %s", st.Meta.Checksum, w.Sum(txid))
 	}
 }

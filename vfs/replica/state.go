@@ -59,8 +59,9 @@ type StagedSnapshot struct {
 
 func statePath(dbPath string) string { return dbPath + "-replica-state" }
 
-// readState returns (nil, nil) when there is no state file.
-func readState(dbPath string) (*State, error) {
+// ReadState reads the state file of the replica at dbPath, and checks it;
+// it returns (nil, nil) when there is none.
+func ReadState(dbPath string) (*State, error) {
 	b, err := os.ReadFile(statePath(dbPath))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -80,7 +81,7 @@ func readState(dbPath string) (*State, error) {
 // ReadSource is the source the state file of the replica at dbPath names,
 // and whether there is a state file: whether walrust made that replica.
 func ReadSource(dbPath string) (source string, made bool, err error) {
-	st, err := readState(dbPath)
+	st, err := ReadState(dbPath)
 	if err != nil || st == nil {
 		return "", false, err
 	}

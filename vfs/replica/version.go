@@ -103,6 +103,15 @@ func (v *Version) Direct(rv Revoker) (DirectRead, bool) {
 	return DirectRead{FD: v.base.fd, Limit: min(v.Size(), c.root.Size()), Bits: bits, Pages: pages}, true
 }
 
+// PagesApplied is how many pages the file that made this version held: 0
+// for the version the base file holds.
+func (v *Version) PagesApplied() int {
+	if v.seg == nil {
+		return 0
+	}
+	return int(v.seg.meta.PageN)
+}
+
 // Size is the database size in bytes at this version.
 func (v *Version) Size() int64 { return int64(v.Commit) * int64(v.PageSize) }
 

@@ -17,6 +17,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the reference database
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
@@ -200,4 +201,41 @@ func Blob(seed, n int) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// Forget drops the images older than txid, but for the newest: a long
+// test keeps only what it may still compare with.
+func (w *World) Forget(txid ltx.TXID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for t := range w.images {
+		if t < txid && t != w.Pub.TXID {
+			delete(w.images, t)
+		}
+	}
+}
+
+// CraftHeader is the header of a file from minTXID to maxTXID that a
+// hostile store might serve: no checksums to get right, at the World's
+// page size, with whatever commit it claims.
+func (w *World) CraftHeader(minTXID, maxTXID ltx.TXID, commit uint32) ltx.Header {
+	return ltx.Header{
+		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: w.Pub.PageSize,
+		Commit: commit, MinTXID: minTXID, MaxTXID: maxTXID, Timestamp: time.Now().UnixMilli(),
+	}
+}
+
+// WantOf is what a replica must check of an LTX file listed under the
+// name its own header gives.
+func WantOf(data []byte, snapshot bool) ltxguard.Want {
+	hdr, _, _ := ltx.DecodeHeader(bytes.NewReader(data))
+	return ltxguard.Want{MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Snapshot: snapshot}
+}
+
+// Flip is a copy of b with one bit of byte i flipped: a file damaged in
+// the store.
+func Flip(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 0x40
+	return c
 }

@@ -1,10 +1,12 @@
-package replica
+package follow
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestNewLineageOverlappingTXIDs: the store restarts from a new snapshot
@@ -15,30 +17,30 @@ func TestNewLineageOverlappingTXIDs(t *testing.T) {
 	for _, ps := range []int{4096, 1024} {
 		t.Run(fmt.Sprint("ps", ps), func(t *testing.T) {
 			w := newWorld(t, 4096, false)
-			old := w.snapshot()
+			old := w.Snapshot()
 			r := w.openReplica()
 			defer r.Close()
 			f := w.manual(r)
 			mustStep(t, f)
 			for range 4 {
-				w.insertRows(3, 900)
-				w.commit() // 2..5
+				w.InsertRows(3, 900)
+				w.Commit() // 2..5
 			}
 			mustStep(t, f)
 			w.checkHead(r, 5, "old lineage")
-			w.remove(old)
+			w.Remove(old)
 			for txid := ltx.TXID(2); txid <= 5; txid++ {
-				w.remove(l0(txid))
+				w.Remove(worldtest.L0(txid))
 			}
 			w2 := newWorld(t, ps, false)
-			w2.storeDir = w.storeDir
-			w2.insertRows(7, 333)
-			w2.commit() // 2
-			w2.remove(l0(2))
-			w2.snapshot()
+			w2.StoreDir = w.StoreDir
+			w2.InsertRows(7, 333)
+			w2.Commit() // 2
+			w2.Remove(worldtest.L0(2))
+			w2.Snapshot()
 			for range 6 {
-				w2.insertRows(2, 100)
-				w2.commit() // 3..8
+				w2.InsertRows(2, 100)
+				w2.Commit() // 3..8
 			}
 			for i := range 3 {
 				if err := step(t, f); err != nil {

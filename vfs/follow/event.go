@@ -1,4 +1,4 @@
-package replica
+package follow
 
 import (
 	"io"
@@ -12,7 +12,8 @@ import (
 type EventKind int
 
 const (
-	EventBootstrapStart    EventKind = iota // downloading a snapshot (File, Bytes)
+	EventStart             EventKind = iota // the follower starts; TXID is the replica's, 0 if it has none
+	EventBootstrapStart                     // downloading a snapshot (File, Bytes)
 	EventProgress                           // snapshot download progress (File, Done, Bytes = total or 0)
 	EventSnapshotInstalled                  // a snapshot is the new base (File, Bytes, Pages, TXID, Took)
 	EventApplied                            // one LTX file applied (File, Bytes, Pages, TXID, Took)

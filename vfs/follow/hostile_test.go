@@ -1,8 +1,7 @@
-package replica
+package follow
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -14,21 +13,17 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // What a hostile store (or a broken producer) can serve: files with a
 // correct file checksum whose header, pages or sizes lie. Each must be
 // rejected before it changes what the replica serves, and before it sizes
 // anything by what it claims.
-
-func craftHeader(w *world, minTXID, maxTXID ltx.TXID, commit uint32) ltx.Header {
-	return ltx.Header{
-		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: w.pub.PageSize,
-		Commit: commit, MinTXID: minTXID, MaxTXID: maxTXID, Timestamp: time.Now().UnixMilli(),
-	}
-}
 
 // imagePages are the pages of img, as crafted frames, but those in skip.
 func imagePages(img []byte, pageSize uint32, skip ...uint32) []ltxtest.CraftPage {
@@ -48,7 +43,7 @@ func imagePages(img []byte, pageSize uint32, skip ...uint32) []ltxtest.CraftPage
 func logDirBytes(t *testing.T, w *world) int64 {
 	t.Helper()
 	var total int64
-	filepath.WalkDir(w.path+"-replica-log", func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(w.Path+"-replica-log", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
 				total += fi.Size()
@@ -56,7 +51,7 @@ func logDirBytes(t *testing.T, w *world) int64 {
 		}
 		return nil
 	})
-	if fi, err := os.Stat(w.path); err == nil {
+	if fi, err := os.Stat(w.Path); err == nil {
 		total += fi.Size()
 	}
 	return total
@@ -68,13 +63,13 @@ func logDirBytes(t *testing.T, w *world) int64 {
 func TestHeaderMustMatchName(t *testing.T) {
 	w := newWorld(t, 512, true)
 	r, f := w.bootstrapped()
-	w.ref.exec("INSERT INTO t (k, v) VALUES ('a', 'b')")
-	w.advance(w.ref.image())
-	lying := w.encode(2, 2)
+	w.Ref.Exec("INSERT INTO t (k, v) VALUES ('a', 'b')")
+	w.Advance(w.Ref.Image())
+	lying := w.Encode(2, 2)
 	// The same pages under a header that claims TXIDs 2-100.
 	hdr, _, _ := ltx.DecodeHeader(bytes.NewReader(lying))
 	hdr.MaxTXID = 100
-	w.writeRaw(l0(2), ltxtest.Craft(hdr, imagePagesDiff(w, 1, 2), 0))
+	w.WriteRaw(worldtest.L0(2), ltxtest.Craft(hdr, imagePagesDiff(w, 1, 2), 0))
 
 	err := step(t, f)
 	if err == nil || !strings.Contains(err.Error(), "its name says") {
@@ -83,15 +78,15 @@ func TestHeaderMustMatchName(t *testing.T) {
 	if h := r.Head(); h.TXID != 1 {
 		t.Fatalf("replica claims TXID %d after a lying file; want 1", h.TXID)
 	}
-	if !logContains(w.logs, "rejected LTX file") {
-		t.Fatalf("no rejection logged:\n%s", w.logs)
+	if !logContains(w.Logs, "rejected LTX file") {
+		t.Fatalf("no rejection logged:\n%s", w.Logs)
 	}
 
 	// The producer writes the real file again, and the next one.
 	time.Sleep(10 * time.Millisecond) // a new mtime: a copy written since
-	w.put(0, lying)
-	w.ref.exec("INSERT INTO t (k, v) VALUES ('c', 'd')")
-	w.commit()
+	w.Put(0, lying)
+	w.Ref.Exec("INSERT INTO t (k, v) VALUES ('c', 'd')")
+	w.Commit()
 	mustStep(t, f)
 	w.checkHead(r, 3, "after the real files")
 }
@@ -99,11 +94,11 @@ func TestHeaderMustMatchName(t *testing.T) {
 // imagePagesDiff is every page that differs between the images at two
 // TXIDs, plus those past the older one's end.
 func imagePagesDiff(w *world, from, to ltx.TXID) []ltxtest.CraftPage {
-	prev, cur := w.image(from), w.image(to)
+	prev, cur := w.Image(from), w.Image(to)
 	var out []ltxtest.CraftPage
-	for _, p := range imagePages(cur, w.pub.PageSize) {
-		off := int64(p.Pgno-1) * int64(w.pub.PageSize)
-		if off+int64(w.pub.PageSize) <= int64(len(prev)) && bytes.Equal(p.Data, prev[off:off+int64(w.pub.PageSize)]) {
+	for _, p := range imagePages(cur, w.Pub.PageSize) {
+		off := int64(p.Pgno-1) * int64(w.Pub.PageSize)
+		if off+int64(w.Pub.PageSize) <= int64(len(prev)) && bytes.Equal(p.Data, prev[off:off+int64(w.Pub.PageSize)]) {
 			continue
 		}
 		out = append(out, p)
@@ -115,9 +110,9 @@ func imagePagesDiff(w *world, from, to ltx.TXID) []ltxtest.CraftPage {
 // header says 1-9.
 func TestSnapshotHeaderMustMatchName(t *testing.T) {
 	w := newWorld(t, 512, true)
-	img := w.image(1)
-	w.writeRaw(store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 1},
-		ltxtest.Craft(craftHeader(w, 1, 9, uint32(len(img))/w.pub.PageSize), imagePages(img, w.pub.PageSize), 0))
+	img := w.Image(1)
+	w.WriteRaw(store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 1},
+		ltxtest.Craft(w.CraftHeader(1, 9, uint32(len(img))/w.Pub.PageSize), imagePages(img, w.Pub.PageSize), 0))
 	r := w.openReplica()
 	defer r.Close()
 	f := w.manual(r)
@@ -140,30 +135,30 @@ func TestSnapshotWithHoles(t *testing.T) {
 		err   string
 	}{
 		{"missing middle page", func(w *world, img []byte, commit uint32) []byte {
-			return ltxtest.Craft(craftHeader(w, 1, 1, commit), imagePages(img, w.pub.PageSize, 2), 0)
+			return ltxtest.Craft(w.CraftHeader(1, 1, commit), imagePages(img, w.Pub.PageSize, 2), 0)
 		}, "snapshot skips from page 1 to page 3"},
 		{"fewer pages than commit", func(w *world, img []byte, commit uint32) []byte {
-			return ltxtest.Craft(craftHeader(w, 1, 1, commit+5), imagePages(img, w.pub.PageSize), 0)
+			return ltxtest.Craft(w.CraftHeader(1, 1, commit+5), imagePages(img, w.Pub.PageSize), 0)
 		}, "before its commit"},
 		{"one far page", func(w *world, img []byte, commit uint32) []byte {
 			far := uint32(4_000_000) // 2 GB of zeros at 512-byte pages
-			pages := append(imagePages(img, w.pub.PageSize)[:1], ltxtest.CraftPage{Pgno: far, Data: img[:w.pub.PageSize]})
-			return ltxtest.Craft(craftHeader(w, 1, 1, far), pages, 0)
+			pages := append(imagePages(img, w.Pub.PageSize)[:1], ltxtest.CraftPage{Pgno: far, Data: img[:w.Pub.PageSize]})
+			return ltxtest.Craft(w.CraftHeader(1, 1, far), pages, 0)
 		}, "cannot hold the 3999999 pages"}, // refused from its header and listed size
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, 512, true)
-			img := w.image(1)
+			img := w.Image(1)
 			if len(img) < 3*512 {
 				t.Fatalf("reference image of %d bytes: want at least 3 pages", len(img))
 			}
 			snap := store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 1}
-			w.writeRaw(snap, tc.craft(w, img, uint32(len(img))/w.pub.PageSize))
+			w.WriteRaw(snap, tc.craft(w, img, uint32(len(img))/w.Pub.PageSize))
 			r := w.openReplica()
 			defer r.Close()
 			f := w.manual(r)
 			err := step(t, f)
-			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrCorrupt) {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, replica.ErrCorrupt) {
 				t.Fatalf("bootstrap: %v; want a rejection with %q", err, tc.err)
 			}
 			if r.Head() != nil {
@@ -180,9 +175,9 @@ func TestSnapshotWithHoles(t *testing.T) {
 // from its header, before any file is sized by it.
 func TestAbsurdCommit(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	img := w.image(1)
-	w.writeRaw(store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 1},
-		ltxtest.Craft(craftHeader(w, 1, 1, 0xFFFFFFFF), imagePages(img, w.pub.PageSize), 0))
+	img := w.Image(1)
+	w.WriteRaw(store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 1},
+		ltxtest.Craft(w.CraftHeader(1, 1, 0xFFFFFFFF), imagePages(img, w.Pub.PageSize), 0))
 	r := w.openReplica()
 	defer r.Close()
 	f := w.manual(r)
@@ -194,33 +189,6 @@ func TestAbsurdCommit(t *testing.T) {
 	}
 }
 
-// TestChecksumLoopCancels: the loop over every page of a database (the
-// checksum a file with checksums needs after a snapshot without) stops
-// when its context does, whatever the commit.
-func TestChecksumLoopCancels(t *testing.T) {
-	base, err := os.Create(filepath.Join(t.TempDir(), "empty.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	v := &Version{TXID: 1, PageSize: 512, Commit: 1 << 30, base: &baseFile{f: base}}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := (&Replica{}).checksumOf(ctx, v)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("checksum with a cancelled context: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the checksum loop over 2^30 pages ignores its context")
-	}
-}
-
 // TestHugeFrame: a 174-byte file whose page frame claims 4 GiB used to make
 // the decoder allocate it; the file is rejected and nothing of the sort is
 // allocated.
@@ -228,13 +196,13 @@ func TestHugeFrame(t *testing.T) {
 	w := newWorld(t, 512, true)
 	r, f := w.bootstrapped()
 	huge := uint32(0xFFFFFFFF)
-	w.writeRaw(l0(2), ltxtest.Craft(craftHeader(w, 2, 2, 4),
+	w.WriteRaw(worldtest.L0(2), ltxtest.Craft(w.CraftHeader(2, 2, 4),
 		[]ltxtest.CraftPage{{Pgno: 2, Data: make([]byte, 512), Size: &huge}}, 0))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	err := step(t, f)
 	runtime.ReadMemStats(&after)
-	if err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "compressed size 4294967295") {
+	if err == nil || !errors.Is(err, replica.ErrCorrupt) || !strings.Contains(err.Error(), "compressed size 4294967295") {
 		t.Fatalf("step over a 4 GiB frame: %v", err)
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
@@ -252,89 +220,22 @@ func TestHugeFrame(t *testing.T) {
 func TestLocalErrorNotRejected(t *testing.T) {
 	w := newWorld(t, 512, true)
 	r, f := w.bootstrapped()
-	w.ref.exec("INSERT INTO t (k, v) VALUES ('a', 'b')")
-	w.commit()
-	logDir := w.path + "-replica-log"
+	w.Ref.Exec("INSERT INTO t (k, v) VALUES ('a', 'b')")
+	w.Commit()
+	logDir := w.Path + "-replica-log"
 	if err := os.RemoveAll(logDir); err != nil {
 		t.Fatal(err)
 	}
 	err := step(t, f)
-	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "retrying") {
+	if err == nil || errors.Is(err, replica.ErrCorrupt) || !strings.Contains(err.Error(), "retrying") {
 		t.Fatalf("step with the log directory gone: %v; want a local error, retried", err)
 	}
-	if logContains(w.logs, "rejected") {
-		t.Fatalf("a local error rejected the file:\n%s", w.logs)
+	if logContains(w.Logs, "rejected") {
+		t.Fatalf("a local error rejected the file:\n%s", w.Logs)
 	}
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	mustStep(t, f)
 	w.checkHead(r, 2, "after the log directory is back")
-}
-
-// TestStateDisagreesWithBase: a state file edited by hand, or a base file
-// written by another program, used to be served as they were; the open
-// now refuses them and says how to start over.
-func TestStateDisagreesWithBase(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		tamper func(t *testing.T, w *world)
-		err    string
-	}{
-		{"state commit edited", func(t *testing.T, w *world) {
-			editState(t, w, func(s *State) { s.Commit += 3 })
-		}, "the state says"},
-		{"state page size edited", func(t *testing.T, w *world) {
-			editState(t, w, func(s *State) { s.PageSize = 1024 })
-		}, "the state says"},
-		{"state page size invalid", func(t *testing.T, w *world) {
-			editState(t, w, func(s *State) { s.PageSize = 3 })
-		}, "page_size 3 is not a SQLite page size"},
-		{"staged path outside the log", func(t *testing.T, w *world) {
-			editState(t, w, func(s *State) { s.Staged = &StagedSnapshot{Path: "/etc/hostname", PageSize: 512} })
-		}, "is not in replica.db-replica-log"},
-		{"base file grown by another program", func(t *testing.T, w *world) {
-			f, err := os.OpenFile(w.path, os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.Write(make([]byte, 512))
-			f.Close()
-		}, "bytes, the state says"},
-		{"base file written by another program", func(t *testing.T, w *world) {
-			f, err := os.OpenFile(w.path, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.WriteAt([]byte{0, 0, 0, 99}, 24) // SQLite bumps the change counter of a file it writes
-			f.Close()
-		}, "its change counter is 99"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, 512, true)
-			r, _ := w.bootstrapped()
-			r.Close()
-			tc.tamper(t, w)
-			r2, err := Open(w.path, w.source)
-			if err == nil {
-				r2.Close()
-				t.Fatal("opened a replica whose base file and state disagree")
-			}
-			if !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "to bootstrap it again") {
-				t.Fatalf("open: %v; want %q and what to do", err, tc.err)
-			}
-		})
-	}
-}
-
-func editState(t *testing.T, w *world, edit func(*State)) {
-	t.Helper()
-	s, err := readState(w.path)
-	if err != nil || s == nil {
-		t.Fatalf("read state: %v", err)
-	}
-	edit(s)
-	if err := writeState(w.path, s); err != nil {
-		t.Fatal(err)
-	}
 }

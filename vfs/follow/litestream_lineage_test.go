@@ -1,4 +1,4 @@
-package replica
+package follow
 
 // Litestream starts a new lineage (TXIDs from 1) when both its local state
 // and the store are empty: a store wiped under running replicas.
@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/replica"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // newLineage wipes w's store and starts a new primary publishing into it the
@@ -19,34 +22,34 @@ import (
 // lineage's head.
 func newLineage(t *testing.T, w *world, last ltx.TXID) *world {
 	t.Helper()
-	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx")); err != nil {
+	if err := os.RemoveAll(filepath.Join(w.StoreDir, "ltx")); err != nil {
 		t.Fatal(err)
 	}
 	w2 := newWorld(t, 4096, true)
-	w2.storeDir = w.storeDir
-	w2.insertRows(7, 333)
-	w2.put(0, w2.encode(1, 1))
-	w2.snapshot()
-	for w2.pub.TXID < last {
-		w2.insertRows(2, 100)
-		w2.commit()
+	w2.StoreDir = w.StoreDir
+	w2.InsertRows(7, 333)
+	w2.Put(0, w2.Encode(1, 1))
+	w2.Snapshot()
+	for w2.Pub.TXID < last {
+		w2.InsertRows(2, 100)
+		w2.Commit()
 	}
 	return w2
 }
 
 // oldLineage is a replica that has followed a Litestream-style store
 // (NoChecksum files) to TXID 6, the last steps by polling L0.
-func oldLineage(t *testing.T) (*world, *Replica, *Follower) {
+func oldLineage(t *testing.T) (*world, *replica.Replica, *Follower) {
 	w := newWorld(t, 4096, true)
-	w.put(0, w.encode(1, 1))
-	w.snapshot()
+	w.Put(0, w.Encode(1, 1))
+	w.Snapshot()
 	r := w.openReplica()
 	t.Cleanup(func() { r.Close() })
 	f := w.manual(r)
 	mustStep(t, f) // bootstrap
 	for range 5 {
-		w.insertRows(3, 900)
-		w.commit() // 2..6
+		w.InsertRows(3, 900)
+		w.Commit() // 2..6
 	}
 	mustStep(t, f) // poll
 	mustStep(t, f) // idle poll
@@ -61,7 +64,7 @@ func oldLineage(t *testing.T) (*world, *Replica, *Follower) {
 // its own and applying them on top of the old content.
 func TestNewLineageWhilePolling(t *testing.T) {
 	w, r, f := oldLineage(t)
-	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx")); err != nil {
+	if err := os.RemoveAll(filepath.Join(w.StoreDir, "ltx")); err != nil {
 		t.Fatal(err)
 	}
 	// Wiped, nothing new yet: the replica keeps serving TXID 6 and says why.
@@ -76,8 +79,8 @@ func TestNewLineageWhilePolling(t *testing.T) {
 	mustStep(t, f)
 	w2.checkHead(r, 4, "new lineage")
 	// It keeps following the new lineage.
-	w2.insertRows(2, 100)
-	w2.commit() // 5
+	w2.InsertRows(2, 100)
+	w2.Commit() // 5
 	mustStep(t, f)
 	w2.checkHead(r, 5, "new lineage, next poll")
 }
@@ -91,8 +94,8 @@ func TestNewLineageAtRestart(t *testing.T) {
 	f := w.manual(r) // a new follower: its first step lists every level
 	mustStep(t, f)
 	w2.checkHead(r, 3, "new lineage after a restart")
-	if !logContains(w.logs, "new lineage") {
-		t.Errorf("no log line about the new lineage:\n%s", w.logs)
+	if !logContains(w.Logs, "new lineage") {
+		t.Errorf("no log line about the new lineage:\n%s", w.Logs)
 	}
 }
 
@@ -102,9 +105,9 @@ func TestNewLineageAtRestart(t *testing.T) {
 func TestHeadFileKept(t *testing.T) {
 	w, r, f := oldLineage(t)
 	for txid := ltx.TXID(1); txid < 6; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
-	st := w.openStore()
+	st := w.OpenStore()
 	f.st = st
 	before := st.Stats().Lists
 	for range 3 {
@@ -123,8 +126,8 @@ func TestHeadFileKept(t *testing.T) {
 // re-bootstrap, not wait with the old content for the new TXIDs to pass.
 func TestNewLineageWipedLevelByLevel(t *testing.T) {
 	w, r, f := oldLineage(t)
-	w.put(1, w.encode(1, 6)) // compacted into L1
-	if err := os.RemoveAll(filepath.Join(w.storeDir, "ltx", "0")); err != nil {
+	w.Put(1, w.Encode(1, 6)) // compacted into L1
+	if err := os.RemoveAll(filepath.Join(w.StoreDir, "ltx", "0")); err != nil {
 		t.Fatal(err)
 	}
 	// L0 gone, L1 not yet: the store still reaches TXID 6.
@@ -136,7 +139,7 @@ func TestNewLineageWipedLevelByLevel(t *testing.T) {
 	w2 := newLineage(t, w, 4)
 	mustStep(t, f)
 	w2.checkHead(r, 4, "new lineage after a wipe level by level")
-	if n := strings.Count(w.logs.String(), "no longer has the replica's newest file"); n != 1 {
-		t.Errorf("the lost head was logged %d times, want once:\n%s", n, w.logs)
+	if n := strings.Count(w.Logs.String(), "no longer has the replica's newest file"); n != 1 {
+		t.Errorf("the lost head was logged %d times, want once:\n%s", n, w.Logs)
 	}
 }

@@ -1,9 +1,12 @@
-package replica
+package follow
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // ParseSize reads a size as the configuration spells it: a number of
@@ -30,4 +33,29 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (examples: 500GB, 1TiB, 1073741824)", s)
 	}
 	return n * mult, nil
+}
+
+// heldLimit is how much the log may hold for versions that readers keep
+// from being folded: Options.MaxHeld, or by default the larger of
+// DefaultMaxHeld and the database's size.
+func (f *Follower) heldLimit() int64 {
+	if f.maxHeld > 0 {
+		return f.maxHeld
+	}
+	if h := f.r.Head(); h != nil {
+		return max(DefaultMaxHeld, h.Size())
+	}
+	return DefaultMaxHeld
+}
+
+// DefaultMaxHeld is the least a replica lets readers hold by default.
+const DefaultMaxHeld int64 = 1 << 30
+
+// want is what a listed file must be: what its name says, within the
+// replica's maximum size.
+func (f *Follower) want(fi store.FileInfo) ltxguard.Want {
+	return ltxguard.Want{
+		MinTXID: fi.MinTXID, MaxTXID: fi.MaxTXID,
+		Snapshot: fi.Level == store.SnapshotLevel, MaxSize: f.maxSize, Size: fi.Size,
+	}
 }

@@ -1,4 +1,4 @@
-package replica
+package follow
 
 import (
 	"strings"
@@ -12,11 +12,11 @@ import (
 // and a good snapshot, once it lands, bootstraps the replica.
 func TestOnlySnapshotRejected(t *testing.T) {
 	w := newWorld(t, 1024, false)
-	w.insertRows(10, 300)
-	w.advance(w.ref.image()) // 2
-	good := w.encode(1, 2)
+	w.InsertRows(10, 300)
+	w.Advance(w.Ref.Image()) // 2
+	good := w.Encode(1, 2)
 	fi := store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 2}
-	w.writeRaw(fi, good[:len(good)-100])
+	w.WriteRaw(fi, good[:len(good)-100])
 	r := w.openReplica()
 	defer r.Close()
 	f := w.manual(r)
@@ -29,9 +29,9 @@ func TestOnlySnapshotRejected(t *testing.T) {
 	if r.Head() != nil {
 		t.Fatal("a corrupt snapshot was installed")
 	}
-	w.insertRows(1, 10)
-	w.advance(w.ref.image()) // 3
-	w.snapshot()
+	w.InsertRows(1, 10)
+	w.Advance(w.Ref.Image()) // 3
+	w.Snapshot()
 	mustStep(t, f)
 	w.checkHead(r, 3, "good snapshot")
 }

@@ -1,4 +1,4 @@
-package replica
+package follow
 
 import (
 	"database/sql"
@@ -8,20 +8,21 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // insertRows adds n rows of size bytes in one transaction.
 func (w *world) insertRows(n, size int) {
-	w.t.Helper()
-	w.ref.tx(func(tx *sql.Tx) {
+	w.T.Helper()
+	w.Ref.Tx(func(tx *sql.Tx) {
 		for range n {
-			if _, err := tx.Exec("INSERT INTO t (k, v) VALUES (?, ?)", "r", blob(int(w.pub.TXID)*1000+n, size)); err != nil {
-				w.t.Fatal(err)
+			if _, err := tx.Exec("INSERT INTO t (k, v) VALUES (?, ?)", "r", worldtest.Blob(int(w.Pub.TXID)*1000+n, size)); err != nil {
+				w.T.Fatal(err)
 			}
 		}
 	})
@@ -31,23 +32,23 @@ func (w *world) insertRows(n, size int) {
 // still in the log), pins TXID 5, and then lets the primary make TXIDs
 // 6..10 — deleting most rows and VACUUMing on the way, so that the size
 // changes too — published at L0.
-func gapSetup(t *testing.T) (w *world, r *Replica, f *Follower, pinned *Version) {
+func gapSetup(t *testing.T) (w *world, r *replica.Replica, f *Follower, pinned *replica.Version) {
 	w = newWorld(t, 1024, false)
-	w.snapshot()
+	w.Snapshot()
 	r = w.openReplica()
 	t.Cleanup(func() { r.Close() })
 	f = w.manual(r)
 	mustStep(t, f)
-	w.insertRows(200, 300)
-	w.commit() // 2
-	w.insertRows(5, 500)
-	w.commit() // 3
+	w.InsertRows(200, 300)
+	w.Commit() // 2
+	w.InsertRows(5, 500)
+	w.Commit() // 3
 	mustStep(t, f)
 	w.checkBase(3, "setup")
 	for range 2 {
-		w.insertRows(5, 500)
-		w.commit()
-		if _, err := applyFile(r, w.encode(w.pub.TXID, w.pub.TXID)); err != nil {
+		w.InsertRows(5, 500)
+		w.Commit()
+		if _, err := applyFile(r, w.Encode(w.Pub.TXID, w.Pub.TXID)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,25 +56,25 @@ func gapSetup(t *testing.T) (w *world, r *Replica, f *Follower, pinned *Version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pinned.TXID != 5 || pinned.seg == nil {
-		t.Fatalf("pinned TXID %d (segment %v); want an unfolded TXID 5", pinned.TXID, pinned.seg != nil)
+	if pinned.TXID != 5 || pinned.PagesApplied() == 0 {
+		t.Fatalf("pinned TXID %d (%d pages in the log); want an unfolded TXID 5", pinned.TXID, pinned.PagesApplied())
 	}
-	w.ref.exec("DELETE FROM t WHERE id > 50")
-	w.commit() // 6
-	w.ref.exec("VACUUM")
-	w.commit() // 7
+	w.Ref.Exec("DELETE FROM t WHERE id > 50")
+	w.Commit() // 6
+	w.Ref.Exec("VACUUM")
+	w.Commit() // 7
 	for range 3 {
-		w.insertRows(3, 200)
-		w.commit() // 8..10
+		w.InsertRows(3, 200)
+		w.Commit() // 8..10
 	}
 	return w, r, f, pinned
 }
 
 // checkPinnedThenNew: the reader pinned at TXID 5 still reads TXID 5, size
 // and content; a new pin reads want; after the unpin everything folds.
-func checkPinnedThenNew(t *testing.T, w *world, r *Replica, f *Follower, pinned *Version, want ltx.TXID) {
+func checkPinnedThenNew(t *testing.T, w *world, r *replica.Replica, f *Follower, pinned *replica.Version, want ltx.TXID) {
 	t.Helper()
-	checkVersion(t, pinned, w.images[5], "pinned reader")
+	checkVersion(t, pinned, w.Image(5), "pinned reader")
 	if pinned.Size() == r.Head().Size() {
 		t.Fatalf("size did not change across the gap (%d): the test proves nothing", pinned.Size())
 	}
@@ -93,17 +94,17 @@ func checkPinnedThenNew(t *testing.T, w *world, r *Replica, f *Follower, pinned 
 // though a newer snapshot exists, while a pinned reader keeps its TXID.
 func TestGapBridgedByCompaction(t *testing.T) {
 	w, r, f, pinned := gapSetup(t)
-	w.put(1, w.encode(6, 8))
+	w.Put(1, w.Encode(6, 8))
 	for txid := ltx.TXID(6); txid <= 8; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
-	w.snapshot() // at 10: must not be downloaded, the chain reaches 10
-	gets := w.st.Stats().Gets
+	w.Snapshot() // at 10: must not be downloaded, the chain reaches 10
+	gets := w.Store.Stats().Gets
 	mustStep(t, f)
 	if got := f.Status().Bootstraps; got != 1 {
 		t.Fatalf("bootstraps = %d, want 1 (the L1 file bridges the gap)", got)
 	}
-	if g := w.st.Stats().Gets - gets; g != 3 {
+	if g := w.Store.Stats().Gets - gets; g != 3 {
 		t.Fatalf("%d files downloaded, want 3 (L1 6-8, L0 9, L0 10)", g)
 	}
 	checkPinnedThenNew(t, w, r, f, pinned, 10)
@@ -116,7 +117,7 @@ func TestGapBridgedByCompaction(t *testing.T) {
 func TestGapThenSnapshot(t *testing.T) {
 	w, r, f, pinned := gapSetup(t)
 	for txid := ltx.TXID(6); txid <= 8; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
 	err := step(t, f)
 	if err == nil || !strings.Contains(err.Error(), "gap") || !strings.Contains(err.Error(), "TXID 0000000000000006") {
@@ -127,7 +128,7 @@ func TestGapThenSnapshot(t *testing.T) {
 	}
 	w.checkHead(r, 5, "stuck at the gap")
 
-	w.snapshot() // at 10
+	w.Snapshot() // at 10
 	mustStep(t, f)
 	if got := f.Status().Bootstraps; got != 2 {
 		t.Fatalf("bootstraps = %d, want 2", got)
@@ -135,18 +136,18 @@ func TestGapThenSnapshot(t *testing.T) {
 	if pinned.Counter >= r.Head().Counter {
 		t.Fatalf("counter %d after re-bootstrap is not above the old %d", r.Head().Counter, pinned.Counter)
 	}
-	before, err := os.Stat(r.path)
+	before, err := os.Stat(r.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkPinnedThenNew(t, w, r, f, pinned, 10)
 	// The snapshot was folded into the same file, not renamed over it, so
 	// other processes that hold it open see the new state too.
-	after, err := os.Stat(r.path)
+	after, err := os.Stat(r.Path())
 	if err != nil || !os.SameFile(before, after) {
 		t.Fatalf("base file replaced (%v) instead of folded into", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(r.logDir, "*"+stagedExt)); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(logDir(r.Path()), "*"+".staged")); len(left) > 0 {
 		t.Fatalf("staged snapshot left after the fold: %v", left)
 	}
 }
@@ -159,26 +160,26 @@ func TestOverlappingCompaction(t *testing.T) {
 	for _, noChecksum := range []bool{false, true} {
 		t.Run(fmt.Sprintf("nochecksum=%v", noChecksum), func(t *testing.T) {
 			w := newWorld(t, 4096, noChecksum)
-			w.snapshot()
+			w.Snapshot()
 			r := w.openReplica()
 			defer r.Close()
 			f := w.manual(r)
 			mustStep(t, f)
 			for i := range 5 {
-				w.insertRows(3, 1500+i*900) // 2..6, some pages only changed before the head
-				w.commit()
+				w.InsertRows(3, 1500+i*900) // 2..6, some pages only changed before the head
+				w.Commit()
 			}
 			mustStep(t, f)
 			w.checkHead(r, 6, "before")
-			w.ref.exec("UPDATE t SET v = ? WHERE id = 2", blob(77, 9000))
-			w.advance(w.ref.image()) // 7
-			w.ref.exec("DELETE FROM t WHERE id % 2 = 0")
-			w.advance(w.ref.image()) // 8
-			w.insertRows(2, 100)
-			w.advance(w.ref.image()) // 9
-			w.put(1, w.encode(4, 9))
-			w.insertRows(1, 100)
-			w.commit() // 10 at L0; 7..9 never at L0
+			w.Ref.Exec("UPDATE t SET v = ? WHERE id = 2", worldtest.Blob(77, 9000))
+			w.Advance(w.Ref.Image()) // 7
+			w.Ref.Exec("DELETE FROM t WHERE id % 2 = 0")
+			w.Advance(w.Ref.Image()) // 8
+			w.InsertRows(2, 100)
+			w.Advance(w.Ref.Image()) // 9
+			w.Put(1, w.Encode(4, 9))
+			w.InsertRows(1, 100)
+			w.Commit() // 10 at L0; 7..9 never at L0
 			mustStep(t, f)
 			w.checkHead(r, 10, "after overlap")
 			w.checkBase(10, "after overlap")
@@ -195,10 +196,10 @@ func TestOverlappingCompaction(t *testing.T) {
 func TestManyFiles(t *testing.T) {
 	const n = 2000
 	w := newWorld(t, 1024, true)
-	w.snapshot()
+	w.Snapshot()
 	r := w.openReplica()
 	t.Cleanup(func() { r.Close() }) // after the follower's Close
-	f := w.follow(r, w.st)
+	f := w.follow(r, w.Store)
 	if err := f.WaitReady(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -206,17 +207,17 @@ func TestManyFiles(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		switch {
 		case i%100 == 0:
-			w.ref.exec("DELETE FROM t WHERE id % 10 = ?", i/100%10)
+			w.Ref.Exec("DELETE FROM t WHERE id % 10 = ?", i/100%10)
 		case i%10 == 0:
-			w.ref.exec("UPDATE t SET v = ? WHERE id = (SELECT max(id) FROM t)", blob(i, 50+i%300))
+			w.Ref.Exec("UPDATE t SET v = ? WHERE id = (SELECT max(id) FROM t)", worldtest.Blob(i, 50+i%300))
 		default:
-			w.ref.exec("INSERT INTO t (k, v) VALUES (?, ?)", fmt.Sprint(i), blob(i, 20+i%200))
+			w.Ref.Exec("INSERT INTO t (k, v) VALUES (?, ?)", fmt.Sprint(i), worldtest.Blob(i, 20+i%200))
 		}
-		txid := w.commit()
+		txid := w.Commit()
 		if i%250 == 0 {
 			waitTXID(t, r, f, txid)
 			w.checkHead(r, txid, fmt.Sprintf("commit %d", i))
-			if st, _ := readState(w.path); st != nil && st.TXID > 1 && st.TXID < ltx.TXID(n) {
+			if st, _ := replica.ReadState(w.Path); st != nil && st.TXID > 1 && st.TXID < ltx.TXID(n) {
 				sawFold = true
 			}
 		}
@@ -247,30 +248,30 @@ func TestManyFiles(t *testing.T) {
 // store sees exactly the GETs of the files after the replica's TXID.
 func TestRestart(t *testing.T) {
 	w := newWorld(t, 4096, false)
-	snap := w.snapshot()
+	snap := w.Snapshot()
 	r := w.openReplica()
-	f := w.follow(r, w.st)
+	f := w.follow(r, w.Store)
 	for range 9 {
-		w.insertRows(4, 700)
-		w.commit()
+		w.InsertRows(4, 700)
+		w.Commit()
 	}
 	waitTXID(t, r, f, 10)
 	f.Close()
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w.remove(snap)
+	w.Remove(snap)
 	for range 10 {
-		w.insertRows(2, 900)
-		w.commit() // 11..20
+		w.InsertRows(2, 900)
+		w.Commit() // 11..20
 	}
-	w.put(1, w.encode(11, 15))
+	w.Put(1, w.Encode(11, 15))
 	for txid := ltx.TXID(11); txid <= 15; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
 
-	st := w.openStore()
-	r, err := Open(w.path, w.source)
+	st := w.OpenStore()
+	r, err := replica.Open(w.Path, w.Source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +287,8 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("%d GETs after restart, want 6 (L1 11-15, L0 16..20)", g)
 	}
 	for range 3 {
-		w.insertRows(1, 100)
-		w.commit()
+		w.InsertRows(1, 100)
+		w.Commit()
 	}
 	waitTXID(t, r, f, 23)
 	w.checkHead(r, 23, "continued")
@@ -306,40 +307,40 @@ func TestRestart(t *testing.T) {
 func TestBadFiles(t *testing.T) {
 	w := newWorld(t, 4096, true)
 	r, f := w.bootstrapped()
-	w.insertRows(3, 2000)
-	w.commit() // 2
+	w.InsertRows(3, 2000)
+	w.Commit() // 2
 	mustStep(t, f)
 
 	// Truncated L0 3, fixed by an L1 file 3..3.
-	w.insertRows(3, 2000)
-	txid := w.advance(w.ref.image())
-	good := w.encode(txid, txid)
-	w.writeRaw(l0(txid), good[:len(good)/2])
+	w.InsertRows(3, 2000)
+	txid := w.Advance(w.Ref.Image())
+	good := w.Encode(txid, txid)
+	w.WriteRaw(worldtest.L0(txid), good[:len(good)/2])
 	for i := range 2 {
 		err := step(t, f)
-		if err == nil || !strings.Contains(err.Error(), l0(txid).Name()) {
-			t.Fatalf("poll %d over a truncated file: %v; want an error naming %s", i, err, l0(txid).Name())
+		if err == nil || !strings.Contains(err.Error(), worldtest.L0(txid).Name()) {
+			t.Fatalf("poll %d over a truncated file: %v; want an error naming %s", i, err, worldtest.L0(txid).Name())
 		}
 		w.checkHead(r, 2, "truncated file")
 	}
-	if !logContains(w.logs, "rejected") || !logContains(w.logs, l0(txid).Name()) {
-		t.Fatalf("rejection not logged:\n%s", w.logs)
+	if !logContains(w.Logs, "rejected") || !logContains(w.Logs, worldtest.L0(txid).Name()) {
+		t.Fatalf("rejection not logged:\n%s", w.Logs)
 	}
-	w.put(1, good)
+	w.Put(1, good)
 	mustStep(t, f)
 	w.checkHead(r, 3, "good L1 file")
 
 	// Flipped byte in L0 4, fixed by a snapshot at 5.
-	w.insertRows(3, 2000)
-	txid = w.advance(w.ref.image())
-	w.writeRaw(l0(txid), flip(w.encode(txid, txid), 200))
-	if err := step(t, f); err == nil || !strings.Contains(err.Error(), l0(txid).Name()) {
+	w.InsertRows(3, 2000)
+	txid = w.Advance(w.Ref.Image())
+	w.WriteRaw(worldtest.L0(txid), worldtest.Flip(w.Encode(txid, txid), 200))
+	if err := step(t, f); err == nil || !strings.Contains(err.Error(), worldtest.L0(txid).Name()) {
 		t.Fatalf("poll over a corrupt file: %v", err)
 	}
 	w.checkHead(r, 3, "corrupt file")
-	w.insertRows(3, 2000)
-	w.advance(w.ref.image())
-	w.snapshot()
+	w.InsertRows(3, 2000)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
 	mustStep(t, f)
 	w.checkHead(r, 5, "newer snapshot")
 }
@@ -348,16 +349,16 @@ func TestBadFiles(t *testing.T) {
 // falls back to the older snapshot plus the L0 chain.
 func TestBadSnapshot(t *testing.T) {
 	w := newWorld(t, 1024, false)
-	w.insertRows(20, 300)
-	w.advance(w.ref.image())
-	w.snapshot() // 2
+	w.InsertRows(20, 300)
+	w.Advance(w.Ref.Image())
+	w.Snapshot() // 2
 	for range 3 {
-		w.insertRows(5, 300)
-		w.commit() // 3..5
+		w.InsertRows(5, 300)
+		w.Commit() // 3..5
 	}
-	newest := w.encode(1, 5)
+	newest := w.Encode(1, 5)
 	fi := store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: 5}
-	w.writeRaw(fi, flip(newest, len(newest)-30))
+	w.WriteRaw(fi, worldtest.Flip(newest, len(newest)-30))
 	r := w.openReplica()
 	defer r.Close()
 	f := w.manual(r)
@@ -367,7 +368,7 @@ func TestBadSnapshot(t *testing.T) {
 	if r.Head() != nil {
 		t.Fatal("a corrupt snapshot was installed")
 	}
-	if left, _ := filepath.Glob(filepath.Join(r.logDir, "*snapshot*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(logDir(r.Path()), "*snapshot*")); len(left) > 0 {
 		t.Fatalf("rejected staged snapshot left behind: %v", left)
 	}
 	mustStep(t, f)
@@ -383,8 +384,8 @@ func TestPageSizeChange(t *testing.T) {
 	w := newWorld(t, 4096, false)
 	r, f := w.bootstrapped()
 	for range 4 {
-		w.insertRows(3, 900)
-		w.commit() // 2..5
+		w.InsertRows(3, 900)
+		w.Commit() // 2..5
 	}
 	mustStep(t, f)
 	pinned, err := r.Pin()
@@ -392,25 +393,25 @@ func TestPageSizeChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for txid := ltx.TXID(2); txid <= 5; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
 
 	// A new primary with 1024-byte pages, TXIDs 6.. in the same store.
-	w.ref = newRefDB(t, t.TempDir(), 1024)
-	w.insertRows(30, 400)
-	w.pub.PageSize = 1024
-	w.advance(w.ref.image()) // 6
-	w.insertRows(30, 400)
-	w.advance(w.ref.image()) // 7
-	w.snapshot()
-	w.insertRows(1, 10)
-	w.commit() // 8
+	w.Ref = worldtest.NewRefDB(t, filepath.Join(t.TempDir(), "primary.db"), 1024)
+	w.InsertRows(30, 400)
+	w.Pub.PageSize = 1024
+	w.Advance(w.Ref.Image()) // 6
+	w.InsertRows(30, 400)
+	w.Advance(w.Ref.Image()) // 7
+	w.Snapshot()
+	w.InsertRows(1, 10)
+	w.Commit() // 8
 	mustStep(t, f)
 	if ps := r.Head().PageSize; ps != 1024 {
 		t.Fatalf("page size %d after re-bootstrap, want 1024", ps)
 	}
 	w.checkHead(r, 8, "new page size")
-	checkVersion(t, pinned, w.images[5], "pinned at the old page size")
+	checkVersion(t, pinned, w.Image(5), "pinned at the old page size")
 	pinned.Unpin()
 	mustStep(t, f)
 	w.checkBase(8, "new page size")
@@ -424,12 +425,12 @@ func TestBadFileWrittenAgain(t *testing.T) {
 	w := newWorld(t, 4096, true)
 	r, f := w.bootstrapped()
 
-	w.insertRows(3, 2000)
-	txid := w.advance(w.ref.image())
-	good := w.encode(txid, txid)
-	w.writeRaw(l0(txid), flip(good, 200))
+	w.InsertRows(3, 2000)
+	txid := w.Advance(w.Ref.Image())
+	good := w.Encode(txid, txid)
+	w.WriteRaw(worldtest.L0(txid), worldtest.Flip(good, 200))
 	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(w.filePath(l0(txid)), old, old); err != nil {
+	if err := os.Chtimes(w.FilePath(worldtest.L0(txid)), old, old); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -438,15 +439,15 @@ func TestBadFileWrittenAgain(t *testing.T) {
 		}
 		w.checkHead(r, 1, "corrupt file")
 	}
-	downloads := w.st.Stats().Gets
+	downloads := w.Store.Stats().Gets
 	if err := step(t, f); err == nil {
 		t.Fatal("poll over the same corrupt copy: no error")
 	}
-	if d := w.st.Stats().Gets - downloads; d != 0 {
+	if d := w.Store.Stats().Gets - downloads; d != 0 {
 		t.Errorf("the rejected copy was downloaded %d more times", d)
 	}
 
-	w.writeRaw(l0(txid), good) // same name, same size, written now
+	w.WriteRaw(worldtest.L0(txid), good) // same name, same size, written now
 	mustStep(t, f)
 	w.checkHead(r, txid, "the file written again")
 }
@@ -456,9 +457,9 @@ func TestBadFileWrittenAgain(t *testing.T) {
 // install publishes the root version under the replica's lock).
 func TestHeadDuringFirstInstall(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	w.insertRows(7, 500)
-	w.advance(w.ref.image())
-	w.snapshot()
+	w.InsertRows(7, 500)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
 	r := w.openReplica()
 	defer r.Close()
 	done := make(chan struct{})
@@ -480,7 +481,7 @@ func TestHeadDuringFirstInstall(t *testing.T) {
 			n++
 		}
 	}()
-	f := w.follow(r, w.st)
+	f := w.follow(r, w.Store)
 	if err := f.WaitReady(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -488,57 +489,5 @@ func TestHeadDuringFirstInstall(t *testing.T) {
 	if n := <-watched; n == 0 {
 		t.Fatal("the watcher never looked")
 	}
-	w.checkHead(r, w.pub.TXID, "after the first install")
-}
-
-// TestDirectBits: Direct tells a reader outside Go which pages of a
-// version are not in the base file yet — exactly the pages of the unfolded
-// versions of its chain — and clears them once a fold wrote them.
-func TestDirectBits(t *testing.T) {
-	w := newWorld(t, 4096, true)
-	w.insertRows(7, 400)
-	w.advance(w.ref.image())
-	r, f := w.bootstrapped() // bootstrapped and folded: the file holds the head
-	d, ok := r.Head().Direct(nil)
-	if !ok || d.Bits != nil || d.Limit != r.Head().Size() {
-		t.Fatalf("a folded head: %+v, %v; want the whole file, no bits", d, ok)
-	}
-
-	long, err := r.Pin() // holds the next versions out of the file
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ref.exec("UPDATE t SET v = 'x' WHERE id = 3")
-	w.commit()
-	mustStep(t, f)
-	head := r.Head()
-	d, ok = head.Direct(nil)
-	if !ok || d.Bits == nil {
-		t.Fatalf("an unfolded head: %+v, %v; want bits", d, ok)
-	}
-	bits := unsafe.Slice((*uint64)(d.Bits), d.Pages/64)
-	set := func(pgno uint32) bool { return bits[pgno/64]>>(pgno%64)&1 == 1 }
-	want := map[uint32]bool{}
-	for pgno := range head.seg.pages {
-		want[pgno] = true
-	}
-	for pgno := uint32(1); pgno <= head.Commit; pgno++ {
-		if set(pgno) != want[pgno] {
-			t.Errorf("page %d: bit %v, in the unfolded version %v", pgno, set(pgno), want[pgno])
-		}
-	}
-	if len(want) == 0 {
-		t.Fatal("the update changed no page")
-	}
-
-	long.Unpin()
-	mustStep(t, f) // folds
-	for pgno := range want {
-		if set(pgno) {
-			t.Errorf("page %d still set after the fold", pgno)
-		}
-	}
-	if d, ok := r.Head().Direct(nil); !ok || d.Bits != nil {
-		t.Errorf("the folded head: %+v, %v; want the whole file", d, ok)
-	}
+	w.checkHead(r, w.Pub.TXID, "after the first install")
 }

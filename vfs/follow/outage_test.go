@@ -1,10 +1,12 @@
-package replica
+package follow
 
 import (
 	"os"
 	"testing"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestOutageLongerThanL0Retention: the store cannot be reached for a while;
@@ -16,34 +18,34 @@ func TestOutageLongerThanL0Retention(t *testing.T) {
 	w := newWorld(t, 4096, true)
 	r, f := w.bootstrapped()
 	for range 2 {
-		w.insertRows(2, 500)
-		w.commit() // 2, 3
+		w.InsertRows(2, 500)
+		w.Commit() // 2, 3
 	}
 	mustStep(t, f)
 	w.checkHead(r, 3, "before the outage")
 
-	away := w.storeDir + ".away"
-	if err := os.Rename(w.storeDir, away); err != nil {
+	away := w.StoreDir + ".away"
+	if err := os.Rename(w.StoreDir, away); err != nil {
 		t.Fatal(err)
 	}
 	if err := step(t, f); err == nil {
 		t.Fatal("poll of an unreachable store succeeded")
 	}
-	real := w.storeDir
-	w.storeDir = away // the primary still reaches it
+	real := w.StoreDir
+	w.StoreDir = away // the primary still reaches it
 	for range 5 {
-		w.insertRows(2, 500)
-		w.commit() // 4..8
+		w.InsertRows(2, 500)
+		w.Commit() // 4..8
 	}
-	w.put(1, w.encode(4, 8))
+	w.Put(1, w.Encode(4, 8))
 	for txid := ltx.TXID(4); txid <= 8; txid++ {
-		w.remove(l0(txid))
+		w.Remove(worldtest.L0(txid))
 	}
 	if err := step(t, f); err == nil {
 		t.Fatal("poll of an unreachable store succeeded")
 	}
-	w.storeDir = real
-	if err := os.Rename(away, w.storeDir); err != nil {
+	w.StoreDir = real
+	if err := os.Rename(away, w.StoreDir); err != nil {
 		t.Fatal(err)
 	}
 	mustStep(t, f)

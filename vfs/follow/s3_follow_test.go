@@ -1,4 +1,4 @@
-package replica
+package follow
 
 import (
 	"context"
@@ -12,10 +12,12 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // countingStore counts the follower's calls: ListAfter calls started and
@@ -64,18 +66,18 @@ func testS3IdlePolls(t *testing.T, old int) {
 		srv.WriteObject("bkt", fmt.Sprintf("app/0000/%016x-%016x.ltx", txid, txid), []byte("never read"))
 	}
 	dir := t.TempDir()
-	ref := newRefDB(t, dir, 4096)
+	ref := worldtest.NewRefDB(t, filepath.Join(dir, "primary.db"), 4096)
 	pub := &ltxtest.Primary{Store: openStore(), PageSize: 4096, NoChecksum: true}
-	ref.exec("INSERT INTO t (k, v) VALUES ('a', x'00')")
-	pub.Advance(ref.image(), ltx.TXID(old)+10)
+	ref.Exec("INSERT INTO t (k, v) VALUES ('a', x'00')")
+	pub.Advance(ref.Image(), ltx.TXID(old)+10)
 	pub.Snapshot(t)
-	ref.exec("INSERT INTO t (k, v) VALUES ('b', x'01')")
-	pub.Commit(t, ref.image())
+	ref.Exec("INSERT INTO t (k, v) VALUES ('b', x'01')")
+	pub.Commit(t, ref.Image())
 
 	mark := len(srv.Requests())
 	s3st := openStore()
 	cs := &countingStore{Store: s3st}
-	r, err := Open(filepath.Join(dir, "replica.db"), s3st.String())
+	r, err := replica.Open(filepath.Join(dir, "replica.db"), s3st.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,9 +170,9 @@ func TestS3WaitReadyPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := newRefDB(t, t.TempDir(), 4096)
+	ref := worldtest.NewRefDB(t, filepath.Join(t.TempDir(), "primary.db"), 4096)
 	pub := &ltxtest.Primary{Store: st, PageSize: 4096, NoChecksum: true}
-	pub.Advance(ref.image(), 1)
+	pub.Advance(ref.Image(), 1)
 	pub.Snapshot(t)
 
 	for _, tc := range []struct {
@@ -186,7 +188,7 @@ func TestS3WaitReadyPermanent(t *testing.T) {
 			"no replica of s3://bkt/app after 300ms: bootstrap: open L9/0000000000000001-0000000000000001.ltx: 503 Service Unavailable", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := Open(filepath.Join(t.TempDir(), "replica.db"), st.String())
+			r, err := replica.Open(filepath.Join(t.TempDir(), "replica.db"), st.String())
 			if err != nil {
 				t.Fatal(err)
 			}

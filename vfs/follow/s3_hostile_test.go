@@ -1,4 +1,4 @@
-package replica
+package follow
 
 import (
 	"context"
@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
+	"github.com/walrust/walrust/vfs/testkit/worldtest"
 )
 
 // TestS3HostileDownloads: a download that trickles (never silent long
@@ -60,13 +62,13 @@ func testS3HostileDownload(t *testing.T, fault s3test.Fault) {
 	}
 
 	dir := t.TempDir()
-	ref := newRefDB(t, dir, 4096)
+	ref := worldtest.NewRefDB(t, filepath.Join(dir, "primary.db"), 4096)
 	pub := &ltxtest.Primary{Store: direct, PageSize: 4096, NoChecksum: true}
-	ref.exec("INSERT INTO t (k, v) VALUES ('a', ?)", blob(1, 3000))
-	pub.Advance(ref.image(), 1)
+	ref.Exec("INSERT INTO t (k, v) VALUES ('a', ?)", worldtest.Blob(1, 3000))
+	pub.Advance(ref.Image(), 1)
 	pub.Snapshot(t)
 
-	r, err := Open(filepath.Join(dir, "replica.db"), st.String())
+	r, err := replica.Open(filepath.Join(dir, "replica.db"), st.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,9 +88,9 @@ func testS3HostileDownload(t *testing.T, fault s3test.Fault) {
 	checkRetried(t, logs.String(), "bootstrap")
 
 	mark := len(logs.String())
-	ref.exec("INSERT INTO t (k, v) VALUES ('b', ?)", blob(2, 3000))
+	ref.Exec("INSERT INTO t (k, v) VALUES ('b', ?)", worldtest.Blob(2, 3000))
 	proxy.Misbehave("GET", fault, 1) // the new file's download
-	pub.Commit(t, ref.image())
+	pub.Commit(t, ref.Image())
 	waitTXID(t, r, f, pub.TXID)
 	checkRetried(t, logs.String()[mark:], "apply")
 
