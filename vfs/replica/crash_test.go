@@ -440,17 +440,12 @@ func TestCrash(t *testing.T) {
 	}
 	last := w.Pub.TXID
 	c := startCrashChild(t, w, "")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := ReadState(w.Path)
-		if err == nil && st != nil && st.TXID == last {
-			break
+	testtool.Eventually(t, fmt.Sprintf("the replica at TXID %d", last), 20*time.Second, func() error {
+		if st, err := ReadState(w.Path); err != nil || st == nil || st.TXID != last {
+			return fmt.Errorf("state %+v, %v; child output:\n%s", st, err, tail(c.output.String(), 4000))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replica did not reach TXID %d: state %+v, %v; child output:\n%s", last, st, err, tail(c.output.String(), 4000))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	p, err := OpenPassive(w.Path, "")
 	if err != nil {
 		t.Fatal(err)
