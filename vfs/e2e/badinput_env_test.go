@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/superfly/ltx"
 	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
@@ -49,7 +50,7 @@ func newBiEnv(t *testing.T, pageSize int, noSnapshot bool) *biEnv {
 		t: t, dir: dir, storeDir: filepath.Join(dir, "store"), replica: filepath.Join(dir, "replica.db"),
 		images: map[ltx.TXID][]byte{}, sums: map[ltx.TXID]ltx.Checksum{}, log: &testtool.Buffer{},
 	}
-	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	restore := testhooks.SetLogger(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
 		restore()
 		if t.Failed() {

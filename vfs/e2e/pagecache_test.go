@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 )
 
 // readLog records the reads SQLite makes of one database file.
@@ -46,7 +46,7 @@ func TestPageCacheKept(t *testing.T) {
 	}
 	e.commit()
 	log := &readLog{path: e.replica}
-	restore := vfs.SetReadHookForTest(log.hook)
+	restore := testhooks.SetReadHook(log.hook)
 	defer restore()
 
 	db := e.openReplica("")

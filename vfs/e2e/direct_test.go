@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
@@ -35,12 +35,12 @@ func directSetup(t *testing.T, extra string) (*env, *sql.DB) {
 	waitFor(t, "direct reads", func() (bool, error) {
 		cold := e.openReplica("")
 		defer cold.Close()
-		before := vfs.DirectReadsForTest()
+		before := testhooks.DirectReads()
 		var n int
 		if err := cold.QueryRow("SELECT count(*) FROM t WHERE length(v) > 0").Scan(&n); err != nil {
 			return false, err
 		}
-		return vfs.DirectReadsForTest()-before >= 20 && n == 200, nil
+		return testhooks.DirectReads()-before >= 20 && n == 200, nil
 	})
 	return e, db
 }
@@ -77,10 +77,10 @@ func TestDirectReads(t *testing.T) {
 	waitFor(t, "the new rows, partly through Go", func() (bool, error) {
 		cold := e.openReplica("")
 		defer cold.Close()
-		before := vfs.DirectReadsForTest()
+		before := testhooks.DirectReads()
 		var changed, n int
 		err := cold.QueryRow("SELECT count(*), sum(v LIKE 'changed %') FROM t").Scan(&n, &changed)
-		return n == 201 && changed == 100 && vfs.DirectReadsForTest() > before, err
+		return n == 201 && changed == 100 && testhooks.DirectReads() > before, err
 	})
 	var changed, n int
 	if err := tx.QueryRow("SELECT count(*), coalesce(sum(v LIKE 'changed %'), 0) FROM t").Scan(&n, &changed); err != nil {
@@ -138,7 +138,7 @@ func TestDirectReadsExtension(t *testing.T) {
 // the connection reads the newest state.
 func TestLongReaderExpires(t *testing.T) {
 	logs := &testtool.Buffer{}
-	defer vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(logs, nil)))()
+	defer testhooks.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))()
 	e, db := directSetup(t, "&max_held=64KiB")
 
 	ctx := context.Background()

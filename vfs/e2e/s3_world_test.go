@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
@@ -50,7 +50,7 @@ func newS3World(t *testing.T, noChecksum bool) *s3World {
 	t.Helper()
 	w := &s3World{t: t, srv: s3test.Start(t, s3Bucket), dir: t.TempDir(), log: &testtool.Buffer{}}
 	w.srv.Env(t)
-	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	restore := testhooks.SetLogger(slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
 		restore()
 		if strings.Contains(w.log.String(), w.srv.SecretKey) {

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 // Helpers for the end-to-end tests against a real Litestream v0.5 primary
 // (litestream_test.go): the primary database and its writer, the Litestream
