@@ -98,7 +98,7 @@ func TestBadInputNoSnapshot(t *testing.T) {
 	e.Ref.Insert(5)
 	e.Commit() // an L0 file, but no snapshot
 	const timeout = 300 * time.Millisecond
-	took := openFails(t, e.uri("source="+e.Source+"&interval=20ms&timeout=300ms"))
+	took := openFails(t, e.followURI("&timeout=300ms"))
 	if took < timeout || took > timeout+3*time.Second {
 		t.Fatalf("open failed after %s; want about %s", took, timeout)
 	}
@@ -123,7 +123,7 @@ func TestBadInputOnlySnapshotCorrupt(t *testing.T) {
 	fi := store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: txid}
 	e.WriteRaw(fi, snap)
 	name := fi.Name()
-	took := openFails(t, e.uri("source="+e.Source+"&interval=20ms&timeout=300ms"))
+	took := openFails(t, e.followURI("&timeout=300ms"))
 	if took < 300*time.Millisecond {
 		t.Fatalf("open failed after %s, before the timeout", took)
 	}
@@ -445,7 +445,7 @@ func TestBadInputMaxSize(t *testing.T) {
 	e.Ref.Insert(20) // well past 16 KiB
 	e.AdvanceRef()
 	e.Snapshot()
-	openFails(t, e.uri("source="+e.Source+"&interval=20ms&timeout=300ms&max_size=16KiB"))
+	openFails(t, e.followURI("&timeout=300ms&max_size=16KiB"))
 	if !strings.Contains(e.Logs.String(), "exceeds the maximum size of 16384 bytes") {
 		t.Fatalf("log does not say the snapshot exceeds max_size:\n%s", e.Logs)
 	}
@@ -456,7 +456,7 @@ func TestBadInputMaxSize(t *testing.T) {
 		t.Fatalf("max_size=lots: open took %s; log:\n%s", took, e.Logs)
 	}
 	t.Setenv("WALRUST_MAX_SIZE", "1GB")
-	db := openDB(t, e.uri("source="+e.Source+"&interval=20ms"))
+	db := openDB(t, e.followURI(""))
 	e.waitCaughtUp(db)
 }
 

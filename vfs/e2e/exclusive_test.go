@@ -21,7 +21,7 @@ func TestExclusiveViaAttachExpires(t *testing.T) {
 	e := newWorld(t, 4096, false)
 	e.Ref.Insert(3)
 	e.Commit()
-	follower := openDB(t, e.uri("source="+e.Source+"&interval=20ms&max_held=16KiB"))
+	follower := openDB(t, e.followURI("&max_held=16KiB"))
 	e.waitCaughtUp(follower)
 
 	db, err := sql.Open("sqlite3", "file:attackmem?mode=memory&cache=private")

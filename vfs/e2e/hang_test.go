@@ -84,7 +84,7 @@ func TestHangingStoreBlocksNoOtherOpen(t *testing.T) {
 	// only as long as its own timeout.
 	same := pingAsync(t, hungURI("1s"))
 	// A replica of another store opens as if nothing hung.
-	other := pingAsync(t, e.uri("source="+e.Source+"&interval=20ms&timeout=10s"))
+	other := pingAsync(t, e.followURI("&timeout=10s"))
 
 	if r, ok := within(t, "an open of a file store while another open hangs", other, 5*time.Second); ok && r.err != nil {
 		t.Errorf("the file store's replica did not open: %v", r.err)

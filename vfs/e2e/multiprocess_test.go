@@ -49,7 +49,7 @@ func TestMultiProcess(t *testing.T) {
 	sqlite3 := testtool.Program(t, "sqlite3")
 	stdbuf := testtool.Program(t, "stdbuf")
 	e := newBank(t)
-	uri := fmt.Sprintf("file:%s?vfs=walrust&source=file://%s&interval=%s", e.replica, e.storeDir, mpInterval)
+	uri := fmt.Sprintf("file:%s?vfs=walrust&source=file://%s&interval=%s", e.Path, e.StoreDir, mpInterval)
 	shell := func(name, preamble string) *mpReader {
 		cmd := exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
 		wrap := func(q string) string { return q + ";\nSELECT '" + endMark + "';\n" }
@@ -75,7 +75,7 @@ func TestMultiProcess(t *testing.T) {
 	}
 	a := walrust("walrust A")
 	b := walrust("walrust B")
-	plain := shell("plain sqlite3", fmt.Sprintf(".open --readonly '%s'\n.timeout 5000\n", e.replica))
+	plain := shell("plain sqlite3", fmt.Sprintf(".open --readonly '%s'\n.timeout 5000\n", e.Path))
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -158,7 +158,7 @@ func TestMultiProcess(t *testing.T) {
 
 	// It converges to the producer's newest TXID, and so does the file the
 	// plain reader reads.
-	want := int64(e.pub.TXID)
+	want := int64(e.Pub.TXID)
 	wantContent := bankContent(t, e)
 	waitUntil("the new follower to reach the newest TXID", 10*time.Second, func() bool { return other.txid.Load() == want })
 	waitUntil("the plain reader to see the newest content", 10*time.Second, func() bool {
@@ -176,10 +176,10 @@ func TestMultiProcess(t *testing.T) {
 }
 
 // bankContent is every account's balance, as the plain reader reads it.
-func bankContent(t *testing.T, e *env) string {
+func bankContent(t *testing.T, e *world) string {
 	t.Helper()
 	var s string
-	if err := e.primary.QueryRow("SELECT group_concat(id || ':' || balance, ',') FROM (SELECT * FROM acct ORDER BY id)").Scan(&s); err != nil {
+	if err := e.Ref.DB.QueryRow("SELECT group_concat(id || ':' || balance, ',') FROM (SELECT * FROM acct ORDER BY id)").Scan(&s); err != nil {
 		t.Fatal(err)
 	}
 	return s

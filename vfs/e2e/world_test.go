@@ -50,10 +50,30 @@ func (w *world) uri(params string) string {
 	return "file:" + w.Path + "?vfs=walrust&" + params
 }
 
-// follow opens the replica following the store at a 20ms interval.
+// followURI is the replica's URI following the store at a 20ms
+// interval, and the parameters extra (each after an &).
+func (w *world) followURI(extra string) string {
+	return w.uri("source=" + w.Source + "&interval=20ms" + extra)
+}
+
+// openReplica opens followURI(extra) through database/sql until the test
+// ends, with as many connections as the test asks for.
+func (w *world) openReplica(extra string) *sql.DB {
+	w.T.Helper()
+	db, err := sql.Open("sqlite3", w.followURI(extra))
+	if err != nil {
+		w.T.Fatal(err)
+	}
+	w.T.Cleanup(func() { db.Close() })
+	return db
+}
+
+// follow opens the replica following the store at a 20ms interval, one
+// connection at a time, and checks that it opens.
 func (w *world) follow() *sql.DB {
 	w.T.Helper()
-	db := openDB(w.T, w.uri("source="+w.Source+"&interval=20ms"))
+	db := w.openReplica("")
+	db.SetMaxOpenConns(1)
 	if err := db.Ping(); err != nil {
 		w.T.Fatalf("open replica: %v", err)
 	}
