@@ -67,13 +67,12 @@ func TestSQLiteShell(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", strings.Repeat("x", 3000)) // overflow pages too
 		e.Commit()
-		deadline := time.Now().Add(10 * time.Second)
-		for query("SELECT count(*) FROM t;") != fmt.Sprint(i) {
-			if time.Now().After(deadline) {
-				t.Fatalf("row %d never arrived; stderr:\n%s", i, &stderr)
+		eventually(t, fmt.Sprintf("row %d", i), func() error {
+			if n := query("SELECT count(*) FROM t;"); n != fmt.Sprint(i) {
+				return fmt.Errorf("%s rows; stderr:\n%s", n, &stderr)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	if got := query("PRAGMA walrust_txid;"); got != "6" {
 		t.Fatalf("walrust_txid = %q, want 6", got)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 const (
@@ -195,20 +197,16 @@ func TestLongReaderDoesNotHoldBackReplication(t *testing.T) {
 		e.transfer(rng)
 		want := int64(e.Pub.TXID)
 		if i%50 == 49 { // check promptness regularly, not after every file
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			testtool.Eventually(t, fmt.Sprintf("the second connection to reach TXID %d", want), 5*time.Second, func() error {
 				var txid int64
 				if err := other.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
 					t.Fatal(err)
 				}
-				if txid == want {
-					break
+				if txid != want {
+					return fmt.Errorf("second connection stuck at TXID %d", txid)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("second connection stuck at TXID %d, want %d", txid, want)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return nil
+			})
 		}
 	}
 	txid1, content1, err := snapshot(tx)

@@ -62,16 +62,11 @@ func TestMultiProcess(t *testing.T) {
 		r := shell(name, fmt.Sprintf(".load %s\n.open '%s'\n.timeout 5000\n", ext, uri))
 		// The open bootstraps, or waits for the follower's bootstrap; a
 		// reader sees the accounts once the follower has folded them.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, name+" to read the accounts", func() error {
 			_, err := r.c.query("SELECT count(*) FROM acct")
-			if err == nil {
-				return r
-			} else if time.Now().After(deadline) {
-				t.Fatalf("%s: %v", name, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return err
+		})
+		return r
 	}
 	a := walrust("walrust A")
 	b := walrust("walrust B")

@@ -293,17 +293,13 @@ func s3ClientStatus(t *testing.T, c s3Client) s3Status {
 func (w *s3World) waitCaughtUp(c s3Client, what string) {
 	w.t.Helper()
 	want := w.want()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testtool.Eventually(w.t, what+": the replica to catch up", 15*time.Second, func() error {
 		got, err := s3Probe(c)
-		if err == nil && got == want {
-			return
+		if err == nil && got != want {
+			err = fmt.Errorf("replica answers %q; want %q (TXID|rows)", got, want)
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: replica answers %q, %v; want %q (TXID|rows)", what, got, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // mark is how many requests the server has logged so far.
