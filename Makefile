@@ -44,7 +44,7 @@ tools: $(BIN)/versitygw $(BIN)/litestream
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
-# litestream: the real LTX producer the end-to-end tests follow.
+# litestream: the real LTX producer the end-to-end tests (vfs/e2e) follow.
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 

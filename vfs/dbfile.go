@@ -67,8 +67,9 @@ func (f *dbFile) version() (*replica.Version, func(), error) {
 	return v, end, err
 }
 
-// readHook, when a test sets it, sees every read SQLite makes of a
-// database file (the page cache test counts them). Nil in production.
+// readHook, when a test sets it (testhooks.SetReadHook), sees every read
+// SQLite makes of a database file (the page cache test counts them). Nil
+// in production.
 var readHook atomic.Pointer[func(path string, off int64, n int)]
 
 func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // openPTY opens a pseudo-terminal pair: the master the test types into and
@@ -70,24 +72,22 @@ func (s *screen) copyFrom(f *os.File) {
 // what came before it.
 func (s *screen) waitFor(t *testing.T, want string, during func()) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var before string
+	testtool.EventuallyEvery(t, fmt.Sprintf("%q", want), 20*time.Second, 100*time.Millisecond, func() error {
 		s.mu.Lock()
 		all := s.buf.String()
 		s.mu.Unlock()
 		if i := strings.Index(all[s.pos:], want); i >= 0 {
-			before := all[s.pos : s.pos+i]
+			before = all[s.pos : s.pos+i]
 			s.pos += i + len(want)
-			return before
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %q; screen so far:\n%q", want, all[s.pos:])
+			return nil
 		}
 		if during != nil {
 			during()
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("screen so far:\n%q", all[s.pos:])
+	})
+	return before
 }
 
 // TestTerminal drives the shell through a real pseudo-terminal: prompt,

@@ -212,18 +212,14 @@ func TestReopenWithoutSource(t *testing.T) {
 	// No SOURCE: the replica's state file names it. The reopened replica
 	// serves what it has at once and catches up in the background, so a
 	// later run sees the new transaction.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testtool.EventuallyEvery(t, "the replica to reach TXID 2", 10*time.Second, 50*time.Millisecond, func() error {
 		r := e.run("PRAGMA walrust_txid; SELECT count(*) AS n FROM orders;", "--local", e.replica, "--interval", "20ms")
 		wantOK(t, r)
-		if r.stdout == "walrust_txid\n------------\n2\nn\n-\n4\n" {
-			break
+		if r.stdout != "walrust_txid\n------------\n2\nn\n-\n4\n" {
+			return fmt.Errorf("output:\n%s", r.stdout)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica did not reach TXID 2; last output:\n%s", r.stdout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	r := e.run("", "--local", e.replica, "-c", ".status")
 	wantOK(t, r)
@@ -270,13 +266,12 @@ func TestSeesNewTransactions(t *testing.T) {
 	for i := 4; i <= 6; i++ {
 		e.exec("INSERT INTO orders VALUES (?, 1, 10)", i)
 		e.publish()
-		deadline := time.Now().Add(10 * time.Second)
-		for n := count(); n != fmt.Sprint(i); n = count() {
-			if time.Now().After(deadline) {
-				t.Fatalf("count stuck at %s, want %d", n, i)
+		testtool.Eventually(t, fmt.Sprintf("count %d", i), 10*time.Second, func() error {
+			if n := count(); n != fmt.Sprint(i) {
+				return fmt.Errorf("count %s", n)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {

@@ -190,11 +190,12 @@ func TestDemoInterrupted(t *testing.T) {
 			<-done
 		}
 	}()
-	for deadline := time.Now().Add(demoTimeout); !strings.Contains(out.String(), "Polling for updates"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo did not start replicating:\n%s", out.String())
+	testtool.Eventually(t, "the demo to start replicating", demoTimeout, func() error {
+		if !strings.Contains(out.String(), "Polling for updates") {
+			return fmt.Errorf("no %q yet:\n%s", "Polling for updates", out.String())
 		}
-	}
+		return nil
+	})
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -69,23 +69,24 @@ func (p *proc) String() string {
 func (p *proc) waitFor(out *testtool.Buffer, re string) time.Duration {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if rx.MatchString(out.String()) {
-			return time.Since(p.started)
-		}
+	var at time.Duration
+	testtool.Eventually(p.t, fmt.Sprintf("%q", re), 30*time.Second, func() error {
+		exited := false
 		select {
 		case <-p.done:
-			if rx.MatchString(out.String()) {
-				return time.Since(p.started)
-			}
+			exited = true
+		default:
+		}
+		if rx.MatchString(out.String()) {
+			at = time.Since(p.started)
+			return nil
+		}
+		if exited {
 			p.t.Fatalf("exited (%v) before printing %q:\n%s", p.waitErr, re, p)
-		case <-time.After(10 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q after 30s:\n%s", re, p)
-		}
-	}
+		return fmt.Errorf("not printed yet:\n%s", p)
+	})
+	return at
 }
 
 // stop sends sig and returns the exit code.
@@ -134,13 +135,12 @@ func replicaTXID(t *testing.T, path string) ltx.TXID {
 // plain SQLite reader sees it.
 func waitFolded(t *testing.T, p *proc, path string, txid ltx.TXID) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for replicaTXID(t, path) != txid {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds TXID %d, not %d, after 30s:\n%s", path, replicaTXID(t, path), txid, p)
+	testtool.Eventually(t, fmt.Sprintf("%s to hold TXID %d", path, txid), 30*time.Second, func() error {
+		if got := replicaTXID(t, path); got != txid {
+			return fmt.Errorf("it holds TXID %d:\n%s", got, p)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // publishOnce publishes db's changes, which there must be, and returns the

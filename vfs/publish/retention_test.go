@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 func TestPlanRetention(t *testing.T) {
@@ -258,19 +260,14 @@ func TestRetentionDeleteFails(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pub.Run(ctx, 5*time.Millisecond) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testtool.Eventually(t, "an error to be reported", 10*time.Second, func() error {
 		mu.Lock()
-		n := len(errs)
-		mu.Unlock()
-		if n > 0 {
-			break
+		defer mu.Unlock()
+		if len(errs) == 0 {
+			return errors.New("no error reported")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no error reported")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	time.Sleep(100 * time.Millisecond) // many ticks
 	cancel()
 	if err := <-done; err != nil {
@@ -318,13 +315,12 @@ func TestReplicaAfterRetention(t *testing.T) {
 		if err := f.WaitReady(15 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for h := r.Head(); h == nil || h.TXID != txid; h = r.Head() {
-			if time.Now().After(deadline) {
-				t.Fatalf("replica at %+v, want TXID %d; status %+v", h, txid, f.Status())
+		testtool.Eventually(t, fmt.Sprintf("the replica to reach TXID %d", txid), 15*time.Second, func() error {
+			if h := r.Head(); h == nil || h.TXID != txid {
+				return fmt.Errorf("replica at %+v; status %+v", h, f.Status())
 			}
-			time.Sleep(2 * time.Millisecond)
-		}
+			return nil
+		})
 		return r, f
 	}
 	r, f := followTo(2)

@@ -131,6 +131,14 @@ func ForUmasks(t *testing.T, test func(t *testing.T, want fs.FileMode)) {
 // error: one polling loop for every test that waits on a follower.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() error) {
 	t.Helper()
+	EventuallyEvery(t, what, timeout, 10*time.Millisecond, cond)
+}
+
+// EventuallyEvery is Eventually polling every interval: for a cond that
+// costs more than a query (one that starts processes or lists a store),
+// or that acts on what it waits for (types a key).
+func EventuallyEvery(t testing.TB, what string, timeout, interval time.Duration, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -140,6 +148,6 @@ func Eventually(t testing.TB, what string, timeout time.Duration, cond func() er
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

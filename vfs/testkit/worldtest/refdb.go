@@ -45,6 +45,19 @@ func (r *RefDB) Exec(q string, args ...any) {
 	}
 }
 
+// Insert adds n rows, a statement each: keys k0 to k<n-1>, and random
+// values of 40 bytes and up, every third of 1500 (past a 1024-byte page).
+func (r *RefDB) Insert(n int) {
+	r.t.Helper()
+	for i := range n {
+		size := 40 + i*13
+		if i%3 == 2 {
+			size = 1500
+		}
+		r.Exec("INSERT INTO t (k, v) VALUES (?, randomblob(?))", fmt.Sprint("k", i), size)
+	}
+}
+
 // Tx runs fn in one transaction: one commit, one TXID.
 func (r *RefDB) Tx(fn func(tx *sql.Tx)) {
 	r.t.Helper()

@@ -91,6 +91,13 @@ func (w *World) Advance(img []byte) ltx.TXID {
 	return txid
 }
 
+// AdvanceRef records the reference's current file as the next TXID
+// without publishing anything.
+func (w *World) AdvanceRef() ltx.TXID {
+	w.T.Helper()
+	return w.Advance(w.Ref.Image())
+}
+
 // Image is the primary's image at txid; safe from any goroutine.
 func (w *World) Image(txid ltx.TXID) []byte {
 	w.mu.Lock()
@@ -109,7 +116,7 @@ func (w *World) Sum(txid ltx.TXID) ltx.Checksum {
 func (w *World) Commit() ltx.TXID {
 	w.T.Helper()
 	prev := w.Pub.TXID
-	txid := w.Advance(w.Ref.Image())
+	txid := w.AdvanceRef()
 	w.Put(0, w.Encode(prev+1, txid))
 	return txid
 }

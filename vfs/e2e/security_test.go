@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"net/http"
@@ -22,23 +22,23 @@ import (
 // for a mode=ro URI: TestUntrustedSQLShell covers a connection opened
 // read-only.)
 func TestNoCreateOpen(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	e.insert(3)
-	e.commit()
-	dir := filepath.Join(e.dir, "writable")
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(3)
+	e.Commit()
+	dir := filepath.Join(e.Dir, "writable")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	newDB := filepath.Join(dir, "new.db")
-	src := "&source=" + e.source() + "&interval=20ms"
+	src := "&source=" + e.Source + "&interval=20ms"
 
-	biOpenFails(t, "file:"+newDB+"?vfs=walrust&mode=ro"+src)
-	if !strings.Contains(e.log.String(), "may not create") {
-		t.Fatalf("the log does not say why:\n%s", e.log)
+	openFails(t, "file:"+newDB+"?vfs=walrust&mode=ro"+src)
+	if !strings.Contains(e.Logs.String(), "may not create") {
+		t.Fatalf("the log does not say why:\n%s", e.Logs)
 	}
 	checkEmptyDir(t, dir)
 
-	ro := biOpen(t, "file:"+e.refPath+"?mode=ro")
+	ro := openDB(t, "file:"+e.Ref.Path+"?mode=ro")
 	attach := "ATTACH 'file:" + newDB + "?vfs=walrust&mode=ro" + src + "' AS r"
 	if _, err := ro.Exec(attach); err == nil {
 		t.Fatal("ATTACH through walrust on a read-only connection succeeded")
@@ -47,10 +47,10 @@ func TestNoCreateOpen(t *testing.T) {
 
 	// Made once by an open that may create, the replica then opens and
 	// attaches read-only.
-	db := biOpen(t, "file:"+newDB+"?vfs=walrust"+src)
+	db := openDB(t, "file:"+newDB+"?vfs=walrust"+src)
 	e.waitCaughtUp(db)
 	db.Close()
-	db = biOpen(t, "file:"+newDB+"?vfs=walrust&mode=ro")
+	db = openDB(t, "file:"+newDB+"?vfs=walrust&mode=ro")
 	e.waitCaughtUp(db)
 	if _, err := ro.Exec(attach); err != nil {
 		t.Fatalf("ATTACH of an existing replica on a read-only connection: %v", err)
@@ -65,58 +65,58 @@ func TestNoCreateOpen(t *testing.T) {
 // read-only is refused, as with create allowed, and gets no lock file, log
 // directory or state file beside it.
 func TestNoCreateForeignFile(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	biOpenFails(t, "file:"+e.refPath+"?vfs=walrust&mode=ro&source="+e.source())
-	checkNoSideFiles(t, e.refPath)
+	e := newWorld(t, 4096, false)
+	openFails(t, "file:"+e.Ref.Path+"?vfs=walrust&mode=ro&source="+e.Source)
+	checkNoSideFiles(t, e.Ref.Path)
 }
 
 // TestSourcesAllowlist: with WALRUST_SOURCES set, an open follows only a
 // store under one of its prefixes, whether the URI, WALRUST_SOURCE or the
 // state file names it, and URIs may not choose S3 endpoints.
 func TestSourcesAllowlist(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	e.insert(3)
-	e.commit()
-	other := filepath.Join(e.dir, "other-store")
-	if err := os.CopyFS(other, os.DirFS(e.storeDir)); err != nil {
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(3)
+	e.Commit()
+	other := filepath.Join(e.Dir, "other-store")
+	if err := os.CopyFS(other, os.DirFS(e.StoreDir)); err != nil {
 		t.Fatal(err)
 	}
 	uri := func(path, params string) string {
-		return "file:" + filepath.Join(e.dir, path) + "?vfs=walrust&interval=20ms" + params
+		return "file:" + filepath.Join(e.Dir, path) + "?vfs=walrust&interval=20ms" + params
 	}
 	refused := func(uri, why string) {
 		t.Helper()
-		before := len(e.log.String())
-		biOpenFails(t, uri)
-		if !strings.Contains(e.log.String()[before:], why) {
-			t.Fatalf("open of %s: the log does not say %q:\n%s", uri, why, e.log)
+		before := len(e.Logs.String())
+		openFails(t, uri)
+		if !strings.Contains(e.Logs.String()[before:], why) {
+			t.Fatalf("open of %s: the log does not say %q:\n%s", uri, why, e.Logs)
 		}
 	}
 
 	// A replica of the other store, made before the allowlist was set.
-	db := biOpen(t, uri("old.db", "&source=file://"+other))
+	db := openDB(t, uri("old.db", "&source=file://"+other))
 	e.waitCaughtUp(db)
 	db.Close()
 
-	t.Setenv("WALRUST_SOURCES", "s3://bucket/app, file://"+e.storeDir+"/")
-	db = biOpen(t, uri("a.db", "&source="+e.source()))
+	t.Setenv("WALRUST_SOURCES", "s3://bucket/app, file://"+e.StoreDir+"/")
+	db = openDB(t, uri("a.db", "&source="+e.Source))
 	e.waitCaughtUp(db)
-	db = biOpen(t, uri("b.db", "&source=file://"+e.storeDir+"/./ltx/.."))
+	db = openDB(t, uri("b.db", "&source=file://"+e.StoreDir+"/./ltx/.."))
 	e.waitCaughtUp(db)
 
 	refused(uri("c.db", "&source=file://"+other), "not in WALRUST_SOURCES")
-	refused(uri("c.db", "&source=file://"+e.storeDir+"/../other-store"), "not in WALRUST_SOURCES")
+	refused(uri("c.db", "&source=file://"+e.StoreDir+"/../other-store"), "not in WALRUST_SOURCES")
 	refused(uri("old.db", ""), "file://"+other+" (per its state file) is not in WALRUST_SOURCES")
 	t.Setenv("WALRUST_SOURCE", "file://"+other)
 	refused(uri("c.db", ""), "file://"+other+" is not in WALRUST_SOURCES")
 	t.Setenv("WALRUST_SOURCE", "")
-	checkNoSideFiles(t, filepath.Join(e.dir, "c.db"))
+	checkNoSideFiles(t, filepath.Join(e.Dir, "c.db"))
 
 	// A prefix ends on a path segment.
-	t.Setenv("WALRUST_SOURCES", "file://"+e.storeDir[:len(e.storeDir)-1])
-	refused(uri("d.db", "&source="+e.source()), "not in WALRUST_SOURCES")
-	t.Setenv("WALRUST_SOURCES", "file://"+e.dir)
-	db = biOpen(t, uri("d.db", "&source="+e.source()))
+	t.Setenv("WALRUST_SOURCES", "file://"+e.StoreDir[:len(e.StoreDir)-1])
+	refused(uri("d.db", "&source="+e.Source), "not in WALRUST_SOURCES")
+	t.Setenv("WALRUST_SOURCES", "file://"+e.Dir)
+	db = openDB(t, uri("d.db", "&source="+e.Source))
 	e.waitCaughtUp(db)
 
 	// No signed request goes to a host the SQL names, in a parameter or in
@@ -139,7 +139,7 @@ func TestSourcesAllowlist(t *testing.T) {
 	if n := requests.Load(); n != 0 {
 		t.Fatalf("%d requests reached the endpoint named in SQL", n)
 	}
-	checkNoSideFiles(t, filepath.Join(e.dir, "s3.db"))
+	checkNoSideFiles(t, filepath.Join(e.Dir, "s3.db"))
 }
 
 // checkEmptyDir fails if anything was created in dir.

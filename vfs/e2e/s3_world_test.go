@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
@@ -50,7 +50,7 @@ func newS3World(t *testing.T, noChecksum bool) *s3World {
 	t.Helper()
 	w := &s3World{t: t, srv: s3test.Start(t, s3Bucket), dir: t.TempDir(), log: &testtool.Buffer{}}
 	w.srv.Env(t)
-	restore := vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	restore := testhooks.SetLogger(slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
 		restore()
 		if strings.Contains(w.log.String(), w.srv.SecretKey) {
@@ -293,17 +293,13 @@ func s3ClientStatus(t *testing.T, c s3Client) s3Status {
 func (w *s3World) waitCaughtUp(c s3Client, what string) {
 	w.t.Helper()
 	want := w.want()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testtool.Eventually(w.t, what+": the replica to catch up", 15*time.Second, func() error {
 		got, err := s3Probe(c)
-		if err == nil && got == want {
-			return
+		if err == nil && got != want {
+			err = fmt.Errorf("replica answers %q; want %q (TXID|rows)", got, want)
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: replica answers %q, %v; want %q (TXID|rows)", what, got, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // mark is how many requests the server has logged so far.

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"database/sql"
@@ -64,16 +64,16 @@ func TestHangingStoreBlocksNoOtherOpen(t *testing.T) {
 	srv.Env(t)
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	proxy.Misbehave("", s3test.Hang, -1)
-	e := newBiEnv(t, 4096, false)
-	e.insert(2)
-	e.commit()
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(2)
+	e.Commit()
 
-	hung := filepath.Join(e.dir, "hung.db")
+	hung := filepath.Join(e.Dir, "hung.db")
 	hungURI := func(timeout string) string {
 		return fmt.Sprintf("file:%s?vfs=walrust&source=s3://%s/%s&endpoint=%s&interval=50ms&timeout=%s", hung, s3Bucket, s3Prefix, proxy.URL, timeout)
 	}
 	first := pingAsync(t, hungURI("8s"))
-	biWait(t, "the first open to reach the endpoint", func() error {
+	eventually(t, "the first open to reach the endpoint", func() error {
 		if proxy.Seen() == 0 {
 			return fmt.Errorf("no request yet")
 		}
@@ -84,7 +84,7 @@ func TestHangingStoreBlocksNoOtherOpen(t *testing.T) {
 	// only as long as its own timeout.
 	same := pingAsync(t, hungURI("1s"))
 	// A replica of another store opens as if nothing hung.
-	other := pingAsync(t, e.uri("source="+e.source()+"&interval=20ms&timeout=10s"))
+	other := pingAsync(t, e.followURI("&timeout=10s"))
 
 	if r, ok := within(t, "an open of a file store while another open hangs", other, 5*time.Second); ok && r.err != nil {
 		t.Errorf("the file store's replica did not open: %v", r.err)
@@ -104,7 +104,7 @@ func TestHangingStoreBlocksNoOtherOpen(t *testing.T) {
 		}
 		t.Logf("hanging open (timeout=8s) failed after %v", r.took.Round(time.Millisecond))
 	}
-	for _, l := range strings.Split(e.log.String(), "\n") {
+	for _, l := range strings.Split(e.Logs.String(), "\n") {
 		if strings.Contains(l, `msg="cannot open database"`) && strings.Contains(l, hung) {
 			t.Logf("%s", l)
 		}

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"database/sql"
@@ -18,10 +18,10 @@ import (
 // The connection itself may go on serving the pages it cached, which in
 // exclusive mode SQLite never checks again.
 func TestExclusiveViaAttachExpires(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	e.insert(3)
-	e.commit()
-	follower := biOpen(t, e.uri("source="+e.source()+"&interval=20ms&max_held=16KiB"))
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(3)
+	e.Commit()
+	follower := openDB(t, e.followURI("&max_held=16KiB"))
 	e.waitCaughtUp(follower)
 
 	db, err := sql.Open("sqlite3", "file:attackmem?mode=memory&cache=private")
@@ -49,12 +49,12 @@ func TestExclusiveViaAttachExpires(t *testing.T) {
 	// The connection may serve its cached pages from then on (in exclusive
 	// mode SQLite never checks the file for changes): the same rows, or
 	// an I/O error once it reads a page; never a newer TXID's, never torn.
-	for round := 0; !strings.Contains(e.log.String(), "it expired"); round++ {
+	for round := 0; !strings.Contains(e.Logs.String(), "it expired"); round++ {
 		if round == 40 {
-			t.Fatalf("the attached replica in exclusive mode never expired; log:\n%s", e.log)
+			t.Fatalf("the attached replica in exclusive mode never expired; log:\n%s", e.Logs)
 		}
-		e.insert(10)
-		e.commit()
+		e.Ref.Insert(10)
+		e.Commit()
 		e.waitCaughtUp(follower)
 		n, err := count()
 		if err != nil && !strings.Contains(err.Error(), "disk I/O error") {
@@ -65,7 +65,7 @@ func TestExclusiveViaAttachExpires(t *testing.T) {
 		}
 	}
 	// The follower is not held back by it any longer: it folds.
-	e.insert(1)
-	e.commit()
+	e.Ref.Insert(1)
+	e.Commit()
 	e.waitCaughtUp(follower)
 }

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"os"
@@ -17,25 +17,25 @@ import (
 // read-only, an empty writable directory, and a second store walrust must
 // not follow once WALRUST_SOURCES names only the first.
 type secClientEnv struct {
-	*biEnv
+	*world
 	other    string // another store, a copy of the first
 	writable string // an empty directory SQL names for new replicas
 	env      []string
 }
 
 func newSecClientEnv(t *testing.T) *secClientEnv {
-	e := &secClientEnv{biEnv: newBiEnv(t, 4096, false)}
-	e.insert(3)
-	e.commit()
-	e.other = filepath.Join(e.dir, "other-store")
-	if err := os.CopyFS(e.other, os.DirFS(e.storeDir)); err != nil {
+	e := &secClientEnv{world: newWorld(t, 4096, false)}
+	e.Ref.Insert(3)
+	e.Commit()
+	e.other = filepath.Join(e.Dir, "other-store")
+	if err := os.CopyFS(e.other, os.DirFS(e.StoreDir)); err != nil {
 		t.Fatal(err)
 	}
-	e.writable = filepath.Join(e.dir, "writable")
+	e.writable = filepath.Join(e.Dir, "writable")
 	if err := os.Mkdir(e.writable, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e.env = append(os.Environ(), "WALRUST_SOURCES="+e.source())
+	e.env = append(os.Environ(), "WALRUST_SOURCES="+e.Source)
 	return e
 }
 
@@ -60,7 +60,7 @@ func TestUntrustedSQLShell(t *testing.T) {
 		return string(out)
 	}
 
-	out := run([]string{"-readonly", e.refPath}, "ATTACH '"+e.replicaURI("new.db", "&source="+e.source())+"' AS r;\n"+
+	out := run([]string{"-readonly", e.Ref.Path}, "ATTACH '"+e.replicaURI("new.db", "&source="+e.Source)+"' AS r;\n"+
 		"SELECT 'attached', count(*) FROM r.t;\n")
 	if strings.Contains(out, "attached") || !strings.Contains(out, "unable to open database") {
 		t.Fatalf("ATTACH on a read-only database:\n%s", out)
@@ -69,7 +69,7 @@ func TestUntrustedSQLShell(t *testing.T) {
 
 	for _, params := range []string{
 		"&source=file://" + e.other,
-		"&source=" + e.source() + "&endpoint=http://127.0.0.1:9",
+		"&source=" + e.Source + "&endpoint=http://127.0.0.1:9",
 	} {
 		out := run(nil, ".open '"+e.replicaURI("x.db", params)+"'\nSELECT 'opened', count(*) FROM t;\n")
 		if strings.Contains(out, "opened") || !strings.Contains(out, "not in WALRUST_SOURCES") && !strings.Contains(out, "is not allowed") {
@@ -78,7 +78,7 @@ func TestUntrustedSQLShell(t *testing.T) {
 	}
 	checkEmptyDir(t, e.writable)
 
-	out = run(nil, ".open '"+e.replicaURI("x.db", "&source="+e.source())+"'\nSELECT 'opened', count(*) FROM t;\n")
+	out = run(nil, ".open '"+e.replicaURI("x.db", "&source="+e.Source)+"'\nSELECT 'opened', count(*) FROM t;\n")
 	if !strings.Contains(out, "opened|3") {
 		t.Fatalf("open of a listed source:\n%s", out)
 	}
@@ -125,11 +125,11 @@ func TestUntrustedSQLPython(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
 	e := newSecClientEnv(t)
-	cmd := exec.Command(python, "-c", pythonUntrusted, ext, e.refPath,
-		e.replicaURI("new.db", "&source="+e.source()),
+	cmd := exec.Command(python, "-c", pythonUntrusted, ext, e.Ref.Path,
+		e.replicaURI("new.db", "&source="+e.Source),
 		e.replicaURI("outside.db", "&source=file://"+e.other),
-		e.replicaURI("endpoint.db", "&source="+e.source()+"&endpoint=http://127.0.0.1:9"),
-		"file:"+e.replica+"?vfs=walrust&interval=20ms&source="+e.source())
+		e.replicaURI("endpoint.db", "&source="+e.Source+"&endpoint=http://127.0.0.1:9"),
+		"file:"+e.Path+"?vfs=walrust&interval=20ms&source="+e.Source)
 	cmd.Env = e.env
 	var stderr testtool.Buffer
 	cmd.Stderr = &stderr

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -17,15 +17,15 @@ import (
 // while other connections already see the new database; once it ends, the
 // same connection sees the new one too.
 func TestReaderAcrossRebootstrap(t *testing.T) {
-	e := newBiEnv(t, 1024, false)
-	e.insert(120)
-	e.commit() // 2
+	e := newWorld(t, 1024, false)
+	e.Ref.Insert(120)
+	e.Commit() // 2
 	db := e.follow()
 	db.SetMaxOpenConns(2)
 	e.waitCaughtUp(db)
 	oldRows := e.refRows()
 	var oldPages int64
-	if err := e.ref.QueryRow("PRAGMA page_count").Scan(&oldPages); err != nil {
+	if err := e.Ref.DB.QueryRow("PRAGMA page_count").Scan(&oldPages); err != nil {
 		t.Fatal(err)
 	}
 
@@ -42,22 +42,22 @@ func TestReaderAcrossRebootstrap(t *testing.T) {
 	defer tx.Rollback()
 	e.checkRows(tx, oldRows, "long reader before")
 
-	e.exec("DELETE FROM t WHERE id > 10")
-	e.commit() // 3
-	e.exec("VACUUM")
-	e.commit() // 4
-	e.insert(2)
-	e.advance() // 5
+	e.Ref.Exec("DELETE FROM t WHERE id > 10")
+	e.Commit() // 3
+	e.Ref.Exec("VACUUM")
+	e.Commit() // 4
+	e.Ref.Insert(2)
+	e.AdvanceRef() // 5
 	// The snapshot first: a store that has lost its L0 files and holds only
 	// the old snapshot (behind the replica) looks wiped, and the follower
 	// would rightly re-bootstrap from that one first.
-	e.pub.Snapshot(t)
-	if err := os.RemoveAll(filepath.Join(e.storeDir, "ltx", "0")); err != nil {
+	e.Snapshot()
+	if err := os.RemoveAll(filepath.Join(e.StoreDir, "ltx", "0")); err != nil {
 		t.Fatal(err)
 	}
-	e.insert(1)
-	e.commit() // 6: the follower sees it after a gap, and re-bootstraps
-	biWait(t, "re-bootstrap", func() error {
+	e.Ref.Insert(1)
+	e.Commit() // 6: the follower sees it after a gap, and re-bootstraps
+	eventually(t, "re-bootstrap", func() error {
 		if st := status(t, db); st.Bootstraps != 2 || st.TXID != 6 {
 			return fmt.Errorf("status %+v", st)
 		}

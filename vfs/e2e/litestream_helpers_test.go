@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 // Helpers for the end-to-end tests against a real Litestream v0.5 primary
 // (litestream_test.go): the primary database and its writer, the Litestream
@@ -276,19 +276,18 @@ func (w *lsWriter) stop(t *testing.T) int64 {
 func (w *lsWriter) waitCommits(t *testing.T, n int64) {
 	t.Helper()
 	target := w.n.Load() + n
-	deadline := time.Now().Add(60 * time.Second)
-	for w.n.Load() < target {
-		select {
-		case err := <-w.done:
-			w.done <- err
-			t.Fatalf("writer stopped: %v", err)
-		default:
+	testtool.Eventually(t, fmt.Sprintf("the writer to commit %d transactions", n), 60*time.Second, func() error {
+		if c := w.n.Load(); c < target {
+			select {
+			case err := <-w.done:
+				w.done <- err
+				t.Fatalf("writer stopped: %v", err)
+			default:
+			}
+			return fmt.Errorf("%d to go", target-c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writer did not commit %d transactions within 60s", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // The content hash. Every client runs the same query, built from the

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 const (
@@ -18,39 +20,39 @@ const (
 
 // newBank makes a primary with accounts whose balances always sum to
 // accounts*startBalance, and publishes it.
-func newBank(t *testing.T) *env {
-	e := newEnv(t, 1024)
-	e.exec("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, note TEXT)")
+func newBank(t *testing.T) *world {
+	e := newWorld(t, 1024, false)
+	e.Ref.Exec("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, note TEXT)")
 	for i := 0; i < accounts; i++ {
-		e.exec("INSERT INTO acct (id, balance, note) VALUES (?, ?, '')", i, startBalance)
+		e.Ref.Exec("INSERT INTO acct (id, balance, note) VALUES (?, ?, '')", i, startBalance)
 	}
-	e.commit()
+	e.Commit()
 	return e
 }
 
 // transfer moves money between two accounts in one transaction, and makes
 // the rows grow and shrink so pages split and merge.
-func (e *env) transfer(rng *rand.Rand) {
+func (e *world) transfer(rng *rand.Rand) {
 	from, to := rng.Intn(accounts), rng.Intn(accounts)
 	amount := rng.Intn(100)
 	note := make([]byte, rng.Intn(300))
 	for i := range note {
 		note[i] = 'a' + byte(rng.Intn(26))
 	}
-	tx, err := e.primary.Begin()
+	tx, err := e.Ref.DB.Begin()
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if _, err := tx.Exec("UPDATE acct SET balance = balance - ?, note = ? WHERE id = ?", amount, string(note), from); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if _, err := tx.Exec("UPDATE acct SET balance = balance + ? WHERE id = ?", amount, to); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	e.commit()
+	e.Commit()
 }
 
 // readSnapshot reads the total twice and the TXID inside one transaction.
@@ -130,7 +132,7 @@ func TestInvariantTotalNeverChanges(t *testing.T) {
 		default:
 		}
 	}
-	want := int64(e.pub.TXID)
+	want := int64(e.Pub.TXID)
 	waitFor(t, "the replica to reach the last transfer", func() (bool, error) {
 		var txid int64
 		err := db.QueryRow("PRAGMA walrust_txid").Scan(&txid)
@@ -193,22 +195,18 @@ func TestLongReaderDoesNotHoldBackReplication(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	for i := 0; i < 500; i++ {
 		e.transfer(rng)
-		want := int64(e.pub.TXID)
+		want := int64(e.Pub.TXID)
 		if i%50 == 49 { // check promptness regularly, not after every file
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			testtool.Eventually(t, fmt.Sprintf("the second connection to reach TXID %d", want), 5*time.Second, func() error {
 				var txid int64
 				if err := other.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
 					t.Fatal(err)
 				}
-				if txid == want {
-					break
+				if txid != want {
+					return fmt.Errorf("second connection stuck at TXID %d", txid)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("second connection stuck at TXID %d, want %d", txid, want)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return nil
+			})
 		}
 	}
 	txid1, content1, err := snapshot(tx)
@@ -223,14 +221,14 @@ func TestLongReaderDoesNotHoldBackReplication(t *testing.T) {
 	}
 	// The versions held for the long reader are folded once it is gone.
 	waitFor(t, "the log to be folded away", func() (bool, error) {
-		entries, err := os.ReadDir(e.replica + "-replica-log")
+		entries, err := os.ReadDir(e.Path + "-replica-log")
 		return len(entries) == 0, err
 	})
 	txid2, content2, err := snapshot(other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if txid2 != int64(e.pub.TXID) || content2 == content0 {
-		t.Fatalf("after the long reader: TXID %d (want %d), content changed: %v", txid2, e.pub.TXID, content2 != content0)
+	if txid2 != int64(e.Pub.TXID) || content2 == content0 {
+		t.Fatalf("after the long reader: TXID %d (want %d), content changed: %v", txid2, e.Pub.TXID, content2 != content0)
 	}
 }

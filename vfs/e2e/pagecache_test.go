@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 )
 
 // readLog records the reads SQLite makes of one database file.
@@ -40,13 +40,13 @@ func (l *readLog) take() []string {
 // it exactly when a new TXID arrives: the next transaction reads pages again
 // and sees the new row, and the one after that is back to the header read.
 func TestPageCacheKept(t *testing.T) {
-	e := newEnv(t, 4096)
+	e := newWorld(t, 4096, false)
 	for i := 0; i < 300; i++ {
-		e.exec("INSERT INTO t (id, v) VALUES (?, ?)", i, strings.Repeat(fmt.Sprint(i%10), 500))
+		e.Ref.Exec("INSERT INTO t (id, v) VALUES (?, ?)", i, strings.Repeat(fmt.Sprint(i%10), 500))
 	}
-	e.commit()
-	log := &readLog{path: e.replica}
-	restore := vfs.SetReadHookForTest(log.hook)
+	e.Commit()
+	log := &readLog{path: e.Path}
+	restore := testhooks.SetReadHook(log.hook)
 	defer restore()
 
 	db := e.openReplica("")
@@ -93,9 +93,9 @@ func TestPageCacheKept(t *testing.T) {
 	}
 
 	// One new TXID: wait for it on another connection (another page cache).
-	e.exec("UPDATE t SET v = 'changed' WHERE id = 7")
-	e.commit()
-	want := int64(e.pub.TXID)
+	e.Ref.Exec("UPDATE t SET v = 'changed' WHERE id = 7")
+	e.Commit()
+	want := int64(e.Pub.TXID)
 	waitFor(t, "the new TXID", func() (bool, error) {
 		var txid int64
 		err := db.QueryRow("PRAGMA walrust_txid").Scan(&txid)

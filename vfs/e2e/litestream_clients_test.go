@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"bufio"
@@ -269,9 +269,8 @@ func (c *walrustShellOnce) query(q string) ([]string, error) {
 func converge(t *testing.T, p *lsPrimary, clients []lsClient, what string) string {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(60 * time.Second)
-	last := map[string]string{}
-	for {
+	var want string
+	testtool.EventuallyEvery(t, what+": the clients to converge to the primary", 60*time.Second, 100*time.Millisecond, func() error {
 		p.alive()
 		q, err := dumpQuery(p.db)
 		if err != nil {
@@ -281,35 +280,26 @@ func converge(t *testing.T, p *lsPrimary, clients []lsClient, what string) strin
 		if err != nil {
 			t.Fatalf("%s: primary dump: %v", what, err)
 		}
-		want := hashLines(lines)
+		want = hashLines(lines)
 		all := true
+		var b strings.Builder
 		for _, c := range clients {
-			got, err := c.query(q)
-			if err != nil {
-				last[c.name()] = err.Error()
-				all = false
-				continue
+			state := "ok"
+			if got, err := c.query(q); err != nil {
+				state = err.Error()
+			} else if h := hashLines(got); h != want {
+				state = "hash " + h + ", want " + want
 			}
-			if h := hashLines(got); h != want {
-				last[c.name()] = "hash " + h + ", want " + want
-				all = false
-				continue
-			}
-			last[c.name()] = "ok"
+			all = all && state == "ok"
+			fmt.Fprintf(&b, "\n  %s: %s", c.name(), state)
 		}
-		if all {
-			t.Logf("%s: %d clients converged to %s in %s", what, len(clients), want, time.Since(start).Round(time.Millisecond))
-			return want
+		if !all {
+			return errors.New(b.String())
 		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, c := range clients {
-				fmt.Fprintf(&b, "\n  %s: %s", c.name(), last[c.name()])
-			}
-			t.Fatalf("%s: clients did not converge to the primary within 60s:%s", what, b.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	t.Logf("%s: %d clients converged to %s in %s", what, len(clients), want, time.Since(start).Round(time.Millisecond))
+	return want
 }
 
 // clientInt runs a one-value query through a client.
@@ -366,18 +356,15 @@ func describeLevels(levels map[int][]store.FileInfo) string {
 // waitStore waits until cond holds for the store's listing.
 func waitStore(t *testing.T, p *lsPrimary, tg lsTarget, what string, cond func(map[int][]store.FileInfo) bool) map[int][]store.FileInfo {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var levels map[int][]store.FileInfo
+	testtool.EventuallyEvery(t, "the store to show "+what, 60*time.Second, 100*time.Millisecond, func() error {
 		p.alive()
-		levels := storeLevels(t, tg)
-		if cond(levels) {
-			return levels
+		if levels = storeLevels(t, tg); !cond(levels) {
+			return fmt.Errorf("the store holds%s", describeLevels(levels))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store never showed %s within 60s:%s", what, describeLevels(levels))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return levels
 }
 
 func randomText(rnd *rand.Rand, n int) string {

@@ -1,29 +1,28 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/walrust/walrust/vfs"
+	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // directSetup follows a primary of 200 rows into a replica opened with the
 // URI parameters extra, and waits until its head is folded: a new
 // connection (an empty page cache) then reads its pages without Go.
-func directSetup(t *testing.T, extra string) (*env, *sql.DB) {
+func directSetup(t *testing.T, extra string) (*world, *sql.DB) {
 	t.Helper()
-	e := newEnv(t, 4096)
+	e := newWorld(t, 4096, false)
 	for i := range 200 {
-		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0500d", i, i))
+		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0500d", i, i))
 	}
-	e.commit()
+	e.Commit()
 	db := e.openReplica(extra)
 	db.SetMaxOpenConns(2)
 	waitFor(t, "the replica to catch up", func() (bool, error) {
@@ -35,12 +34,12 @@ func directSetup(t *testing.T, extra string) (*env, *sql.DB) {
 	waitFor(t, "direct reads", func() (bool, error) {
 		cold := e.openReplica("")
 		defer cold.Close()
-		before := vfs.DirectReadsForTest()
+		before := testhooks.DirectReads()
 		var n int
 		if err := cold.QueryRow("SELECT count(*) FROM t WHERE length(v) > 0").Scan(&n); err != nil {
 			return false, err
 		}
-		return vfs.DirectReadsForTest()-before >= 20 && n == 200, nil
+		return testhooks.DirectReads()-before >= 20 && n == 200, nil
 	})
 	return e, db
 }
@@ -69,18 +68,18 @@ func TestDirectReads(t *testing.T) {
 	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&pinned); err != nil {
 		t.Fatal(err)
 	}
-	e.exec("UPDATE t SET v = 'changed ' || v WHERE id % 2 = 0")
-	e.exec("INSERT INTO t (v) VALUES ('new')")
-	e.commit()
+	e.Ref.Exec("UPDATE t SET v = 'changed ' || v WHERE id % 2 = 0")
+	e.Ref.Exec("INSERT INTO t (v) VALUES ('new')")
+	e.Commit()
 	// A new connection reads the new version: its changed pages through
 	// Go, the others still straight from the file.
 	waitFor(t, "the new rows, partly through Go", func() (bool, error) {
 		cold := e.openReplica("")
 		defer cold.Close()
-		before := vfs.DirectReadsForTest()
+		before := testhooks.DirectReads()
 		var changed, n int
 		err := cold.QueryRow("SELECT count(*), sum(v LIKE 'changed %') FROM t").Scan(&n, &changed)
-		return n == 201 && changed == 100 && vfs.DirectReadsForTest() > before, err
+		return n == 201 && changed == 100 && testhooks.DirectReads() > before, err
 	})
 	var changed, n int
 	if err := tx.QueryRow("SELECT count(*), coalesce(sum(v LIKE 'changed %'), 0) FROM t").Scan(&n, &changed); err != nil {
@@ -113,12 +112,12 @@ print(n, lib.walrustDirectReads() - before)
 func TestDirectReadsExtension(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
-	e := newEnv(t, 4096)
+	e := newWorld(t, 4096, false)
 	for i := range 200 {
-		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%0500d", i))
+		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%0500d", i))
 	}
-	e.commit()
-	out, err := exec.Command(python, "-c", pythonDirect, ext, e.uri("")).CombinedOutput()
+	e.Commit()
+	out, err := exec.Command(python, "-c", pythonDirect, ext, e.followURI("")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
@@ -137,8 +136,6 @@ func TestDirectReadsExtension(t *testing.T) {
 // fold writes it), it never sees a page of a newer TXID, and once it ends
 // the connection reads the newest state.
 func TestLongReaderExpires(t *testing.T) {
-	logs := &testtool.Buffer{}
-	defer vfs.SetLoggerForTest(slog.New(slog.NewTextHandler(logs, nil)))()
 	e, db := directSetup(t, "&max_held=64KiB")
 
 	ctx := context.Background()
@@ -167,10 +164,10 @@ func TestLongReaderExpires(t *testing.T) {
 	}
 	for round := 0; ; round++ {
 		if round == 30 {
-			t.Fatalf("the long reader never expired; log:\n%s", logs)
+			t.Fatalf("the long reader never expired; log:\n%s", e.Logs)
 		}
-		e.exec("UPDATE t SET v = 'changed ' || v WHERE id % 5 = ?", round%5)
-		e.commit()
+		e.Ref.Exec("UPDATE t SET v = 'changed ' || v WHERE id % 5 = ?", round%5)
+		e.Commit()
 		time.Sleep(60 * time.Millisecond) // a few polls
 		got, err := scan()
 		if err != nil {
@@ -183,8 +180,8 @@ func TestLongReaderExpires(t *testing.T) {
 			t.Fatalf("the long reader sees %s; want its own %s", got, want)
 		}
 	}
-	if !strings.Contains(logs.String(), "it expired") || !strings.Contains(logs.String(), "max_held") {
-		t.Fatalf("the expiry is not logged:\n%s", logs)
+	if !strings.Contains(e.Logs.String(), "it expired") || !strings.Contains(e.Logs.String(), "max_held") {
+		t.Fatalf("the expiry is not logged:\n%s", e.Logs)
 	}
 	tx.Rollback()
 	waitFor(t, "the newest rows once the reader ended", func() (bool, error) {

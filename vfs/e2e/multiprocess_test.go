@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"encoding/json"
@@ -49,7 +49,7 @@ func TestMultiProcess(t *testing.T) {
 	sqlite3 := testtool.Program(t, "sqlite3")
 	stdbuf := testtool.Program(t, "stdbuf")
 	e := newBank(t)
-	uri := fmt.Sprintf("file:%s?vfs=walrust&source=file://%s&interval=%s", e.replica, e.storeDir, mpInterval)
+	uri := fmt.Sprintf("file:%s?vfs=walrust&source=file://%s&interval=%s", e.Path, e.StoreDir, mpInterval)
 	shell := func(name, preamble string) *mpReader {
 		cmd := exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
 		wrap := func(q string) string { return q + ";\nSELECT '" + endMark + "';\n" }
@@ -62,20 +62,15 @@ func TestMultiProcess(t *testing.T) {
 		r := shell(name, fmt.Sprintf(".load %s\n.open '%s'\n.timeout 5000\n", ext, uri))
 		// The open bootstraps, or waits for the follower's bootstrap; a
 		// reader sees the accounts once the follower has folded them.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, name+" to read the accounts", func() error {
 			_, err := r.c.query("SELECT count(*) FROM acct")
-			if err == nil {
-				return r
-			} else if time.Now().After(deadline) {
-				t.Fatalf("%s: %v", name, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return err
+		})
+		return r
 	}
 	a := walrust("walrust A")
 	b := walrust("walrust B")
-	plain := shell("plain sqlite3", fmt.Sprintf(".open --readonly '%s'\n.timeout 5000\n", e.replica))
+	plain := shell("plain sqlite3", fmt.Sprintf(".open --readonly '%s'\n.timeout 5000\n", e.Path))
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -158,7 +153,7 @@ func TestMultiProcess(t *testing.T) {
 
 	// It converges to the producer's newest TXID, and so does the file the
 	// plain reader reads.
-	want := int64(e.pub.TXID)
+	want := int64(e.Pub.TXID)
 	wantContent := bankContent(t, e)
 	waitUntil("the new follower to reach the newest TXID", 10*time.Second, func() bool { return other.txid.Load() == want })
 	waitUntil("the plain reader to see the newest content", 10*time.Second, func() bool {
@@ -176,10 +171,10 @@ func TestMultiProcess(t *testing.T) {
 }
 
 // bankContent is every account's balance, as the plain reader reads it.
-func bankContent(t *testing.T, e *env) string {
+func bankContent(t *testing.T, e *world) string {
 	t.Helper()
 	var s string
-	if err := e.primary.QueryRow("SELECT group_concat(id || ':' || balance, ',') FROM (SELECT * FROM acct ORDER BY id)").Scan(&s); err != nil {
+	if err := e.Ref.DB.QueryRow("SELECT group_concat(id || ':' || balance, ',') FROM (SELECT * FROM acct ORDER BY id)").Scan(&s); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // These tests follow a real S3 server (versitygw on loopback) end to end:
@@ -169,21 +170,20 @@ func (w *s3World) sampleIdle(conn interface {
 		}
 		return parseS3Status(w.t, s).Store
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var s s3Sample
+	testtool.EventuallyEvery(w.t, "the replica and the server to agree on the requests", 5*time.Second, time.Millisecond, func() error {
 		before := status()
 		lists, gets := w.reads(mark)
 		at := time.Now()
 		after := status()
-		if before == after && int64(lists) == before.Lists && int64(len(gets)) == before.Gets {
-			return s3Sample{at: at, lists: before.Lists, gets: before.Gets}
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("the server counts %d LIST and %d GET requests, the replica %d and %d",
+		if before != after || int64(lists) != before.Lists || int64(len(gets)) != before.Gets {
+			return fmt.Errorf("the server counts %d LIST and %d GET requests, the replica %d and %d",
 				lists, len(gets), after.Lists, after.Gets)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		s = s3Sample{at: at, lists: before.Lists, gets: before.Gets}
+		return nil
+	})
+	return s
 }
 
 // TestS3IdleCost counts, at the server, what a caught-up replica costs while

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 // End-to-end: a real Litestream v0.5.18 replicates a WAL-mode primary under
 // continuous writes, to a file replica and to a real S3 server (versitygw),

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"os"
@@ -15,13 +15,13 @@ import (
 // followElsewhere follows e's store into e's replica the way another
 // process would: it holds the replica's lock file, so this process's VFS
 // can only read the replica passively.
-func followElsewhere(t *testing.T, e *biEnv) {
+func followElsewhere(t *testing.T, e *world) {
 	t.Helper()
-	r, err := replica.Open(e.replica, e.source())
+	r, err := replica.Open(e.Path, e.Source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenFile(e.storeDir)
+	st, err := store.OpenFile(e.StoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,26 +41,26 @@ func followElsewhere(t *testing.T, e *biEnv) {
 // store's data under the name it was asked for. Opened without source=,
 // its status names the replica's source and the interval.
 func TestPassiveOtherSourceRefused(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	e.insert(3)
-	e.commit()
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(3)
+	e.Commit()
 	followElsewhere(t, e)
 
-	other := filepath.Join(e.dir, "other-store")
+	other := filepath.Join(e.Dir, "other-store")
 	if err := os.Mkdir(other, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	biOpenFails(t, e.uri("source=file://"+other+"&interval=20ms&timeout=2s"))
-	line := logLine(e.log.String(), `msg="cannot open database"`)
-	if !strings.Contains(line, "follows "+e.source()) || !strings.Contains(line, "not file://"+other) {
+	openFails(t, e.uri("source=file://"+other+"&interval=20ms&timeout=2s"))
+	line := logLine(e.Logs.String(), `msg="cannot open database"`)
+	if !strings.Contains(line, "follows "+e.Source) || !strings.Contains(line, "not file://"+other) {
 		t.Fatalf("the failed open's log line does not say which source the replica follows: %q", line)
 	}
 
-	db := biOpen(t, e.uri("interval=20ms"))
+	db := openDB(t, e.uri("interval=20ms"))
 	e.checkRows(db, e.refRows(), "read passively")
 	st := status(t, db)
-	if st.Source != e.source() || st.Interval != "20ms" {
-		t.Errorf("status %+v; want source %s and interval 20ms", st, e.source())
+	if st.Source != e.Source || st.Interval != "20ms" {
+		t.Errorf("status %+v; want source %s and interval 20ms", st, e.Source)
 	}
 	var raw string
 	if err := db.QueryRow("PRAGMA walrust_status").Scan(&raw); err != nil || !strings.Contains(raw, `"role":"reader"`) {
@@ -72,14 +72,14 @@ func TestPassiveOtherSourceRefused(t *testing.T) {
 // base file is marked as torn by a fold that died), the error SQLite
 // reports comes with a log line that says why.
 func TestPassiveFailureLogged(t *testing.T) {
-	e := newBiEnv(t, 4096, false)
-	e.insert(3)
-	e.commit()
+	e := newWorld(t, 4096, false)
+	e.Ref.Insert(3)
+	e.Commit()
 	followElsewhere(t, e)
-	db := biOpen(t, e.uri("interval=20ms"))
+	db := openDB(t, e.uri("interval=20ms"))
 	e.checkRows(db, e.refRows(), "read passively")
 
-	f, err := os.OpenFile(e.replica, os.O_RDWR, 0)
+	f, err := os.OpenFile(e.Path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestPassiveFailureLogged(t *testing.T) {
 	if _, err := f.WriteAt([]byte("walrust:folding\x00"), 0); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(e.log.String())
+	mark := len(e.Logs.String())
 	var txid int64
 	err = db.QueryRow("PRAGMA walrust_txid").Scan(&txid)
 	f.WriteAt(orig, 0)
@@ -98,7 +98,7 @@ func TestPassiveFailureLogged(t *testing.T) {
 	if err == nil {
 		t.Fatalf("walrust_txid on a torn base file: %d, no error", txid)
 	}
-	if log := e.log.String()[mark:]; !strings.Contains(log, "middle of a fold") {
+	if log := e.Logs.String()[mark:]; !strings.Contains(log, "middle of a fold") {
 		t.Errorf("error %q, and the log does not say why:\n%s", err, log)
 	}
 }

@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"fmt"
@@ -61,13 +61,13 @@ for line in sys.stdin:
 func TestPythonFork(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
-	e := newEnv(t, 4096)
-	e.exec("INSERT INTO t (v) VALUES ('before the fork')")
-	e.commit()
+	e := newWorld(t, 4096, false)
+	e.Ref.Exec("INSERT INTO t (v) VALUES ('before the fork')")
+	e.Commit()
 
 	var stderr testtool.Buffer
-	other := fmt.Sprintf("file:%s-other?vfs=walrust&source=file://%s", e.replica, e.storeDir)
-	cmd := exec.Command(python, "-c", pythonForker, ext, e.uri(""), other)
+	other := fmt.Sprintf("file:%s-other?vfs=walrust&source=file://%s", e.Path, e.StoreDir)
+	cmd := exec.Command(python, "-c", pythonForker, ext, e.followURI(""), other)
 	cmd.Stderr = &stderr
 	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Process.Kill()
@@ -85,8 +85,8 @@ func TestPythonFork(t *testing.T) {
 		}
 	}
 	// The parent still follows.
-	e.exec("INSERT INTO t (v) VALUES ('after the fork')")
-	e.commit()
+	e.Ref.Exec("INSERT INTO t (v) VALUES ('after the fork')")
+	e.Commit()
 	waitFor(t, "the parent to see the row published after the fork", func() (bool, error) {
 		fmt.Fprintln(stdin, "count")
 		return out.next(t, &stderr) == "parent 2", nil

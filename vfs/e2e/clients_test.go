@@ -1,4 +1,4 @@
-package vfs_test
+package e2e
 
 import (
 	"bufio"
@@ -49,7 +49,7 @@ func TestSQLiteShell(t *testing.T) {
 	ext := testtool.Extension(t)
 	sqlite3 := testtool.Program(t, "sqlite3")
 	stdbuf := testtool.Program(t, "stdbuf")
-	e := newEnv(t, 4096)
+	e := newWorld(t, 4096, false)
 
 	var stderr testtool.Buffer
 	cmd := exec.Command(stdbuf, "-oL", sqlite3, "-batch", "-noheader")
@@ -58,22 +58,21 @@ func TestSQLiteShell(t *testing.T) {
 	defer cmd.Wait()
 	defer stdin.Close()
 	out := readLines(stdout)
-	fmt.Fprintf(stdin, ".load %s\n.open '%s'\n", ext, e.uri(""))
+	fmt.Fprintf(stdin, ".load %s\n.open '%s'\n", ext, e.followURI(""))
 
 	query := func(q string) string {
 		fmt.Fprintln(stdin, q)
 		return out.next(t, &stderr)
 	}
 	for i := 1; i <= 5; i++ {
-		e.exec("INSERT INTO t (v) VALUES (?)", strings.Repeat("x", 3000)) // overflow pages too
-		e.commit()
-		deadline := time.Now().Add(10 * time.Second)
-		for query("SELECT count(*) FROM t;") != fmt.Sprint(i) {
-			if time.Now().After(deadline) {
-				t.Fatalf("row %d never arrived; stderr:\n%s", i, &stderr)
+		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", strings.Repeat("x", 3000)) // overflow pages too
+		e.Commit()
+		eventually(t, fmt.Sprintf("row %d", i), func() error {
+			if n := query("SELECT count(*) FROM t;"); n != fmt.Sprint(i) {
+				return fmt.Errorf("%s rows; stderr:\n%s", n, &stderr)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	if got := query("PRAGMA walrust_txid;"); got != "6" {
 		t.Fatalf("walrust_txid = %q, want 6", got)
@@ -118,11 +117,11 @@ sys.exit("timed out at %r rows" % last)
 func TestPython(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
-	e := newEnv(t, 4096)
+	e := newWorld(t, 4096, false)
 	const rows = 5
 
 	var stderr testtool.Buffer
-	cmd := exec.Command(python, "-c", pythonFollower, ext, e.uri(""), fmt.Sprint(rows))
+	cmd := exec.Command(python, "-c", pythonFollower, ext, e.followURI(""), fmt.Sprint(rows))
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -136,8 +135,8 @@ func TestPython(t *testing.T) {
 		t.Fatalf("first count %q, want 0", got)
 	}
 	for i := 1; i <= rows; i++ {
-		e.exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i))
-		e.commit()
+		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i))
+		e.Commit()
 		if got := out.next(t, &stderr); got != fmt.Sprint(i) {
 			t.Fatalf("python saw %q, want %d", got, i)
 		}

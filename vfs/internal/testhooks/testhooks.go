@@ -1,0 +1,17 @@
+// Package testhooks lets tests outside package vfs (vfs/e2e) look inside
+// it. Package vfs fills in every hook when it initializes (they stay nil in
+// a program without it); nothing but a test calls one, so production pays
+// nothing beyond what vfs itself checks: one atomic load a read, for the
+// read hook.
+package testhooks
+
+import "log/slog"
+
+// DirectReads is how many reads vfs's C layer has served without Go.
+var DirectReads func() uint64
+
+// SetLogger makes vfs log to l until restore (followers started meanwhile keep l); not while a database opens.
+var SetLogger func(l *slog.Logger) (restore func())
+
+// SetReadHook passes every read SQLite makes of a database file to h, none served without Go, until restore.
+var SetReadHook func(h func(path string, off int64, n int)) (restore func())

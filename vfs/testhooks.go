@@ -1,0 +1,21 @@
+package vfs
+
+import (
+	"log/slog"
+
+	"github.com/walrust/walrust/vfs/internal/testhooks"
+)
+
+// The hooks of vfs/internal/testhooks, for the tests outside this package.
+func init() {
+	testhooks.DirectReads = directReads
+	testhooks.SetLogger = func(l *slog.Logger) func() {
+		old := logger
+		logger = l
+		return func() { logger = old }
+	}
+	testhooks.SetReadHook = func(h func(path string, off int64, n int)) func() {
+		readHook.Store(&h)
+		return func() { readHook.Store(nil) }
+	}
+}
