@@ -22,6 +22,7 @@
 //	                     reads of the base file without Go (layer.c)
 //	vfs/publish          walrust publish: a SQLite database to LTX files
 //	vfs/internal/durable crash-safe file writes
+//	vfs/e2e              the end-to-end tests, through real SQLite clients
 //	vfs/testkit/...      what the tests share: a producer and its store
 //	                     (worldtest), LTX builders (ltxtest), S3 servers
 //	                     (s3test), tools and waits (testtool)
