@@ -10,9 +10,14 @@ GO      ?= go
 BUILD   := build
 BIN     := $(abspath $(BUILD))/bin
 # Go sources, and the C of cshim/ and vfs/ (its layer between SQLite and Go).
-GOFILES := $(shell find . \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -path './build/*') go.mod go.sum
+GOFILES := $(shell find . \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -path './build/*') go.mod go.sum VERSION
 
 export CGO_ENABLED := 1
+# The version every program reports: VERSION, and the commit when built in a
+# git checkout (walrust.Version).
+COMMIT  := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null && echo "$$c" || echo "$$c, modified"; })
+LDFLAGS := -X 'github.com/walrust/walrust.commit=$(COMMIT)'
+
 # Expanded only by the recipes that use it: downloads the module if needed.
 CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vfs && $(GO) list -m -f '{{.Dir}}' github.com/psanford/sqlite3vfs)
 # Tests find the tools and the extension here.
@@ -28,15 +33,15 @@ all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 # its VFS is compiled against.
 $(BUILD)/walrust.so: $(GOFILES)
 	@mkdir -p $(BUILD)
-	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -o $@ ./cshim
+	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -ldflags "$(LDFLAGS)" -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h
 
 $(BUILD)/walrust: $(GOFILES)
 	@mkdir -p $(BUILD)
-	$(GO) build -o $@ ./cmd/walrust
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/walrust
 
 $(BUILD)/walrust-shell: $(GOFILES)
-	$(GO) build -o $@ ./cmd/walrust-shell
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/walrust-shell
 
 tools: $(BIN)/versitygw $(BIN)/litestream
 

@@ -19,6 +19,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"golang.org/x/term"
 
+	"github.com/walrust/walrust"
 	"github.com/walrust/walrust/vfs"
 )
 
@@ -33,6 +34,9 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, errHelp):
 		fmt.Fprint(stdout, usageText)
+		return 0
+	case errors.Is(err, errVersion):
+		fmt.Fprintln(stdout, "walrust-shell", walrust.Version())
 		return 0
 	case errors.As(err, &uerr):
 		fmt.Fprintf(stderr, "walrust-shell: %s\n\n%s", uerr.msg, usageText)

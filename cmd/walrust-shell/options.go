@@ -29,6 +29,7 @@ Flags (before or after SOURCE):
   --endpoint URL     S3-compatible endpoint, e.g. http://127.0.0.1:9000
   --region R         S3 region
   --path-style       use path-style S3 addressing (most S3-compatible servers)
+  --version          print the version and exit
   -h, --help         show this help
 
 With a terminal on stdin it gives a prompt with line editing and history
@@ -60,6 +61,9 @@ type options struct {
 // errHelp asks for the usage text on stdout and exit status 0.
 var errHelp = errors.New("help requested")
 
+// errVersion asks for the version on stdout and exit status 0.
+var errVersion = errors.New("version requested")
+
 // usageError is bad usage: its message, then the usage text, go to stderr
 // and the exit status is 2.
 type usageError struct{ msg string }
@@ -83,6 +87,7 @@ func parseArgs(args []string) (options, error) {
 	fs.StringVar(&o.endpoint, "endpoint", "", "")
 	fs.StringVar(&o.region, "region", "", "")
 	fs.BoolVar(&o.pathStyle, "path-style", false, "")
+	version := fs.Bool("version", false, "")
 
 	var positional []string
 	for {
@@ -92,6 +97,9 @@ func parseArgs(args []string) (options, error) {
 		}
 		if err != nil {
 			return o, usageError{err.Error()}
+		}
+		if *version {
+			return o, errVersion
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

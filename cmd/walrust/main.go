@@ -4,6 +4,7 @@
 //	walrust publish DB DEST [--interval D]              publish a database's changes
 //	walrust replicate SOURCE --local DB [--interval D]  follow a store into a local replica
 //	walrust status SOURCE [--json]                      what a store holds
+//	walrust version                                     the version (also --version)
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error.
 package main
@@ -16,6 +17,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	root "github.com/walrust/walrust"
 )
 
 const (
@@ -56,6 +59,9 @@ func run(ctx context.Context, args []string, e *env) int {
 	}
 	name := args[0]
 	switch name {
+	case "version", "-version", "--version":
+		fmt.Fprintln(e.stdout, "walrust", root.Version())
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		if name == "help" && len(args) > 1 {
 			if c := lookup(args[1]); c != nil {
@@ -146,6 +152,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintf(w, "  %-10s %s\n", "version", "print walrust's version (also --version)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'walrust <subcommand> --help' for its arguments and flags.")
 }
