@@ -121,15 +121,16 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	// process stops.
 	p := newReplicatePrinter(e.stdout, e.stderr, local, interval)
 	h, err := follow.Lead(sigCtx, local, follow.Config{
-		Source:   source,
-		Interval: interval,
-		MaxSize:  maxSize,
-		Store:    sf.options(),
-		Logger:   followerLogger(os.Getenv("WALRUST_LOG")),
-		OnEvent:  p.event,
+		Source:     source,
+		CheckStore: true, // a wrong source ends the run at start
+		Interval:   interval,
+		MaxSize:    maxSize,
+		Store:      sf.options(),
+		Logger:     followerLogger(os.Getenv("WALRUST_LOG")),
+		OnEvent:    p.event,
 	}, func() time.Duration { return min(interval, time.Second) }, func(bool) { p.waiting() })
 	switch {
-	case h == nil && sigCtx.Err() != nil:
+	case errors.Is(err, context.Canceled) && sigCtx.Err() != nil:
 		p.printf("Stopped while another process followed %s\n", local)
 		return nil
 	case err != nil:

@@ -21,11 +21,17 @@ type Config struct {
 	// StoreTimeout bounds the wait for a new replica's store when Start
 	// opens it (with ctx); 0: only ctx does.
 	StoreTimeout time.Duration
-	MaxSize      int64 // see Options.MaxSize
-	MaxHeld      int64 // see Options.MaxHeld
-	Store        store.Options
-	Logger       *slog.Logger // nil: discard
-	OnEvent      func(Event)  // see Options.OnEvent
+	// CheckStore opens the store before a replica that exists is served
+	// too, so that a wrong source (a missing bucket or directory, denied
+	// access) fails Start instead of every poll; a store that does not
+	// answer is still waited for. The command line sets it; the VFS
+	// serves what it has at once.
+	CheckStore bool
+	MaxSize    int64 // see Options.MaxSize
+	MaxHeld    int64 // see Options.MaxHeld
+	Store      store.Options
+	Logger     *slog.Logger // nil: discard
+	OnEvent    func(Event)  // see Options.OnEvent
 }
 
 // ErrNoSource is Start's error for a replica not made yet with no
@@ -53,8 +59,8 @@ type Handle struct {
 //
 // A replica that exists is served at once, whatever the store does: the
 // store opens at the follower's first poll, in the background, and the
-// status says why it cannot meanwhile. For a new replica Start opens the
-// store, bounded by ctx and cfg.StoreTimeout, so that a wrong source (a
+// status says why it cannot meanwhile. For a new replica (or with
+// Config.CheckStore) Start opens the store, bounded by ctx and cfg.StoreTimeout, so that a wrong source (a
 // missing bucket or directory, denied access) fails here, and leaves
 // nothing behind (replica.Close); a store that does not answer (an
 // outage) is waited for by the follower, as it waits for a first snapshot.
@@ -88,7 +94,7 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 	case r.Source() == "":
 		r.Close() // leaves nothing behind: it was never made
 		return nil, fmt.Errorf("%s: %w", path, ErrNoSource)
-	case r.Head() != nil:
+	case r.Head() != nil && !cfg.CheckStore:
 		st = store.OpenLater(r.Source(), cfg.Store)
 	default:
 		if st, storeErr = openNew(ctx, r.Source(), cfg, log, path); st == nil {
@@ -105,7 +111,7 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 	return &Handle{Follower: f, Replica: r, Source: source, Existing: existing}, nil
 }
 
-// openNew opens the store of a replica not made yet. It returns nil and
+// openNew opens the store of a replica before it is served. It returns nil and
 // the error when the source is wrong; a store that does not answer is
 // returned to be opened later, with the reason.
 func openNew(ctx context.Context, source string, cfg Config, log *slog.Logger, path string) (store.Reader, error) {
@@ -118,10 +124,10 @@ func openNew(ctx context.Context, source string, cfg Config, log *slog.Logger, p
 	switch {
 	case err == nil:
 		return st, nil
-	case store.IsPermanent(err):
-		return nil, err
+	case store.IsPermanent(err), errors.Is(ctx.Err(), context.Canceled):
+		return nil, err // a wrong source; or Start was called off
 	case store.IsUnreachable(err) || ctx.Err() != nil:
-		log.Warn("store unreachable; waiting for it to bootstrap", "db", path, "err", err)
+		log.Warn("store unreachable; the follower waits for it", "db", path, "err", err)
 		return store.OpenLater(source, cfg.Store), err
 	default:
 		return nil, err

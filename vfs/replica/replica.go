@@ -81,8 +81,10 @@ func Open(path, source string) (*Replica, error) {
 		return nil, err
 	}
 	// Before the lock file is created: it would stay beside a file that is
-	// not ours. open checks again, under the lock.
-	if err := refuseForeign(path); err != nil {
+	// not ours; and before waiting on another process's lock, so that a
+	// source other than the replica's is refused while another process
+	// follows it too. open checks both again, under the lock.
+	if err := refuseForeign(path, source); err != nil {
 		return nil, err
 	}
 	leader, err := acquireLeader(path)
@@ -156,13 +158,19 @@ func open(path, source string) (*Replica, error) {
 	return r, nil
 }
 
-// refuseForeign refuses a local file that exists without a state file:
-// walrust did not make it, so it neither overwrites it nor puts files
-// beside it.
-func refuseForeign(path string) error {
+// refuseForeign refuses a local file that exists without a state file
+// (walrust did not make it, so it neither overwrites it nor puts files
+// beside it), and a replica of another source than the one asked for.
+func refuseForeign(path, source string) error {
 	st, err := ReadState(path)
-	if err != nil || st != nil {
+	if err != nil {
 		return err
+	}
+	if st != nil {
+		if source != "" && st.Source != source {
+			return otherSource(path, st.Source, source)
+		}
+		return nil
 	}
 	exists, err := fileExists(path)
 	if err != nil {
