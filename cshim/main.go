@@ -8,7 +8,10 @@ package main
 // #cgo CFLAGS: -Wall -Wextra -Werror
 import "C"
 
-import "github.com/walrust/walrust/vfs"
+import (
+	root "github.com/walrust/walrust"
+	"github.com/walrust/walrust/vfs"
+)
 
 // walrustRegister registers the VFS; it returns NULL, or an error message
 // the caller frees.
@@ -20,5 +23,11 @@ func walrustRegister() *C.char {
 	}
 	return nil
 }
+
+// walrustVersionString is walrust's version for walrust_version(); the
+// string lives as long as the process.
+//
+//export walrustVersionString
+func walrustVersionString() *C.char { return C.CString(root.Version()) }
 
 func main() {}

@@ -11,6 +11,7 @@
 SQLITE_EXTENSION_INIT3
 
 #include "../vfs/layer.h"
+#include "../vfs/sqlfunc.h"
 
 static int fail(char **pzErrMsg, const char *msg) {
   if (pzErrMsg != NULL) {
@@ -25,13 +26,38 @@ static wl_vfs *apiFind(const char *name) { return (wl_vfs *)sqlite3_vfs_find(nam
 static int apiRegister(wl_vfs *vfs, int makeDefault) { return sqlite3_vfs_register((sqlite3_vfs *)vfs, makeDefault); }
 static int apiUnregister(wl_vfs *vfs) { return sqlite3_vfs_unregister((sqlite3_vfs *)vfs); }
 
+// SQLite's function API through the API table, likewise.
+typedef void (*apiFunc)(sqlite3_context *, int, sqlite3_value **);
+static int apiCreateFunction(wl_db *db, const char *name, int nArg, int textRep, void *app,
+                             void (*xFunc)(wl_context *, int, wl_value **),
+                             void (*xStep)(wl_context *, int, wl_value **), void (*xFinal)(wl_context *)) {
+  return sqlite3_create_function((sqlite3 *)db, name, nArg, textRep, app, (apiFunc)xFunc, (apiFunc)xStep,
+                                 (void (*)(sqlite3_context *))xFinal);
+}
+static void apiResultText(wl_context *ctx, const char *text, int n, void (*destructor)(void *)) {
+  sqlite3_result_text((sqlite3_context *)ctx, text, n, destructor);
+}
+static int apiAutoExtension(void (*entry)(void)) { return sqlite3_auto_extension(entry); }
+static int apiLibversionNumber(void) { return sqlite3_libversion_number(); }
+
 int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
-  (void)db;
   SQLITE_EXTENSION_INIT2(pApi);
   // A load in a forked child finds the library loaded already, and its Go
   // runtime unusable: walrustRegister would never return.
   if (walrustForked()) {
     return fail(pzErrMsg, walrustForkedMessage());
+  }
+  // The SQLite version first: an older one fails the load with a message,
+  // before anything of walrust is in place.
+  static const wl_sql sql = {
+      .create_function = apiCreateFunction,
+      .result_text = apiResultText,
+      .auto_extension = apiAutoExtension,
+      .libversion_number = apiLibversionNumber,
+  };
+  const char *tooOld = walrustSQLInstall(&sql, db, walrustVersionString());
+  if (tooOld != NULL) {
+    return fail(pzErrMsg, tooOld);
   }
   char *err = walrustRegister();
   if (err != NULL) {
