@@ -39,6 +39,14 @@ static void apiResultText(wl_context *ctx, const char *text, int n, void (*destr
 }
 static int apiAutoExtension(void (*entry)(void)) { return sqlite3_auto_extension(entry); }
 static int apiLibversionNumber(void) { return sqlite3_libversion_number(); }
+static wl_db *apiContextDbHandle(wl_context *ctx) { return sqlite3_context_db_handle((sqlite3_context *)ctx); }
+static int apiFileControl(wl_db *db, const char *dbName, int op, void *arg) {
+  return sqlite3_file_control((sqlite3 *)db, dbName, op, arg);
+}
+static void apiResultInt64(wl_context *ctx, long long v) { sqlite3_result_int64((sqlite3_context *)ctx, v); }
+static void apiResultDouble(wl_context *ctx, double v) { sqlite3_result_double((sqlite3_context *)ctx, v); }
+static void apiResultError(wl_context *ctx, const char *msg, int n) { sqlite3_result_error((sqlite3_context *)ctx, msg, n); }
+static void apiFree(void *p) { sqlite3_free(p); }
 
 int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
@@ -54,6 +62,12 @@ int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
       .result_text = apiResultText,
       .auto_extension = apiAutoExtension,
       .libversion_number = apiLibversionNumber,
+      .context_db_handle = apiContextDbHandle,
+      .file_control = apiFileControl,
+      .result_int64 = apiResultInt64,
+      .result_double = apiResultDouble,
+      .result_error = apiResultError,
+      .free = apiFree,
   };
   const char *tooOld = walrustSQLInstall(&sql, db, walrustVersionString());
   if (tooOld != NULL) {

@@ -28,6 +28,12 @@ extern int sqlite3_create_function(wl_db *db, const char *name, int nArg, int te
 extern void sqlite3_result_text(wl_context *ctx, const char *text, int n, void (*destructor)(void *));
 extern int sqlite3_auto_extension(void (*entry)(void));
 extern int sqlite3_libversion_number(void);
+extern wl_db *sqlite3_context_db_handle(wl_context *ctx);
+extern int sqlite3_file_control(wl_db *db, const char *dbName, int op, void *arg);
+extern void sqlite3_result_int64(wl_context *ctx, long long v);
+extern void sqlite3_result_double(wl_context *ctx, double v);
+extern void sqlite3_result_error(wl_context *ctx, const char *msg, int n);
+extern void sqlite3_free(void *p);
 
 // walrustSQLInstallLinked registers walrust's SQL functions for every
 // connection the program opens from now on.
@@ -37,6 +43,12 @@ const char *walrustSQLInstallLinked(const char *version) {
       .result_text = sqlite3_result_text,
       .auto_extension = sqlite3_auto_extension,
       .libversion_number = sqlite3_libversion_number,
+      .context_db_handle = sqlite3_context_db_handle,
+      .file_control = sqlite3_file_control,
+      .result_int64 = sqlite3_result_int64,
+      .result_double = sqlite3_result_double,
+      .result_error = sqlite3_result_error,
+      .free = sqlite3_free,
   };
   return walrustSQLInstall(&linked, NULL, version);
 }

@@ -225,7 +225,9 @@ func (s *shared) status() status {
 	if p != nil {
 		if v, err := p.Begin(); err == nil {
 			st.TXID, st.Timestamp = v.TXID, v.Timestamp
-			st.LagSeconds = time.Since(v.Timestamp).Seconds()
+			// Another process polls: what this one knows is the commit's age.
+			st.CommitAgeSeconds = time.Since(v.Timestamp).Seconds()
+			st.LagSeconds = st.CommitAgeSeconds
 			p.End()
 		} else {
 			st.LastError = err.Error()

@@ -1,9 +1,18 @@
-// walrust's SQL functions. They are plain C: a call never enters Go.
+// walrust's SQL functions.
 //
 //   walrust_version()  the version of walrust in this process, the same as
-//                      `walrust version` prints
+//                      `walrust version` prints (plain C: never enters Go)
+//   walrust_txid()     the TXID this connection sees
+//   walrust_lag()      seconds since the replica was last confirmed current
+//   walrust_status()   the replica's status, a JSON object
+//
+// The last three ask the connection's main database file, through
+// SQLITE_FCNTL_PRAGMA: the same question, and the same answer, as the
+// PRAGMA of the same name (vfs/dbfile.go FileControl). A connection whose
+// main database is not a walrust replica gets an error saying so.
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "sqlfunc.h"
 
@@ -11,6 +20,9 @@
 #define WL_SQLITE_UTF8 1
 #define WL_SQLITE_DETERMINISTIC 0x000000800
 #define WL_SQLITE_INNOCUOUS 0x000200000
+#define WL_SQLITE_OK 0
+#define WL_SQLITE_NOTFOUND 12
+#define WL_SQLITE_FCNTL_PRAGMA 14
 
 // Set once by walrustSQLInstall, before any connection can call a
 // function; read-only afterwards.
@@ -23,12 +35,78 @@ static void fnVersion(wl_context *ctx, int argc, wl_value **argv) {
   sqlAPI->result_text(ctx, walrustVersion, -1, NULL); // NULL: SQLITE_STATIC
 }
 
+// askMain asks the connection's main database file the PRAGMA named by
+// the function's user data; it returns the answer (sqlite3_free it), or
+// NULL after setting the function's error.
+static char *askMain(wl_context *ctx, const char *name) {
+  char *az[3] = {NULL, (char *)name, NULL};
+  int rc = sqlAPI->file_control(sqlAPI->context_db_handle(ctx), "main", WL_SQLITE_FCNTL_PRAGMA, az);
+  if (rc == WL_SQLITE_OK && az[0] != NULL) {
+    return az[0];
+  }
+  char msg[200];
+  if (rc == WL_SQLITE_NOTFOUND) {
+    snprintf(msg, sizeof msg, "%s(): the main database of this connection is not a walrust replica", name);
+  } else {
+    snprintf(msg, sizeof msg, "%s(): %s", name, az[0] != NULL ? az[0] : "the replica cannot answer");
+  }
+  sqlAPI->free(az[0]);
+  sqlAPI->result_error(ctx, msg, -1);
+  return NULL;
+}
+
+static void fnTXID(wl_context *ctx, int argc, wl_value **argv) {
+  (void)argc;
+  (void)argv;
+  char *s = askMain(ctx, "walrust_txid");
+  if (s != NULL) {
+    sqlAPI->result_int64(ctx, strtoll(s, NULL, 10));
+    sqlAPI->free(s);
+  }
+}
+
+static void fnLag(wl_context *ctx, int argc, wl_value **argv) {
+  (void)argc;
+  (void)argv;
+  char *s = askMain(ctx, "walrust_lag");
+  if (s != NULL) {
+    sqlAPI->result_double(ctx, strtod(s, NULL));
+    sqlAPI->free(s);
+  }
+}
+
+static void fnStatus(wl_context *ctx, int argc, wl_value **argv) {
+  (void)argc;
+  (void)argv;
+  char *s = askMain(ctx, "walrust_status");
+  if (s != NULL) {
+    sqlAPI->result_text(ctx, s, -1, (void (*)(void *))-1); // SQLITE_TRANSIENT: copied
+    sqlAPI->free(s);
+  }
+}
+
 static int registerFunctions(wl_db *db) {
-  // Innocuous: safe in triggers and views of an untrusted schema; it
-  // reads nothing but a constant.
-  return sqlAPI->create_function(db, "walrust_version", 0,
-                                 WL_SQLITE_UTF8 | WL_SQLITE_DETERMINISTIC | WL_SQLITE_INNOCUOUS, NULL,
-                                 fnVersion, NULL, NULL);
+  // walrust_version is innocuous: safe in triggers and views of an
+  // untrusted schema; it reads nothing but a constant. The others read
+  // the replica's state: plain functions, neither deterministic nor
+  // innocuous.
+  static const struct {
+    const char *name;
+    int flags;
+    void (*fn)(wl_context *, int, wl_value **);
+  } fns[] = {
+      {"walrust_version", WL_SQLITE_DETERMINISTIC | WL_SQLITE_INNOCUOUS, fnVersion},
+      {"walrust_txid", 0, fnTXID},
+      {"walrust_lag", 0, fnLag},
+      {"walrust_status", 0, fnStatus},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    int rc = sqlAPI->create_function(db, fns[i].name, 0, WL_SQLITE_UTF8 | fns[i].flags, NULL, fns[i].fn, NULL, NULL);
+    if (rc != WL_SQLITE_OK) {
+      return rc;
+    }
+  }
+  return WL_SQLITE_OK;
 }
 
 // autoEntry is the auto-extension SQLite calls for each new connection.

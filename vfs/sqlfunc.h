@@ -22,6 +22,12 @@ typedef struct wl_sql {
   void (*result_text)(wl_context *ctx, const char *text, int n, void (*destructor)(void *));
   int (*auto_extension)(void (*entry)(void));
   int (*libversion_number)(void);
+  wl_db *(*context_db_handle)(wl_context *ctx);
+  int (*file_control)(wl_db *db, const char *dbName, int op, void *arg);
+  void (*result_int64)(wl_context *ctx, long long v);
+  void (*result_double)(wl_context *ctx, double v);
+  void (*result_error)(wl_context *ctx, const char *msg, int n);
+  void (*free)(void *p);
 } wl_sql;
 
 // The oldest SQLite walrust runs on: 3.31.0, for the URI and filename

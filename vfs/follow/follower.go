@@ -76,17 +76,26 @@ type Follower struct {
 
 // Status is what PRAGMA walrust_status reports.
 type Status struct {
-	Source       string      `json:"source"`
-	Path         string      `json:"path"`
-	TXID         ltx.TXID    `json:"txid"`
-	Timestamp    time.Time   `json:"timestamp"`
-	LagSeconds   float64     `json:"lag_seconds"`
-	LastPoll     time.Time   `json:"last_poll"`
-	LastError    string      `json:"last_error"`
-	FilesApplied int64       `json:"files_applied"`
-	Bootstraps   int64       `json:"bootstraps"`
-	Interval     string      `json:"interval"`
-	Store        store.Stats `json:"store"`
+	Source    string    `json:"source"`
+	Path      string    `json:"path"`
+	TXID      ltx.TXID  `json:"txid"`
+	Timestamp time.Time `json:"timestamp"` // when the primary committed TXID
+	// LagSeconds is how long ago the replica was last confirmed current:
+	// the start of the last poll that left it at the store's head. On an
+	// idle primary it stays near the interval; it grows only while polls
+	// fail or fall behind. Before the first such poll, the commit age.
+	LagSeconds float64 `json:"lag_seconds"`
+	// Current is when the replica was last confirmed current.
+	Current time.Time `json:"confirmed_current"`
+	// CommitAgeSeconds is how long ago the primary committed TXID: it
+	// grows on an idle primary, whatever the replica does.
+	CommitAgeSeconds float64     `json:"commit_age_seconds"`
+	LastPoll         time.Time   `json:"last_poll"`
+	LastError        string      `json:"last_error"`
+	FilesApplied     int64       `json:"files_applied"`
+	Bootstraps       int64       `json:"bootstraps"`
+	Interval         string      `json:"interval"`
+	Store            store.Stats `json:"store"`
 }
 
 // Options configure a Follower.
@@ -192,7 +201,11 @@ func (f *Follower) Status() Status {
 	f.mu.Unlock()
 	if h := f.r.Head(); h != nil {
 		s.TXID, s.Timestamp = h.TXID, h.Timestamp
-		s.LagSeconds = time.Since(h.Timestamp).Seconds()
+		s.CommitAgeSeconds = time.Since(h.Timestamp).Seconds()
+		s.LagSeconds = s.CommitAgeSeconds
+	}
+	if !s.Current.IsZero() {
+		s.LagSeconds = time.Since(s.Current).Seconds()
 	}
 	s.Store = f.st.Stats()
 	return s
@@ -213,6 +226,7 @@ func (f *Follower) run(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
+		began := time.Now()
 		err := f.step(ctx)
 		if ctx.Err() != nil {
 			return
@@ -228,7 +242,11 @@ func (f *Follower) run(ctx context.Context) {
 		if err != nil {
 			f.status.LastError = err.Error()
 		} else {
+			// A poll that succeeded left the replica at the head the store
+			// listed when it began (a gap, a rejected file, a held-back
+			// apply each fail the poll).
 			f.status.LastError = ""
+			f.status.Current = began.UTC()
 		}
 		f.mu.Unlock()
 		if err != nil {
