@@ -33,13 +33,7 @@ import (
 // TestS3Follow runs bootstrap, follow, resume and both kinds of gap
 // re-bootstrap against versitygw, through Go and through the sqlite3 shell.
 func TestS3Follow(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		open s3Opener
-	}{
-		{"go", s3OpenGo},
-		{"sqlite3", s3OpenShell},
-	} {
+	for _, tc := range s3Openers {
 		t.Run(tc.name, func(t *testing.T) { testS3FollowWith(t, tc.open) })
 	}
 }
@@ -645,13 +639,7 @@ func s3OpenFails(t *testing.T, uri string) (time.Duration, error) {
 // meanwhile and after. An open that names an endpoint uses its own, for
 // that open, and leaves the state file's as they were.
 func TestS3ReopenFromState(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		open s3Opener
-	}{
-		{"go", s3OpenGo},
-		{"sqlite3", s3OpenShell},
-	} {
+	for _, tc := range s3Openers {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newS3World(t, true)
 			// An S3-compatible server, as R2 or MinIO: nothing in the
