@@ -143,6 +143,9 @@ func (s *shared) followConfig() follow.Config {
 	return follow.Config{
 		Source: s.cfg.Source, Interval: s.cfg.Interval, StoreTimeout: s.cfg.Timeout,
 		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: s.cfg.Store, Logger: logger,
+		// With WALRUST_SOURCES, S3 options come from the environment
+		// and the listed source URLs only, not from a state file.
+		OwnStoreOnly: s.cfg.Sources != nil,
 	}
 }
 

@@ -10,7 +10,12 @@ import (
 )
 
 const dotHelp = `.exit ?CODE?         Exit, with status CODE (default 0)
+.headers on|off      Print column names (column, list and csv modes) or not
 .help                Show this message
+.mode ?MODE?         Print results as MODE, or show the mode: column (aligned
+                     columns), list ('|' between values), csv (RFC 4180),
+                     json (an array of objects; blobs as hex strings), line
+                     ("column = value" lines)
 .quit                Exit
 .schema ?PATTERN?    Show the CREATE statements of tables, indexes, views and
                      triggers, or of those whose name (or table) is LIKE PATTERN
@@ -54,6 +59,15 @@ func (sh *shell) dot(line string) error {
 			return fmt.Errorf("usage: .schema ?PATTERN?")
 		}
 		return sh.schema(args)
+	case ".mode":
+		return sh.setMode(args)
+	case ".headers", ".header":
+		on, ok := map[string]bool{"on": true, "yes": true, "1": true, "off": false, "no": false, "0": false}[strings.ToLower(strings.Join(args, " "))]
+		if !ok || len(args) != 1 {
+			return fmt.Errorf("usage: .headers on|off")
+		}
+		sh.output.noHeader = !on
+		return nil
 	case ".status":
 		if len(args) > 0 {
 			return fmt.Errorf("usage: .status")
@@ -62,6 +76,25 @@ func (sh *shell) dot(line string) error {
 	default:
 		return fmt.Errorf("unknown command: %s (.help lists the commands)", name)
 	}
+}
+
+// setMode is .mode: with no argument it shows the mode.
+func (sh *shell) setMode(args []string) error {
+	switch len(args) {
+	case 0:
+		_, err := fmt.Fprintf(sh.out, "current output mode: %s\n", sh.output.modeName())
+		return firstErr(err, sh.out.Flush())
+	case 1:
+		if m, ok := parseMode(args[0]); ok {
+			sh.output.mode = m
+			return nil
+		}
+	}
+	names := make([]string, len(outputModes))
+	for i, m := range outputModes {
+		names[i] = string(m)
+	}
+	return fmt.Errorf("usage: .mode ?MODE? (MODE is one of %s)", strings.Join(names, ", "))
 }
 
 func (sh *shell) tables(args []string) error {

@@ -125,7 +125,9 @@ type tableWriter struct {
 	widths  []int
 	right   []bool
 	started bool // header written; rows are now written as they come
-	err     error
+	// noHeader leaves out the header and its rule (.headers off).
+	noHeader bool
+	err      error
 }
 
 func newTableWriter(w io.Writer, cols []string) *tableWriter {
@@ -163,7 +165,9 @@ func (t *tableWriter) start() {
 	t.widths = make([]int, n)
 	t.right = make([]bool, n)
 	for i, c := range t.cols {
-		t.widths[i] = utf8.RuneCountInString(c)
+		if !t.noHeader {
+			t.widths[i] = utf8.RuneCountInString(c)
+		}
 		numbers, others := 0, 0
 		for _, r := range t.held {
 			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(r[i].text))
@@ -182,8 +186,10 @@ func (t *tableWriter) start() {
 		header[i] = cell{text: c}
 		rule[i] = cell{text: strings.Repeat("-", t.widths[i])}
 	}
-	t.writeRow(header)
-	t.writeRow(rule)
+	if !t.noHeader {
+		t.writeRow(header)
+		t.writeRow(rule)
+	}
 	for _, r := range t.held {
 		t.writeRow(r)
 	}

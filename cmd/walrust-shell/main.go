@@ -57,7 +57,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	sh := &shell{conn: conn, out: out, errOut: stderr, local: o.local, width: func() int { return 80 }}
+	sh := &shell{conn: conn, out: out, errOut: stderr, local: o.local, width: func() int { return 80 }, output: o.output}
 	switch {
 	case o.commandOK:
 		// Like sqlite3 given SQL as an argument: stop at the first error.

@@ -29,6 +29,13 @@ Flags (before or after SOURCE):
   --endpoint URL     S3-compatible endpoint, e.g. http://127.0.0.1:9000
   --region R         S3 region
   --path-style       use path-style S3 addressing (most S3-compatible servers)
+  -column            print results in aligned columns (the default)
+  -list              print values separated by '|'
+  -csv               print CSV (RFC 4180; NULL is an empty field)
+  -json              print each statement's rows as a JSON array of objects
+                     (NULL as null, blobs as hex strings)
+  -line              print one "column = value" line per value
+  -header, -noheader print column names (the default) or not
   --version          print the version and exit
   -h, --help         show this help
 
@@ -41,6 +48,7 @@ statement failed (-c or stdin), 2 for bad usage.
 Examples:
   walrust-shell file:///var/lib/ltx --local /tmp/app.db
   walrust-shell s3://bucket/app --local app.db -c 'SELECT count(*) FROM users'
+  walrust-shell --local app.db -json -c 'SELECT * FROM users LIMIT 10'
   echo 'PRAGMA walrust_txid;' | walrust-shell --local app.db
 `
 
@@ -56,6 +64,7 @@ type options struct {
 	endpoint  string
 	region    string
 	pathStyle bool
+	output    output // -column, -list, -csv, -json, -line; -header, -noheader
 }
 
 // errHelp asks for the usage text on stdout and exit status 0.
@@ -88,6 +97,11 @@ func parseArgs(args []string) (options, error) {
 	fs.StringVar(&o.region, "region", "", "")
 	fs.BoolVar(&o.pathStyle, "path-style", false, "")
 	version := fs.Bool("version", false, "")
+	for _, m := range outputModes {
+		fs.BoolFunc(string(m), "", func(string) error { o.output.mode = m; return nil })
+	}
+	fs.BoolFunc("header", "", func(string) error { o.output.noHeader = false; return nil })
+	fs.BoolFunc("noheader", "", func(string) error { o.output.noHeader = true; return nil })
 
 	var positional []string
 	for {

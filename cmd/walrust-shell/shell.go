@@ -22,6 +22,7 @@ type shell struct {
 	errOut io.Writer
 	local  string
 	width  func() int // terminal width for .tables
+	output output     // how rows are printed (.mode, .headers)
 
 	// interrupt, when set, delivers Ctrl-C while a statement runs
 	// (interactive mode); the statement is then cancelled.
@@ -148,7 +149,7 @@ func (sh *shell) exec(query string) error {
 	if err != nil {
 		return err
 	}
-	tw := newTableWriter(sh.out, cols)
+	tw := sh.output.writer(sh.out, cols)
 	values := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range values {

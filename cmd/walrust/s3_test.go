@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/walrust/walrust/vfs/testkit/s3test"
@@ -81,4 +82,42 @@ func TestPublishS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkStore(t, fileStore, db, 2)
+}
+
+// TestReplicateS3Resume: a replica made with --endpoint, --region and
+// --path-style resumes with the source alone, as R2 or MinIO replicas do
+// with nothing about the server in the environment: the state file keeps
+// the three options.
+func TestReplicateS3Resume(t *testing.T) {
+	srv := s3test.Start(t, "bucket")
+	s3test.SetEnv(t, srv.AccessKey, srv.SecretKey)
+	s3test.Unsetenv(t, "AWS_REGION")
+	_, flags := s3Args(srv)
+	path, db := newDB(t, "wal")
+	replica := filepath.Join(t.TempDir(), "replica.db")
+	publish := func() {
+		t.Helper()
+		if out, errOut, code := walrustEnv(t, nil, append([]string{"publish", path, "s3://bucket/app"}, flags...)...); code != 0 {
+			t.Fatalf("publish: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+
+	publish()
+	p := startWalrust(t, nil, append([]string{"replicate", "s3://bucket/app", "--local", replica, "--interval", "50ms"}, flags...)...)
+	p.waitFor(&p.stdout, `Applied \d+ pages, TXID 1\nPolling for updates`)
+	if code := p.stop(syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p)
+	}
+
+	mustExec(t, db, "UPDATE t SET body = 'changed' WHERE id < 5")
+	publish()
+	p = startWalrust(t, nil, "replicate", "s3://bucket/app", "--local", replica, "--interval", "50ms")
+	p.waitFor(&p.stdout, `(?s)^Resuming from TXID 1 .*Applied 0000000000000002-0000000000000002\.ltx: .*TXID 2\n`)
+	if code := p.stop(syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p)
+	}
+	if p.stderr.String() != "" {
+		t.Errorf("resume without S3 flags wrote to stderr:\n%s", p)
+	}
+	checkReplica(t, db, replica)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,13 +33,7 @@ import (
 // TestS3Follow runs bootstrap, follow, resume and both kinds of gap
 // re-bootstrap against versitygw, through Go and through the sqlite3 shell.
 func TestS3Follow(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		open s3Opener
-	}{
-		{"go", s3OpenGo},
-		{"sqlite3", s3OpenShell},
-	} {
+	for _, tc := range s3Openers {
 		t.Run(tc.name, func(t *testing.T) { testS3FollowWith(t, tc.open) })
 	}
 }
@@ -635,4 +630,69 @@ func s3OpenFails(t *testing.T, uri string) (time.Duration, error) {
 		t.Fatalf("open %s succeeded", uri)
 	}
 	return took, err
+}
+
+// TestS3ReopenFromState: a replica of an S3-compatible store made with
+// endpoint=, region= and path_style= reopens, once every connection is
+// closed, from `file:replica.db?vfs=walrust` alone: its state file keeps
+// those options (and no credentials), and it follows the files published
+// meanwhile and after. An open that names an endpoint uses its own, for
+// that open, and leaves the state file's as they were.
+func TestS3ReopenFromState(t *testing.T) {
+	for _, tc := range s3Openers {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newS3World(t, true)
+			// An S3-compatible server, as R2 or MinIO: nothing in the
+			// environment says where it is or which region it has.
+			s3test.Unsetenv(t, "AWS_REGION")
+			t.Setenv("WALRUST_INTERVAL", "50ms")
+			made := fmt.Sprintf("file:replica.db?vfs=walrust&source=%s&endpoint=%s&region=%s&path_style=true",
+				w.srv.URL(s3Bucket, s3Prefix), w.srv.Endpoint, s3test.Region)
+			c := tc.open(t, w.dir, made)
+			w.commit(2)
+			w.waitCaughtUp(c, "made with parameters")
+			w.close(c)
+
+			state, err := os.ReadFile(filepath.Join(w.dir, "replica.db-replica-state"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`"endpoint": "` + w.srv.Endpoint + `"`, `"region": "` + s3test.Region + `"`, `"path_style": true`} {
+				if !strings.Contains(string(state), want) {
+					t.Errorf("state file does not keep %s:\n%s", want, state)
+				}
+			}
+			for _, secret := range []string{w.srv.AccessKey, w.srv.SecretKey} {
+				if strings.Contains(string(state), secret) {
+					t.Errorf("state file holds a credential:\n%s", state)
+				}
+			}
+
+			m := w.mark()
+			missed := w.commit(3)
+			c = tc.open(t, w.dir, "file:replica.db?vfs=walrust")
+			w.waitCaughtUp(c, "reopened with no parameters")
+			if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(missed) {
+				t.Errorf("reopen fetched %q, want only the file it missed %q", gets, w.paths(missed))
+			}
+			w.commit(1)
+			w.waitCaughtUp(c, "following after the reopen")
+			if st := s3ClientStatus(t, c); st.Bootstraps != 0 || st.LastError != "" {
+				t.Errorf("after the reopen: %s", st.raw)
+			}
+			w.close(c)
+
+			// An explicit endpoint wins for its open: this one reaches
+			// nothing, and says so; the state file is not changed.
+			c = tc.open(t, w.dir, "file:replica.db?vfs=walrust&endpoint=http://127.0.0.1:1")
+			waitFor(t, "the explicit endpoint's error", func() (bool, error) {
+				st := s3ClientStatus(t, c)
+				return strings.Contains(st.LastError, "127.0.0.1:1"), nil
+			})
+			w.close(c)
+			if after, err := os.ReadFile(filepath.Join(w.dir, "replica.db-replica-state")); err != nil || !strings.Contains(string(after), `"endpoint": "`+w.srv.Endpoint+`"`) {
+				t.Errorf("state file after an open with another endpoint: %v\n%s", err, after)
+			}
+		})
+	}
 }

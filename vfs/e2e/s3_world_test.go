@@ -162,6 +162,16 @@ type s3Client interface {
 
 type s3Opener func(t *testing.T, dir, uri string) s3Client
 
+// s3Openers are the clients a test runs through: Go with the VFS linked
+// in, and the sqlite3 shell with the extension loaded.
+var s3Openers = []struct {
+	name string
+	open s3Opener
+}{
+	{"go", s3OpenGo},
+	{"sqlite3", s3OpenShell},
+}
+
 // s3GoClient is mattn/go-sqlite3 with the VFS linked in.
 type s3GoClient struct {
 	db *sql.DB

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/walrust/walrust/vfs/replica"
@@ -29,9 +30,16 @@ type Config struct {
 	CheckStore bool
 	MaxSize    int64 // see Options.MaxSize
 	MaxHeld    int64 // see Options.MaxHeld
-	Store      store.Options
-	Logger     *slog.Logger // nil: discard
-	OnEvent    func(Event)  // see Options.OnEvent
+	// Store is how to reach the store. A new replica keeps its endpoint,
+	// region and path style in its state file; an open of a replica that
+	// exists and gives none of the three uses those (see storeFor).
+	Store store.Options
+	// OwnStoreOnly ignores the store options a state file keeps: they
+	// come from Store (and the environment, and the source URL) alone,
+	// as WALRUST_SOURCES requires.
+	OwnStoreOnly bool
+	Logger       *slog.Logger // nil: discard
+	OnEvent      func(Event)  // see Options.OnEvent
 }
 
 // ErrNoSource is Start's error for a replica not made yet with no
@@ -84,9 +92,12 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 	}
 	// The replica first: when another process follows it, that is all
 	// there is to know, without a request to the store.
-	r, err := replica.Open(path, source)
+	r, err := replica.OpenOrigin(path, replica.Origin{Source: source, Store: keep(cfg.Store)})
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.OwnStoreOnly {
+		cfg.Store = storeFor(cfg.Store, r.Origin().Store)
 	}
 	var st store.Reader
 	var storeErr error
@@ -168,4 +179,28 @@ func (h *Handle) Close() error {
 		errs = append(errs, fmt.Errorf("close %s: %w", h.Replica.Path(), err))
 	}
 	return errors.Join(errs...)
+}
+
+// storeFor is the store options to open a replica's store with: the ones
+// an open gives, if it gives any of endpoint, region and path style (they
+// win, for that open, and the state file keeps what it has), or else the
+// ones the replica was made with.
+func storeFor(given store.Options, made replica.StoreOptions) store.Options {
+	if given.Endpoint != "" || given.Region != "" || given.PathStyle != nil {
+		return given
+	}
+	given.Endpoint, given.Region, given.PathStyle = made.Endpoint, made.Region, made.PathStyle
+	return given
+}
+
+// keep is what a new replica's state file keeps of its store options:
+// endpoint (without any user info in it), region, path style. Never
+// credentials.
+func keep(o store.Options) replica.StoreOptions {
+	endpoint := o.Endpoint
+	if u, err := url.Parse(endpoint); err == nil && u.User != nil {
+		u.User = nil
+		endpoint = u.String()
+	}
+	return replica.StoreOptions{Endpoint: endpoint, Region: o.Region, PathStyle: o.PathStyle}
 }

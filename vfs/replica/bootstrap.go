@@ -297,7 +297,7 @@ func (r *Replica) installFirst(s *Staged) error {
 	if err := patchFileHeader(s.path, root); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
-	r.state = State{Source: r.state.Source, Counter: counter, Staged: s.snapshot()}
+	r.state = State{Origin: r.state.Origin, Counter: counter, Staged: s.snapshot()}
 	if err := writeState(r.path, &r.state); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
@@ -330,7 +330,7 @@ func (r *Replica) finishFirstInstall() error {
 		return err // neither file: the caller starts over
 	}
 	r.state = State{
-		Source: r.state.Source, TXID: s.TXID, Timestamp: s.Timestamp, Checksum: s.Checksum,
+		Origin: r.state.Origin, TXID: s.TXID, Timestamp: s.Timestamp, Checksum: s.Checksum,
 		PageSize: s.PageSize, Commit: s.Commit, Counter: max(r.state.Counter, r.counter), Page1Checksum: s.Page1Checksum,
 	}
 	return writeState(r.path, &r.state)

@@ -220,7 +220,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 // longer pending once v is at or past it.
 func (r *Replica) stateFor(v *Version) State {
 	return State{
-		Source: r.state.Source, TXID: v.TXID, Timestamp: v.Timestamp, Checksum: v.Checksum,
+		Origin: r.state.Origin, TXID: v.TXID, Timestamp: v.Timestamp, Checksum: v.Checksum,
 		PageSize: v.PageSize, Commit: v.Commit, Counter: v.Counter, Page1Checksum: v.Page1Checksum,
 	}
 }

@@ -76,6 +76,13 @@ type Replica struct {
 // fine: Bootstrap fills it. Only one process at a time may follow a
 // replica: in the others Open returns ErrFollowed (see OpenPassive).
 func Open(path, source string) (*Replica, error) {
+	return OpenOrigin(path, Origin{Source: source})
+}
+
+// OpenOrigin is Open for a replica made, if it is new, with origin's
+// store options as well as its source; they go into its state file. A
+// replica made already keeps the origin it was made with (Origin).
+func OpenOrigin(path string, origin Origin) (*Replica, error) {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -84,14 +91,14 @@ func Open(path, source string) (*Replica, error) {
 	// not ours; and before waiting on another process's lock, so that a
 	// source other than the replica's is refused while another process
 	// follows it too. open checks both again, under the lock.
-	if err := refuseForeign(path, source); err != nil {
+	if err := refuseForeign(path, origin.Source); err != nil {
 		return nil, err
 	}
 	leader, err := acquireLeader(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := open(path, source)
+	r, err := open(path, origin)
 	if err != nil {
 		leader.release(false)
 		return nil, err
@@ -100,7 +107,8 @@ func Open(path, source string) (*Replica, error) {
 	return r, nil
 }
 
-func open(path, source string) (*Replica, error) {
+func open(path string, origin Origin) (*Replica, error) {
+	source := origin.Source
 	r := &Replica{path: path, logDir: path + "-replica-log"}
 	st, err := ReadState(path)
 	if err != nil {
@@ -120,7 +128,7 @@ func open(path, source string) (*Replica, error) {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	if st == nil {
-		r.state.Source = source
+		r.state.Origin = origin
 		return r, r.clearLog()
 	}
 	r.state = *st
@@ -137,7 +145,7 @@ func open(path, source string) (*Replica, error) {
 	if !exists {
 		// A crash during the first bootstrap, before its snapshot was
 		// staged: start again from a snapshot.
-		r.state = State{Source: st.Source}
+		r.state = State{Origin: st.Origin}
 		return r, r.clearLog()
 	}
 	if err := r.loadBase(); err != nil {
@@ -223,6 +231,11 @@ type versionLocks struct {
 // Source is the store URL the replica follows. Read it before a follower
 // starts: the follower rewrites the state it comes from.
 func (r *Replica) Source() string { return r.state.Source }
+
+// Origin is the source the replica follows and the store options it was
+// made with (or, for a new replica, is being made with). Read it, like
+// Source, before a follower starts.
+func (r *Replica) Origin() Origin { return r.state.Origin }
 
 // Head is the newest version, or nil before the first bootstrap.
 func (r *Replica) Head() *Version {

@@ -19,7 +19,7 @@ import (
 // database file itself) holds. Versions applied after it live in the log
 // directory until they are folded in, so the state only moves at a fold.
 type State struct {
-	Source    string       `json:"source"`
+	Origin
 	TXID      ltx.TXID     `json:"txid"`
 	Timestamp time.Time    `json:"timestamp"`          // when the primary committed TXID (from the LTX header)
 	Checksum  ltx.Checksum `json:"checksum,omitempty"` // LTX rolling checksum of the database at TXID; absent (0): unknown, the files carry none
@@ -45,6 +45,29 @@ type State struct {
 	// that a restart picks it up again.
 	Staged *StagedSnapshot `json:"staged,omitempty"`
 }
+
+// Origin is where a replica's versions come from: the source it follows
+// and how to reach it, as given when the replica was made. It stays the
+// same for the replica's life.
+type Origin struct {
+	Source string `json:"source"`
+	// Store is the store options the replica was made with (S3's
+	// endpoint, region and addressing), so that an open that gives none
+	// reaches the same store. Never credentials. This package knows no
+	// store: vfs/follow turns them into store.Options.
+	Store StoreOptions `json:"store,omitzero"`
+}
+
+// StoreOptions are a store's options as the state file keeps them: plain
+// values, the zero value meaning none given.
+type StoreOptions struct {
+	Endpoint  string `json:"endpoint,omitempty"`
+	Region    string `json:"region,omitempty"`
+	PathStyle *bool  `json:"path_style,omitempty"` // nil: decided from the endpoint
+}
+
+// IsZero says no option was given.
+func (o StoreOptions) IsZero() bool { return o.Endpoint == "" && o.Region == "" && o.PathStyle == nil }
 
 // StagedSnapshot describes a staged snapshot file: a whole database at TXID.
 type StagedSnapshot struct {

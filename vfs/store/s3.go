@@ -148,6 +148,9 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
 	}
+	if creds, ok := litestreamCredentials(os.Getenv); ok {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(creds))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, &s3Error{msg: fmt.Sprintf("%s: load AWS configuration: %v", s, err), kind: ErrBadConfig, cause: err}
@@ -202,7 +205,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 			return nil, fmt.Errorf("%s: get AWS credentials: %w", s, err)
 		}
 		return nil, &s3Error{
-			msg:   fmt.Sprintf("%s: no usable AWS credentials (looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared config and AWS_PROFILE, container and instance roles): %v", s, err),
+			msg:   fmt.Sprintf("%s: no usable AWS credentials (looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, LITESTREAM_ACCESS_KEY_ID/LITESTREAM_SECRET_ACCESS_KEY, shared config and AWS_PROFILE, container and instance roles): %v", s, err),
 			kind:  ErrAccessDenied,
 			cause: err,
 		}
@@ -217,6 +220,25 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		return nil, s.wrapErr(s.String(), "", err)
 	}
 	return s, nil
+}
+
+// litestreamCredentials are Litestream's credential variables,
+// LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, so that a
+// Litestream setup's environment works as it is. They come right after
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as in Litestream: when
+// those are both set, they win and ok is false; otherwise, with both of
+// Litestream's set, they are the credentials (ahead of profiles and
+// roles). Pairs are never mixed.
+func litestreamCredentials(getenv func(string) string) (_ aws.CredentialsProvider, ok bool) {
+	if getenv("AWS_ACCESS_KEY_ID") != "" && getenv("AWS_SECRET_ACCESS_KEY") != "" {
+		return nil, false
+	}
+	id, secret := getenv("LITESTREAM_ACCESS_KEY_ID"), getenv("LITESTREAM_SECRET_ACCESS_KEY")
+	if id == "" || secret == "" {
+		return nil, false
+	}
+	creds := aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: "LITESTREAM_ACCESS_KEY_ID"}
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }), true
 }
 
 // parseS3URL takes the bucket and prefix from s3://bucket/prefix, and fills
