@@ -62,7 +62,7 @@ $(BIN)/versitygw:
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
-test: all tools hygiene
+test: all wheel tools hygiene
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...
