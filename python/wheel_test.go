@@ -2,7 +2,6 @@ package python
 
 import (
 	"archive/zip"
-	"bufio"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 	"github.com/walrust/walrust/vfs/testkit/worldtest"
@@ -195,23 +193,11 @@ func follow(t *testing.T, py, flavor string) {
 	cmd.Stderr = &stderr
 	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Process.Kill()
-	lines := make(chan string)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
+	out := testtool.ReadLines(stdout)
 	next := func(want string) {
 		t.Helper()
-		select {
-		case got, ok := <-lines:
-			if !ok || got != want {
-				t.Fatalf("python printed %q (open %v), want %q; stderr:\n%s", got, ok, want, &stderr)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("python printed nothing in 60s, want %q; stderr:\n%s", want, &stderr)
+		if got := out.Next(t, &stderr); got != want {
+			t.Fatalf("python printed %q, want %q; stderr:\n%s", got, want, &stderr)
 		}
 	}
 	next("5 2")
