@@ -2,6 +2,7 @@
 #
 #   make          build/walrust.so (the SQLite extension), build/walrust, build/walrust-shell
 #   make test     every test (installs the test tools it needs under build/)
+#   make wheel    build/dist/walrust_vfs-VERSION-py3-none-PLATFORM.whl, the Python package
 #   make demo     the README's demo on a local file store
 #   make bench    the benchmark table
 #   make fuzz     every fuzz target for FUZZTIME each (default 2m)
@@ -13,6 +14,8 @@ BIN     := $(abspath $(BUILD))/bin
 GOFILES := $(shell find . \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -path './build/*') go.mod go.sum VERSION
 
 export CGO_ENABLED := 1
+# Debian's python3 builds the wheel (python/build_wheel.py needs nothing else).
+PYTHON  ?= /usr/bin/python3
 # The version every program reports: VERSION, and the commit when built in a
 # git checkout (walrust.Version).
 COMMIT  := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null && echo "$$c" || echo "$$c, modified"; })
@@ -23,7 +26,7 @@ CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vf
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
-.PHONY: all test tools hygiene demo bench fuzz fuzz-run clean
+.PHONY: all wheel test tools hygiene demo bench fuzz fuzz-run clean
 
 all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
@@ -43,6 +46,12 @@ $(BUILD)/walrust: $(GOFILES)
 $(BUILD)/walrust-shell: $(GOFILES)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/walrust-shell
 
+# The Python package walrust-vfs (import walrust_vfs): python/walrust_vfs and
+# the extension in a wheel, written by python/build_wheel.py without any
+# build tool from PyPI; it replaces older wheels in build/dist.
+wheel: $(BUILD)/walrust.so
+	$(PYTHON) python/build_wheel.py $(BUILD)/walrust.so "$$(cat VERSION)" $(BUILD)/dist
+
 tools: $(BIN)/versitygw $(BIN)/litestream
 
 # versitygw: a real S3 server on loopback for the S3 store's tests.
@@ -53,7 +62,7 @@ $(BIN)/versitygw:
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
-test: all tools hygiene
+test: all wheel tools hygiene
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...

@@ -1,47 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
-
-// lineReader delivers a child process's stdout line by line.
-type lineReader struct {
-	lines chan string
-}
-
-func readLines(r io.Reader) *lineReader {
-	lr := &lineReader{lines: make(chan string, 100)}
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			lr.lines <- strings.TrimSpace(sc.Text())
-		}
-		close(lr.lines)
-	}()
-	return lr
-}
-
-func (lr *lineReader) next(t *testing.T, stderr *testtool.Buffer) string {
-	t.Helper()
-	select {
-	case l, ok := <-lr.lines:
-		if !ok {
-			t.Fatalf("process exited; stderr:\n%s", stderr)
-		}
-		return l
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no output for 15s; stderr:\n%s", stderr)
-	}
-	return ""
-}
 
 // TestSQLiteShell drives the real sqlite3 shell: .load the extension, .open
 // a replica by URI, and watch rows arrive while the store grows.
@@ -57,12 +23,12 @@ func TestSQLiteShell(t *testing.T) {
 	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Wait()
 	defer stdin.Close()
-	out := readLines(stdout)
+	out := testtool.ReadLines(stdout)
 	fmt.Fprintf(stdin, ".load %s\n.open '%s'\n", ext, e.followURI(""))
 
 	query := func(q string) string {
 		fmt.Fprintln(stdin, q)
-		return out.next(t, &stderr)
+		return out.Next(t, &stderr)
 	}
 	for i := 1; i <= 5; i++ {
 		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", strings.Repeat("x", 3000)) // overflow pages too
@@ -82,7 +48,7 @@ func TestSQLiteShell(t *testing.T) {
 	}
 	fmt.Fprintln(stdin, "INSERT INTO t (v) VALUES ('no');")
 	fmt.Fprintln(stdin, "SELECT 'after insert';")
-	if got := out.next(t, &stderr); got != "after insert" {
+	if got := out.Next(t, &stderr); got != "after insert" {
 		t.Fatalf("unexpected output %q", got)
 	}
 	waitFor(t, "a read-only error", func() (bool, error) { return strings.Contains(stderr.String(), "readonly"), nil })
@@ -130,14 +96,14 @@ func TestPython(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	out := readLines(stdout)
-	if got := out.next(t, &stderr); got != "0" {
+	out := testtool.ReadLines(stdout)
+	if got := out.Next(t, &stderr); got != "0" {
 		t.Fatalf("first count %q, want 0", got)
 	}
 	for i := 1; i <= rows; i++ {
 		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i))
 		e.Commit()
-		if got := out.next(t, &stderr); got != fmt.Sprint(i) {
+		if got := out.Next(t, &stderr); got != fmt.Sprint(i) {
 			t.Fatalf("python saw %q, want %d", got, i)
 		}
 	}

@@ -71,7 +71,7 @@ func TestPythonFork(t *testing.T) {
 	cmd.Stderr = &stderr
 	stdin, stdout := testtool.StartPiped(t, cmd)
 	defer cmd.Process.Kill()
-	out := readLines(stdout)
+	out := testtool.ReadLines(stdout)
 	for _, want := range []string{
 		"parent 1",
 		"child-old-connection error disk I/O error",
@@ -80,7 +80,7 @@ func TestPythonFork(t *testing.T) {
 		"child-plain-sqlite ok 1",
 		"child-exit 0",
 	} {
-		if got := out.next(t, &stderr); !strings.HasPrefix(got, want) {
+		if got := out.Next(t, &stderr); !strings.HasPrefix(got, want) {
 			t.Fatalf("python printed %q, want %q; stderr:\n%s", got, want, &stderr)
 		}
 	}
@@ -89,7 +89,7 @@ func TestPythonFork(t *testing.T) {
 	e.Commit()
 	waitFor(t, "the parent to see the row published after the fork", func() (bool, error) {
 		fmt.Fprintln(stdin, "count")
-		return out.next(t, &stderr) == "parent 2", nil
+		return out.Next(t, &stderr) == "parent 2", nil
 	})
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {

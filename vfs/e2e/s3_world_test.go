@@ -207,7 +207,7 @@ type s3ShellClient struct {
 	cmd    *exec.Cmd
 	stdin  interface{ Write([]byte) (int, error) }
 	closer func() error
-	out    *lineReader
+	out    *testtool.Lines
 	stderr *testtool.Buffer
 }
 
@@ -236,7 +236,7 @@ func s3StartShell(t *testing.T, dir, uri string) *s3ShellClient {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c.out = readLines(stdout)
+	c.out = testtool.ReadLines(stdout)
 	t.Cleanup(c.close)
 	fmt.Fprintf(c.stdin, ".load %s\n.open '%s'\n", ext, uri)
 	return c
@@ -261,7 +261,7 @@ func (c *s3ShellClient) query(q string) (string, error) {
 	fmt.Fprintf(c.stdin, "%s;\nSELECT '%s';\n", q, s3ShellEnd)
 	var lines []string
 	for {
-		l := c.out.next(c.t, c.stderr)
+		l := c.out.Next(c.t, c.stderr)
 		if l == s3ShellEnd {
 			break
 		}
@@ -281,8 +281,7 @@ func (c *s3ShellClient) close() {
 	c.closer()
 	c.closer = nil
 	c.cmd.Wait()
-	for range c.out.lines { // drain
-	}
+	c.out.Drain()
 }
 
 func s3MustQuery(t *testing.T, c s3Client, q string) string {

@@ -5,6 +5,7 @@
 package testtool
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -90,6 +92,47 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Lines delivers a child process's output line by line, trimmed of
+// surrounding space, to a test that waits for each.
+type Lines struct {
+	lines chan string
+}
+
+// ReadLines reads r (a child's stdout) until it ends.
+func ReadLines(r io.Reader) *Lines {
+	l := &Lines{lines: make(chan string, 100)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.lines <- strings.TrimSpace(sc.Text())
+		}
+		close(l.lines)
+	}()
+	return l
+}
+
+// Next is the next line; it fails the test, showing the child's stderr,
+// when the output ends or no line comes for 15 s.
+func (l *Lines) Next(t testing.TB, stderr *Buffer) string {
+	t.Helper()
+	select {
+	case line, ok := <-l.lines:
+		if !ok {
+			t.Fatalf("process exited; stderr:\n%s", stderr)
+		}
+		return line
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no output for 15s; stderr:\n%s", stderr)
+	}
+	return ""
+}
+
+// Drain discards the rest of the output, until it ends.
+func (l *Lines) Drain() {
+	for range l.lines {
+	}
 }
 
 // StartPiped starts cmd with a pipe to its standard input and one from its
