@@ -23,13 +23,15 @@ import (
 // replica from the newest snapshot, then polls, applying each new LTX file
 // in TXID order, and folds what readers no longer need.
 type Follower struct {
-	r        *replica.Replica
-	st       store.Reader
-	interval time.Duration
-	maxSize  int64 // the largest database a file may describe
-	maxHeld  int64 // what readers may keep in the log; 0: see heldLimit
-	log      *slog.Logger
-	onEvent  func(Event)
+	r           *replica.Replica
+	st          store.Reader
+	interval    time.Duration
+	maxInterval time.Duration // idle polls back off up to it; ≤ interval: fixed
+	fullEvery   time.Duration // a full listing at least this often
+	maxSize     int64         // the largest database a file may describe
+	maxHeld     int64         // what readers may keep in the log; 0: see heldLimit
+	log         *slog.Logger
+	onEvent     func(Event)
 
 	// The fields down to mu belong to the follower's goroutine (or, in
 	// tests, to whoever steps it): no lock.
@@ -57,19 +59,25 @@ type Follower struct {
 	// lostWarned is the head TXID for which the loss was logged, so that
 	// the polls that keep listing every level do not repeat it.
 	lostWarned ltx.TXID
+	// lastFull is when a poll last listed every level.
+	lastFull time.Time
+	// failures keeps a run of failing polls from flooding the log.
+	failures failureLog
 
 	// mu guards status, which Status reads from other goroutines. It is
 	// held for field updates only, never with a replica lock or across a
 	// wait.
-	mu     sync.Mutex
-	status Status
-	ready  chan struct{} // closed once the replica has a version
+	mu       sync.Mutex
+	status   Status
+	pollDone chan struct{} // closed when the poll under way ends; then replaced
+	ready    chan struct{} // closed once the replica has a version
 	// failed is closed when a poll fails, before the replica has a
 	// version, with an error no retry cures (store.IsPermanent: access
 	// denied, a missing bucket). An open waiting in WaitReady then fails
 	// at once, naming it, instead of after its whole timeout.
 	failed chan struct{}
 
+	poke   chan struct{} // a poll asked for now (PollNow)
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -89,13 +97,16 @@ type Status struct {
 	Current time.Time `json:"confirmed_current"`
 	// CommitAgeSeconds is how long ago the primary committed TXID: it
 	// grows on an idle primary, whatever the replica does.
-	CommitAgeSeconds float64     `json:"commit_age_seconds"`
-	LastPoll         time.Time   `json:"last_poll"`
-	LastError        string      `json:"last_error"`
-	FilesApplied     int64       `json:"files_applied"`
-	Bootstraps       int64       `json:"bootstraps"`
-	Interval         string      `json:"interval"`
-	Store            store.Stats `json:"store"`
+	CommitAgeSeconds float64   `json:"commit_age_seconds"`
+	LastPoll         time.Time `json:"last_poll"`
+	LastError        string    `json:"last_error"`
+	FilesApplied     int64     `json:"files_applied"`
+	Bootstraps       int64     `json:"bootstraps"`
+	// FullListings counts the polls that listed every level (at start,
+	// to bridge a gap, and at least every full-listing period).
+	FullListings int64       `json:"full_listings"`
+	Interval     string      `json:"interval"`
+	Store        store.Stats `json:"store"`
 }
 
 // Options configure a Follower.
@@ -112,6 +123,13 @@ type Options struct {
 	// OnEvent, if set, is called from the follower's goroutine for each
 	// thing it does (the command line prints them); it must not block long.
 	OnEvent func(Event)
+	// MaxInterval, if longer than Interval, lets idle polls back off: each
+	// poll that finds nothing new doubles the wait, up to MaxInterval; the
+	// first change (or failure) snaps it back to Interval.
+	MaxInterval time.Duration
+	// FullListEvery is how often, at the least, a poll lists every level;
+	// 0: DefaultFullListEvery.
+	FullListEvery time.Duration
 	// StoreErr is why st could not be opened yet, if it could not (st
 	// opens itself at the polls): the status shows it until the first
 	// poll says more.
@@ -139,7 +157,9 @@ func newFollower(r *replica.Replica, st store.Reader, opts Options) *Follower {
 	}
 	f := &Follower{
 		r: r, st: st, interval: opts.Interval, maxSize: cmp.Or(opts.MaxSize, replica.DefaultMaxSize), maxHeld: opts.MaxHeld, log: log.With("db", r.Path()), onEvent: opts.OnEvent,
+		maxInterval: opts.MaxInterval, fullEvery: cmp.Or(opts.FullListEvery, DefaultFullListEvery),
 		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
+		pollDone: make(chan struct{}), poke: make(chan struct{}, 1),
 		cancel: func() {}, done: make(chan struct{}),
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.Path(), opts.Interval.String()
@@ -220,13 +240,15 @@ func (f *Follower) run(ctx context.Context) {
 	f.emit(start)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	wait := f.interval
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-f.poke:
 		}
-		began := time.Now()
+		began, before := time.Now(), f.headTXID()
 		err := f.step(ctx)
 		if ctx.Err() != nil {
 			return
@@ -249,14 +271,16 @@ func (f *Follower) run(ctx context.Context) {
 			f.status.Current = began.UTC()
 		}
 		f.mu.Unlock()
+		f.failures.note(f.log, err, began)
 		if err != nil {
-			f.log.Warn("poll failed", "err", err)
 			f.emit(Event{Kind: EventError, Err: err})
 			if store.IsPermanent(err) {
 				f.markFailed() // after LastError is set: WaitReady reports it
 			}
 		}
-		timer.Reset(f.interval)
+		f.endPoll()
+		wait = f.nextWait(wait, f.headTXID() != before, err != nil)
+		timer.Reset(wait)
 	}
 }
 
@@ -273,7 +297,7 @@ func (f *Follower) step(ctx context.Context) error {
 		// be expired from here. Applying more would grow the log without
 		// bound; the replica waits for it instead, and says so.
 		err = fmt.Errorf("holding back: %d bytes of applied files wait to be folded, past max_held (%d bytes), because a reader in another process keeps the file locked (SQLite's shared lock); new files are applied once it ends", held, limit)
-	case !f.started:
+	case !f.started, time.Since(f.lastFull) >= f.fullEvery:
 		err = f.catchUp(ctx)
 	default:
 		err = f.pollOnce(ctx)

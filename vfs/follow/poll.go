@@ -89,7 +89,7 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 // from the head. When no chain reaches the store's newest TXID, but the
 // newest snapshot leads further than the head can, it re-bootstraps.
 func (f *Follower) catchUp(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
+	cat, err := f.listAll(ctx)
 	if err != nil {
 		return fmt.Errorf("list store: %w", err)
 	}
@@ -144,7 +144,7 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 // bootstrap fills an empty replica from the newest snapshot and the chain
 // after it.
 func (f *Follower) bootstrap(ctx context.Context) error {
-	cat, err := listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
+	cat, err := f.listAll(ctx)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -245,4 +245,14 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 		f.emit(Event{Kind: EventApplied, File: fi, Bytes: fi.Size, Pages: pages, TXID: v.TXID, Took: time.Since(start)})
 		return nil
 	})
+}
+
+// listAll lists every level (one request per level), setting rejected
+// files apart, and counts the full listing.
+func (f *Follower) listAll(ctx context.Context) (*catalog, error) {
+	f.lastFull = time.Now()
+	f.mu.Lock()
+	f.status.FullListings++
+	f.mu.Unlock()
+	return listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
 }
