@@ -47,6 +47,8 @@ static void apiResultInt64(wl_context *ctx, long long v) { sqlite3_result_int64(
 static void apiResultDouble(wl_context *ctx, double v) { sqlite3_result_double((sqlite3_context *)ctx, v); }
 static void apiResultError(wl_context *ctx, const char *msg, int n) { sqlite3_result_error((sqlite3_context *)ctx, msg, n); }
 static void apiFree(void *p) { sqlite3_free(p); }
+static long long apiValueInt64(wl_value *v) { return sqlite3_value_int64((sqlite3_value *)v); }
+static int apiValueType(wl_value *v) { return sqlite3_value_type((sqlite3_value *)v); }
 
 int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
@@ -68,6 +70,8 @@ int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
       .result_double = apiResultDouble,
       .result_error = apiResultError,
       .free = apiFree,
+      .value_int64 = apiValueInt64,
+      .value_type = apiValueType,
   };
   const char *tooOld = walrustSQLInstall(&sql, db, walrustVersionString());
   if (tooOld != NULL) {

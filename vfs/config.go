@@ -29,6 +29,8 @@ type Config struct {
 	// the first one's is kept.
 	IntervalAsked bool
 	Timeout       time.Duration // timeout=, WALRUST_TIMEOUT: how long an open waits for a first snapshot
+	MaxInterval   time.Duration // max_interval=, WALRUST_MAX_INTERVAL: idle polls back off up to it; 0: fixed interval
+	SnapshotCheck time.Duration // snapshot_check=, WALRUST_SNAPSHOT_CHECK: the snapshot level listed at least this often; 0: 1m
 	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: 1TiB (replica.DefaultMaxSize)
 	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
 	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
@@ -61,6 +63,19 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	if s := get("timeout", "WALRUST_TIMEOUT"); s != "" {
 		if c.Timeout, err = parseDuration("timeout", s); err != nil {
 			return c, err
+		}
+	}
+	if s := get("max_interval", "WALRUST_MAX_INTERVAL"); s != "" {
+		if c.MaxInterval, err = parseDuration("max_interval", s); err != nil {
+			return c, err
+		}
+	}
+	if s := get("snapshot_check", "WALRUST_SNAPSHOT_CHECK"); s != "" {
+		if c.SnapshotCheck, err = parseDuration("snapshot_check", s); err != nil {
+			return c, err
+		}
+		if c.SnapshotCheck < follow.MinInterval {
+			return c, fmt.Errorf("snapshot_check=%s is too short (minimum %s)", s, follow.MinInterval)
 		}
 	}
 	size := func(param, env string) (int64, error) {

@@ -167,6 +167,8 @@ func (f *dbFile) FileControl(op int, name string, value *string) (res *string, e
 		}
 		out = strconv.FormatUint(uint64(v.TXID), 10)
 		done()
+	case "walrust_call_wait", "walrust_call_sync":
+		out = f.call(strings.ToLower(name), value)
 	case "walrust_lag":
 		out = strconv.FormatFloat(f.s.status().LagSeconds, 'f', 3, 64)
 	case "walrust_status":

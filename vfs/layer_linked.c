@@ -34,6 +34,8 @@ extern void sqlite3_result_int64(wl_context *ctx, long long v);
 extern void sqlite3_result_double(wl_context *ctx, double v);
 extern void sqlite3_result_error(wl_context *ctx, const char *msg, int n);
 extern void sqlite3_free(void *p);
+extern long long sqlite3_value_int64(wl_value *v);
+extern int sqlite3_value_type(wl_value *v);
 
 // walrustSQLInstallLinked registers walrust's SQL functions for every
 // connection the program opens from now on.
@@ -49,6 +51,8 @@ const char *walrustSQLInstallLinked(const char *version) {
       .result_double = sqlite3_result_double,
       .result_error = sqlite3_result_error,
       .free = sqlite3_free,
+      .value_int64 = sqlite3_value_int64,
+      .value_type = sqlite3_value_type,
   };
   return walrustSQLInstall(&linked, NULL, version);
 }

@@ -5,6 +5,12 @@
 //   walrust_txid()     the TXID this connection sees
 //   walrust_lag()      seconds since the replica was last confirmed current
 //   walrust_status()   the replica's status, a JSON object
+//   walrust_wait(txid [, timeout_ms])
+//                      returns once the replica holds txid (polling at
+//                      once), with the TXID it holds
+//   walrust_sync([timeout_ms])
+//                      polls now; returns once the replica holds what the
+//                      store held at the call, with the TXID it holds
 //
 // The last three ask the connection's main database file, through
 // SQLITE_FCNTL_PRAGMA: the same question, and the same answer, as the
@@ -13,6 +19,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sqlfunc.h"
 
@@ -23,6 +30,7 @@
 #define WL_SQLITE_OK 0
 #define WL_SQLITE_NOTFOUND 12
 #define WL_SQLITE_FCNTL_PRAGMA 14
+#define WL_SQLITE_NULL 5
 
 // Set once by walrustSQLInstall, before any connection can call a
 // function; read-only afterwards.
@@ -35,11 +43,11 @@ static void fnVersion(wl_context *ctx, int argc, wl_value **argv) {
   sqlAPI->result_text(ctx, walrustVersion, -1, NULL); // NULL: SQLITE_STATIC
 }
 
-// askMain asks the connection's main database file the PRAGMA named by
-// the function's user data; it returns the answer (sqlite3_free it), or
-// NULL after setting the function's error.
-static char *askMain(wl_context *ctx, const char *name) {
-  char *az[3] = {NULL, (char *)name, NULL};
+// askMain asks the connection's main database file the PRAGMA name (with
+// value, if not NULL); it returns the answer (sqlite3_free it), or NULL
+// after setting the function's error.
+static char *askMainValue(wl_context *ctx, const char *name, const char *value) {
+  char *az[3] = {NULL, (char *)name, (char *)value};
   int rc = sqlAPI->file_control(sqlAPI->context_db_handle(ctx), "main", WL_SQLITE_FCNTL_PRAGMA, az);
   if (rc == WL_SQLITE_OK && az[0] != NULL) {
     return az[0];
@@ -53,6 +61,50 @@ static char *askMain(wl_context *ctx, const char *name) {
   sqlAPI->free(az[0]);
   sqlAPI->result_error(ctx, msg, -1);
   return NULL;
+}
+
+static char *askMain(wl_context *ctx, const char *name) { return askMainValue(ctx, name, NULL); }
+
+// call runs a walrust_call_* PRAGMA (vfs/calls.go), whose answer is
+// "ok:TXID" or "error:MESSAGE", and sets the function's result.
+static void call(wl_context *ctx, const char *pragma, const char *value) {
+  char *s = askMainValue(ctx, pragma, value);
+  if (s == NULL) {
+    return;
+  }
+  if (strncmp(s, "ok:", 3) == 0) {
+    sqlAPI->result_int64(ctx, strtoll(s + 3, NULL, 10));
+  } else {
+    const char *msg = strncmp(s, "error:", 6) == 0 ? s + 6 : s;
+    sqlAPI->result_error(ctx, msg, -1);
+  }
+  sqlAPI->free(s);
+}
+
+static void fnWait(wl_context *ctx, int argc, wl_value **argv) {
+  if (sqlAPI->value_type(argv[0]) == WL_SQLITE_NULL || (argc > 1 && sqlAPI->value_type(argv[1]) == WL_SQLITE_NULL)) {
+    sqlAPI->result_error(ctx, "walrust_wait(txid [, timeout_ms]): the arguments may not be NULL", -1);
+    return;
+  }
+  char value[64];
+  if (argc > 1) {
+    snprintf(value, sizeof value, "%lld,%lld", sqlAPI->value_int64(argv[0]), sqlAPI->value_int64(argv[1]));
+  } else {
+    snprintf(value, sizeof value, "%lld", sqlAPI->value_int64(argv[0]));
+  }
+  call(ctx, "walrust_call_wait", value);
+}
+
+static void fnSync(wl_context *ctx, int argc, wl_value **argv) {
+  char value[32] = "";
+  if (argc > 0) {
+    if (sqlAPI->value_type(argv[0]) == WL_SQLITE_NULL) {
+      sqlAPI->result_error(ctx, "walrust_sync([timeout_ms]): the argument may not be NULL", -1);
+      return;
+    }
+    snprintf(value, sizeof value, "%lld", sqlAPI->value_int64(argv[0]));
+  }
+  call(ctx, "walrust_call_sync", value);
 }
 
 static void fnTXID(wl_context *ctx, int argc, wl_value **argv) {
@@ -92,16 +144,22 @@ static int registerFunctions(wl_db *db) {
   // innocuous.
   static const struct {
     const char *name;
+    int nArg; // -1: any number (the function checks)
     int flags;
     void (*fn)(wl_context *, int, wl_value **);
   } fns[] = {
-      {"walrust_version", WL_SQLITE_DETERMINISTIC | WL_SQLITE_INNOCUOUS, fnVersion},
-      {"walrust_txid", 0, fnTXID},
-      {"walrust_lag", 0, fnLag},
-      {"walrust_status", 0, fnStatus},
+      {"walrust_version", 0, WL_SQLITE_DETERMINISTIC | WL_SQLITE_INNOCUOUS, fnVersion},
+      {"walrust_txid", 0, 0, fnTXID},
+      {"walrust_lag", 0, 0, fnLag},
+      {"walrust_status", 0, 0, fnStatus},
+      {"walrust_wait", 1, 0, fnWait},
+      {"walrust_wait", 2, 0, fnWait},
+      {"walrust_sync", 0, 0, fnSync},
+      {"walrust_sync", 1, 0, fnSync},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    int rc = sqlAPI->create_function(db, fns[i].name, 0, WL_SQLITE_UTF8 | fns[i].flags, NULL, fns[i].fn, NULL, NULL);
+    int rc = sqlAPI->create_function(db, fns[i].name, fns[i].nArg, WL_SQLITE_UTF8 | fns[i].flags, NULL, fns[i].fn, NULL,
+                                     NULL);
     if (rc != WL_SQLITE_OK) {
       return rc;
     }

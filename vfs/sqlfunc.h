@@ -28,6 +28,8 @@ typedef struct wl_sql {
   void (*result_double)(wl_context *ctx, double v);
   void (*result_error)(wl_context *ctx, const char *msg, int n);
   void (*free)(void *p);
+  long long (*value_int64)(wl_value *v);
+  int (*value_type)(wl_value *v);
 } wl_sql;
 
 // The oldest SQLite walrust runs on: 3.31.0, for the URI and filename

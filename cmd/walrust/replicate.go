@@ -75,6 +75,15 @@ func init() {
 			*interval = d
 			return nil
 		})
+		var maxInterval time.Duration
+		fs.Func("max-interval", "let idle polls back off, doubling the wait up to `DURATION`; the first change snaps back to --interval (default: no back-off)", func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return errors.New("not a duration (examples: 30s, 1m)")
+			}
+			maxInterval = d
+			return nil
+		})
 		var maxSize int64
 		fs.Func("max-size", "refuse LTX files that describe a database larger than `SIZE`: 500GB, 2TiB (default 1TiB)", func(s string) error {
 			n, err := follow.ParseSize(s)
@@ -93,12 +102,12 @@ func init() {
 			case *interval < follow.MinInterval:
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
 			}
-			return runReplicate(ctx, e, args[0], *local, &sf, *interval, maxSize)
+			return runReplicate(ctx, e, args[0], *local, &sf, *interval, maxInterval, maxSize)
 		}
 	}
 }
 
-func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval time.Duration, maxSize int64) error {
+func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval, maxInterval time.Duration, maxSize int64) error {
 	if err := checkSource(source); err != nil {
 		return err
 	}
@@ -121,13 +130,14 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	// process stops.
 	p := newReplicatePrinter(e.stdout, e.stderr, local, interval)
 	h, err := follow.Lead(sigCtx, local, follow.Config{
-		Source:     source,
-		CheckStore: true, // a wrong source ends the run at start
-		Interval:   interval,
-		MaxSize:    maxSize,
-		Store:      sf.options(),
-		Logger:     followerLogger(os.Getenv("WALRUST_LOG")),
-		OnEvent:    p.event,
+		Source:      source,
+		CheckStore:  true, // a wrong source ends the run at start
+		Interval:    interval,
+		MaxInterval: maxInterval,
+		MaxSize:     maxSize,
+		Store:       sf.options(),
+		Logger:      followerLogger(os.Getenv("WALRUST_LOG")),
+		OnEvent:     p.event,
 	}, func() time.Duration { return min(interval, time.Second) }, func(bool) { p.waiting() })
 	switch {
 	case errors.Is(err, context.Canceled) && sigCtx.Err() != nil:

@@ -105,3 +105,70 @@ func TestLagStaysNearIntervalWhenIdle(t *testing.T) {
 		t.Errorf("commit_age_seconds %.1f after 3s idle; want it to grow", age)
 	}
 }
+
+// TestWaitAndSync: at interval=5s, walrust_wait(N) returns once file N is
+// published, well before the next tick, and the next query sees it;
+// walrust_sync() likewise reaches what the store holds. Inside a read
+// transaction pinned below the target, both say so; a TXID never
+// published times out saying where the replica is.
+func TestWaitAndSync(t *testing.T) {
+	e := newWorld(t, 4096, false)
+	db := openDB(t, e.uri("source="+e.Source+"&interval=5s"))
+	if err := db.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past the first poll: the next tick is ~5s away
+
+	e.Ref.Insert(2)
+	want := e.Commit()
+	start := time.Now()
+	var got int64
+	if err := db.QueryRow("SELECT walrust_wait(?, 3000)", want).Scan(&got); err != nil || got < int64(want) {
+		t.Fatalf("walrust_wait(%d, 3000) = %d, %v", want, got, err)
+	}
+	waited := time.Since(start)
+	var txid int64
+	if err := db.QueryRow("SELECT walrust_txid()").Scan(&txid); err != nil || txid != int64(want) {
+		t.Fatalf("after walrust_wait: walrust_txid() %d, %v; want %d", txid, err, want)
+	}
+
+	e.Ref.Insert(2)
+	want = e.Commit()
+	start = time.Now()
+	if err := db.QueryRow("SELECT walrust_sync()").Scan(&got); err != nil || got != int64(want) {
+		t.Fatalf("walrust_sync() = %d, %v; want %d", got, err, want)
+	}
+	synced := time.Since(start)
+	t.Logf("walrust_wait returned after %s, walrust_sync after %s (interval 5s)", waited.Round(time.Millisecond), synced.Round(time.Millisecond))
+	if waited > 2500*time.Millisecond || synced > 2500*time.Millisecond {
+		t.Errorf("walrust_wait took %s, walrust_sync %s: not well before the next tick of a 5s interval", waited, synced)
+	}
+
+	// Pinned below the target.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	e.Ref.Insert(1)
+	want = e.Commit()
+	err = tx.QueryRow("SELECT walrust_wait(?, 3000)", want).Scan(&got)
+	if err == nil || !strings.Contains(err.Error(), "read transaction at TXID") {
+		t.Fatalf("walrust_wait inside a transaction pinned below: %d, %v", got, err)
+	}
+	tx.Rollback()
+
+	// A TXID never published.
+	err = db.QueryRow("SELECT walrust_wait(?, 200)", want+10).Scan(&got)
+	if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "replica is at TXID") {
+		t.Fatalf("walrust_wait of a TXID never published: %v", err)
+	}
+	for _, q := range []string{"SELECT walrust_wait(NULL)", "SELECT walrust_wait(0)", "SELECT walrust_sync(-1)"} {
+		if err := db.QueryRow(q).Scan(&got); err == nil {
+			t.Errorf("%s: no error", q)
+		}
+	}
+}

@@ -27,7 +27,7 @@ type Follower struct {
 	st          store.Reader
 	interval    time.Duration
 	maxInterval time.Duration // idle polls back off up to it; ≤ interval: fixed
-	fullEvery   time.Duration // a full listing at least this often
+	checkEvery  time.Duration // the snapshot level listed at least this often
 	maxSize     int64         // the largest database a file may describe
 	maxHeld     int64         // what readers may keep in the log; 0: see heldLimit
 	log         *slog.Logger
@@ -59,8 +59,9 @@ type Follower struct {
 	// lostWarned is the head TXID for which the loss was logged, so that
 	// the polls that keep listing every level do not repeat it.
 	lostWarned ltx.TXID
-	// lastFull is when a poll last listed every level.
-	lastFull time.Time
+	// lastCheck is when a poll last listed the snapshot level (or every
+	// level).
+	lastCheck time.Time
 	// failures keeps a run of failing polls from flooding the log.
 	failures failureLog
 
@@ -103,10 +104,13 @@ type Status struct {
 	FilesApplied     int64     `json:"files_applied"`
 	Bootstraps       int64     `json:"bootstraps"`
 	// FullListings counts the polls that listed every level (at start,
-	// to bridge a gap, and at least every full-listing period).
-	FullListings int64       `json:"full_listings"`
-	Interval     string      `json:"interval"`
-	Store        store.Stats `json:"store"`
+	// to bridge a gap, after a new snapshot); SnapshotChecks the idle polls
+	// that also listed the snapshot level (at least every
+	// SnapshotCheckEvery).
+	FullListings   int64       `json:"full_listings"`
+	SnapshotChecks int64       `json:"snapshot_checks"`
+	Interval       string      `json:"interval"`
+	Store          store.Stats `json:"store"`
 }
 
 // Options configure a Follower.
@@ -127,9 +131,9 @@ type Options struct {
 	// poll that finds nothing new doubles the wait, up to MaxInterval; the
 	// first change (or failure) snaps it back to Interval.
 	MaxInterval time.Duration
-	// FullListEvery is how often, at the least, a poll lists every level;
-	// 0: DefaultFullListEvery.
-	FullListEvery time.Duration
+	// SnapshotCheckEvery is how often, at the least, a poll lists the
+	// snapshot level besides level 0; 0: DefaultSnapshotCheckEvery.
+	SnapshotCheckEvery time.Duration
 	// StoreErr is why st could not be opened yet, if it could not (st
 	// opens itself at the polls): the status shows it until the first
 	// poll says more.
@@ -157,7 +161,7 @@ func newFollower(r *replica.Replica, st store.Reader, opts Options) *Follower {
 	}
 	f := &Follower{
 		r: r, st: st, interval: opts.Interval, maxSize: cmp.Or(opts.MaxSize, replica.DefaultMaxSize), maxHeld: opts.MaxHeld, log: log.With("db", r.Path()), onEvent: opts.OnEvent,
-		maxInterval: opts.MaxInterval, fullEvery: cmp.Or(opts.FullListEvery, DefaultFullListEvery),
+		maxInterval: opts.MaxInterval, checkEvery: cmp.Or(opts.SnapshotCheckEvery, DefaultSnapshotCheckEvery),
 		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
 		pollDone: make(chan struct{}), poke: make(chan struct{}, 1),
 		cancel: func() {}, done: make(chan struct{}),
@@ -297,8 +301,10 @@ func (f *Follower) step(ctx context.Context) error {
 		// be expired from here. Applying more would grow the log without
 		// bound; the replica waits for it instead, and says so.
 		err = fmt.Errorf("holding back: %d bytes of applied files wait to be folded, past max_held (%d bytes), because a reader in another process keeps the file locked (SQLite's shared lock); new files are applied once it ends", held, limit)
-	case !f.started, time.Since(f.lastFull) >= f.fullEvery:
+	case !f.started:
 		err = f.catchUp(ctx)
+	case time.Since(f.lastCheck) >= f.checkEvery:
+		err = f.checkSnapshots(ctx)
 	default:
 		err = f.pollOnce(ctx)
 	}

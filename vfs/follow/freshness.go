@@ -6,17 +6,21 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // Freshness on demand: an application that wrote TXID N on the primary
 // waits for it here (WaitTXID), or for whatever the store holds now
 // (Sync), without waiting for the next tick of a long interval.
 
-// DefaultFullListEvery is how often, at the least, a poll lists every
-// level instead of level 0 alone: a store whose head moves only in another
-// level (a new snapshot with no level-0 file: a primary restored from
-// backup, another producer) is noticed within it.
-const DefaultFullListEvery = time.Minute
+// DefaultSnapshotCheckEvery is how often, at the least, an idle poll also
+// lists the snapshot level: a store whose head moves only there (a new
+// snapshot with no level-0 file: a primary restored from backup, another
+// producer) is noticed within it, for one request a minute. (Compactions
+// only follow level-0 files, which the poll sees, and Litestream keeps the
+// newest level-0 file.)
+const DefaultSnapshotCheckEvery = time.Minute
 
 // PollNow asks the follower to poll at once rather than at its next tick.
 func (f *Follower) PollNow() {
@@ -151,4 +155,29 @@ func (l *failureLog) note(log interface {
 			l.logged = now
 		}
 	}
+}
+
+// checkSnapshots is an idle poll that also lists the snapshot level: a
+// snapshot newer than the head, with nothing at level 0 to announce it,
+// makes it list every level and follow the furthest chain (catchUp).
+func (f *Follower) checkSnapshots(ctx context.Context) error {
+	if err := f.pollOnce(ctx); err != nil {
+		return err
+	}
+	f.lastCheck = time.Now()
+	f.mu.Lock()
+	f.status.SnapshotChecks++
+	f.mu.Unlock()
+	snaps, err := f.st.ListAfter(ctx, store.SnapshotLevel, 0)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	head := f.r.Head()
+	for _, s := range snaps {
+		if s.MinTXID == 1 && s.MaxTXID > head.TXID && f.rejected(s) == nil {
+			f.log.Info("a snapshot is newer than the replica, with no level-0 file after it; listing every level", "snapshot", s.String(), "txid", head.TXID)
+			return f.catchUp(ctx)
+		}
+	}
+	return nil
 }

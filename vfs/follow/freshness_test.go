@@ -116,12 +116,12 @@ func TestAdaptivePolling(t *testing.T) {
 	}
 }
 
-// TestFullListingBounded: an idle follower lists every level at least
-// every FullListEvery, so a snapshot published with no level-0 file (a
+// TestSnapshotCheckBounded: an idle follower lists the snapshot level at
+// least every SnapshotCheckEvery, so a snapshot published with no level-0 file (a
 // primary restored from backup) is found.
-func TestFullListingBounded(t *testing.T) {
+func TestSnapshotCheckBounded(t *testing.T) {
 	w := newWorld(t, 4096, true)
-	f := w.followWith(nil, Options{Interval: 5 * time.Millisecond, FullListEvery: 50 * time.Millisecond})
+	f := w.followWith(nil, Options{Interval: 5 * time.Millisecond, SnapshotCheckEvery: 50 * time.Millisecond})
 	w.InsertRows(5, 200)
 	w.Advance(w.Ref.Image())
 	w.InsertRows(5, 200)
@@ -129,8 +129,8 @@ func TestFullListingBounded(t *testing.T) {
 	w.Snapshot() // TXID 3, and no L0 file says so
 	waitTXID(t, f.r, f, 3)
 	w.checkHead(f.r, 3, "from the snapshot a full listing found")
-	if n := f.Status().FullListings; n < 2 {
-		t.Fatalf("%d full listings; want the first and at least one since", n)
+	if st := f.Status(); st.SnapshotChecks < 1 || st.FullListings < 2 {
+		t.Fatalf("%d snapshot checks, %d full listings; want one check at least, and the full listing it led to", st.SnapshotChecks, st.FullListings)
 	}
 }
 

@@ -250,7 +250,7 @@ func (f *Follower) applyAll(ctx context.Context, files []store.FileInfo) error {
 // listAll lists every level (one request per level), setting rejected
 // files apart, and counts the full listing.
 func (f *Follower) listAll(ctx context.Context) (*catalog, error) {
-	f.lastFull = time.Now()
+	f.lastCheck = time.Now()
 	f.mu.Lock()
 	f.status.FullListings++
 	f.mu.Unlock()

@@ -19,6 +19,8 @@ type Config struct {
 	// state file names. Any spelling store.Check accepts.
 	Source   string
 	Interval time.Duration // between polls; at least MinInterval
+	// MaxInterval and SnapshotCheckEvery: see Options.
+	MaxInterval, SnapshotCheckEvery time.Duration
 	// StoreTimeout bounds the wait for a new replica's store when Start
 	// opens it (with ctx); 0: only ctx does.
 	StoreTimeout time.Duration
@@ -116,7 +118,8 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 	existing, source := r.Head() != nil, r.Source() // before the follower writes the state
 	log.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
 	f := Follow(r, st, Options{
-		Interval: cfg.Interval, MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld,
+		Interval: cfg.Interval, MaxInterval: cfg.MaxInterval, SnapshotCheckEvery: cfg.SnapshotCheckEvery,
+		MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld,
 		Logger: log, OnEvent: cfg.OnEvent, StoreErr: storeErr,
 	})
 	return &Handle{Follower: f, Replica: r, Source: source, Existing: existing}, nil
