@@ -78,58 +78,26 @@ if other:
 func TestDefaultVFSPython(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
-	sqlite3 := testtool.Program(t, "sqlite3")
+	testtool.Program(t, "sqlite3")
 	e := newWorld(t, 4096, false)
 	other := filepath.Join(e.Dir, "other.db")
 	missing := filepath.Join(e.Dir, "missing.db")
 	const rows = 3
 	env := append(os.Environ(), "WALRUST_DEFAULT_VFS=1", "WALRUST_INTERVAL=20ms")
 
-	run := func(t *testing.T, env []string, other, missing string, want int) (*exec.Cmd, io.WriteCloser, *lineReader, *testtool.Buffer) {
+	run := func(t *testing.T, env []string, other, missing string, want int) *scriptClient {
 		t.Helper()
-		stderr := &testtool.Buffer{}
 		cmd := exec.Command(python, "-c", pythonDefaultVFS, ext, e.Path, other, missing, fmt.Sprint(want))
 		cmd.Env = env
-		cmd.Stderr = stderr
-		stdin, stdout := testtool.StartPiped(t, cmd)
-		t.Cleanup(func() { cmd.Process.Kill() })
-		return cmd, stdin, readLines(stdout), stderr
-	}
-	expect := func(t *testing.T, out *lineReader, stderr *testtool.Buffer, want string) {
-		t.Helper()
-		if got := out.next(t, stderr); got != want {
-			t.Fatalf("python said %q, want %q; stderr:\n%s", got, want, stderr)
-		}
+		return startClient(t, "python", cmd)
 	}
 
 	t.Run("mapped", func(t *testing.T) {
-		cmd, stdin, out, stderr := run(t, append(env, "WALRUST_REPLICAS="+e.Path+"="+e.Source), other, missing, rows)
-		expect(t, out, stderr, "journal_mode wal")
-		expect(t, out, stderr, "sum 6")
-		expect(t, out, stderr, "missing failed")
-		if got := out.next(t, stderr); !strings.HasPrefix(got, "write failed:") || !strings.Contains(got, "readonly") {
-			t.Fatalf("write to the replica: %q, want a read-only failure", got)
-		}
-		expect(t, out, stderr, "0")
-		for i := 1; i <= rows; i++ {
-			e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i))
-			e.Commit()
-			expect(t, out, stderr, fmt.Sprint(i))
-		}
-		expect(t, out, stderr, "sum 10")
-		// python holds other.db open in WAL mode: another process reads
-		// its write through the -wal and -shm files.
-		if _, err := os.Stat(other + "-wal"); err != nil {
-			t.Errorf("no WAL file while python has the database open: %v", err)
-		}
-		got, err := exec.Command(sqlite3, other, "SELECT sum(x) FROM w").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(got)) != "10" {
-			t.Errorf("sqlite3 read %q (%v), want 10", got, err)
-		}
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("python: %v; stderr:\n%s", err, stderr)
-		}
+		c := run(t, append(env, "WALRUST_REPLICAS="+e.Path+"="+e.Source), other, missing, rows)
+		c.expect(t, "journal_mode wal")
+		c.expect(t, "sum 6")
+		c.expect(t, "missing failed")
+		c.followWhileWriting(t, e, other, rows)
 		if _, err := os.Stat(missing); err == nil {
 			t.Errorf("the read-only open of a missing path created %s", missing)
 		}
@@ -139,15 +107,15 @@ func TestDefaultVFSPython(t *testing.T) {
 		if _, err := os.Stat(e.Path + "-replica-state"); err != nil {
 			t.Fatalf("the mapped run made no replica: %v", err)
 		}
-		cmd, stdin, out, stderr := run(t, env, "", "", rows+1)
-		defer stdin.Close()
-		expect(t, out, stderr, "write failed: attempt to write a readonly database")
-		expect(t, out, stderr, fmt.Sprint(rows))
+		c := run(t, env, "", "", rows+1)
+		defer c.stdin.Close()
+		c.expect(t, "write failed: attempt to write a readonly database")
+		c.expect(t, fmt.Sprint(rows))
 		e.Ref.Exec("INSERT INTO t (v) VALUES ('one more')")
 		e.Commit()
-		expect(t, out, stderr, fmt.Sprint(rows+1))
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("python: %v; stderr:\n%s", err, stderr)
+		c.expect(t, fmt.Sprint(rows+1))
+		if err := c.cmd.Wait(); err != nil {
+			t.Fatalf("python: %v; stderr:\n%s", err, c.stderr)
 		}
 	})
 
@@ -159,6 +127,64 @@ func TestDefaultVFSPython(t *testing.T) {
 			t.Fatalf("a relative path in WALRUST_REPLICAS: %v, output:\n%s", err, out)
 		}
 	})
+}
+
+// scriptClient is a client process running a default-VFS script
+// (pythonDefaultVFS, nodeDefaultVFS), which prints a line per step.
+type scriptClient struct {
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *lineReader
+	stderr *testtool.Buffer
+}
+
+func startClient(t *testing.T, name string, cmd *exec.Cmd) *scriptClient {
+	t.Helper()
+	c := &scriptClient{name: name, cmd: cmd, stderr: &testtool.Buffer{}}
+	cmd.Stderr = c.stderr
+	var stdout io.Reader
+	c.stdin, stdout = testtool.StartPiped(t, cmd)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	c.out = readLines(stdout)
+	return c
+}
+
+func (c *scriptClient) expect(t *testing.T, want string) {
+	t.Helper()
+	if got := c.out.next(t, c.stderr); got != want {
+		t.Fatalf("%s said %q, want %q; stderr:\n%s", c.name, got, want, c.stderr)
+	}
+}
+
+// followWhileWriting checks the script from its write to the replica on:
+// the write fails read-only, the replica follows rows commits from 0,
+// and the ordinary database other, which the script holds open in WAL
+// mode and writes once more, is read by the sqlite3 shell through its
+// -wal and -shm files. Then the script is told to exit.
+func (c *scriptClient) followWhileWriting(t *testing.T, e *world, other string, rows int) {
+	t.Helper()
+	if got := c.out.next(t, c.stderr); !strings.HasPrefix(got, "write failed:") || !strings.Contains(got, "readonly") {
+		t.Fatalf("write to the replica: %q, want a read-only failure", got)
+	}
+	c.expect(t, "0")
+	for i := 1; i <= rows; i++ {
+		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i))
+		e.Commit()
+		c.expect(t, fmt.Sprint(i))
+	}
+	c.expect(t, "sum 10")
+	if _, err := os.Stat(other + "-wal"); err != nil {
+		t.Errorf("no WAL file while %s has the database open: %v", c.name, err)
+	}
+	got, err := exec.Command(testtool.Program(t, "sqlite3"), other, "SELECT sum(x) FROM w").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "10" {
+		t.Errorf("sqlite3 read %q (%v), want 10", got, err)
+	}
+	c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v; stderr:\n%s", c.name, err, c.stderr)
+	}
 }
 
 // linkedChildEnv, set, makes the test binary run defaultVFSLinkedChild
