@@ -6,6 +6,7 @@
 #   make demo     the README's demo on a local file store
 #   make bench    the benchmark table
 #   make fuzz     every fuzz target for FUZZTIME each (default 2m)
+#   make npm      build/dist/walrust-vfs-<VERSION>.tgz, the npm package
 
 GO      ?= go
 BUILD   := build
@@ -26,7 +27,7 @@ CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vf
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
-.PHONY: all wheel test tools hygiene demo bench fuzz fuzz-run clean
+.PHONY: all wheel test tools hygiene npm demo bench fuzz fuzz-run clean
 
 all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
@@ -52,6 +53,24 @@ $(BUILD)/walrust-shell: $(GOFILES)
 wheel: $(BUILD)/walrust.so
 	$(PYTHON) python/build_wheel.py $(BUILD)/walrust.so "$$(cat VERSION)" $(BUILD)/dist
 
+# The npm package walrust-vfs (npm/): the extension, index.js and a README,
+# at the version in VERSION, packed by npm into build/dist/. TestNPMPackage
+# installs it with better-sqlite3 from the npm registry, caching what it
+# downloads in build/npm-cache.
+NPM_VERSION := $(shell cat VERSION)
+NPM_CPU      = $(shell $(GO) env GOARCH | sed -e 's/^amd64$$/x64/')
+NPM_STAGE   := $(BUILD)/npm/walrust-vfs
+NPM_TGZ     := $(BUILD)/dist/walrust-vfs-$(NPM_VERSION).tgz
+
+npm: $(NPM_TGZ)
+
+$(NPM_TGZ): $(BUILD)/walrust.so $(wildcard npm/*) VERSION
+	rm -rf $(NPM_STAGE) && mkdir -p $(NPM_STAGE) $(BUILD)/dist
+	cp npm/index.js npm/README.md $(BUILD)/walrust.so $(NPM_STAGE)/
+	sed -e 's/@VERSION@/$(NPM_VERSION)/' -e 's/@CPU@/$(NPM_CPU)/' npm/package.json > $(NPM_STAGE)/package.json
+	cd $(NPM_STAGE) && npm_config_cache=$(abspath $(BUILD))/npm-cache npm pack --silent --pack-destination $(abspath $(BUILD))/dist >/dev/null
+	@test -f $@
+
 tools: $(BIN)/versitygw $(BIN)/litestream
 
 # versitygw: a real S3 server on loopback for the S3 store's tests.
@@ -62,7 +81,7 @@ $(BIN)/versitygw:
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
-test: all wheel tools hygiene
+test: all wheel tools npm hygiene
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
 	$(GO) test -race -timeout 12m ./...

@@ -85,7 +85,8 @@ int sqlite3_walrust_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routine
   }
   static const wl_registry api = {.find = apiFind, .reg = apiRegister, .unreg = apiUnregister};
   if (walrustLayerInstall(&api, "walrust") != SQLITE_OK) {
-    return fail(pzErrMsg, "walrust: cannot install its C layer over the walrust VFS");
+    return fail(pzErrMsg, "walrust: cannot install its C layer over the walrust VFS, or (WALRUST_DEFAULT_VFS) "
+                          "register it as SQLite's default VFS");
   }
   // The VFS must outlive the connection that loaded it: other connections
   // in the process open databases through it.

@@ -35,7 +35,16 @@ func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOpen(name, cfg, flags&sqlite3vfs.OpenCreate != 0); err != nil {
+	// WALRUST_REPLICAS names the source of a mapped replica the URI does
+	// not, over WALRUST_SOURCE; the operator who set it allows the
+	// bootstrap, also from an open that may not create files.
+	mapped := false
+	if _, ok := params["source"]; !ok {
+		if src, ok := mappedSource(name); ok {
+			cfg.Source, mapped = src, true
+		}
+	}
+	if err := checkOpen(name, cfg, flags&sqlite3vfs.OpenCreate != 0 || mapped); err != nil {
 		return nil, err
 	}
 	s, err := acquire(name, cfg)

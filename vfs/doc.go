@@ -19,7 +19,10 @@
 //	vfs                  the VFS: one follower per file per process
 //	                     (registry.go, role.go), read transactions pinned
 //	                     to one version (dbfile.go), the C layer that serves
-//	                     reads of the base file without Go (layer.c)
+//	                     reads of the base file without Go (layer.c), and
+//	                     default-VFS mode: the router that serves replicas
+//	                     by plain path and passes other files through
+//	                     (router.c, defaultvfs.go)
 //	vfs/publish          walrust publish: a SQLite database to LTX files
 //	vfs/internal/durable crash-safe file writes
 //	vfs/e2e              the end-to-end tests, through real SQLite clients

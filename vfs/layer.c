@@ -382,7 +382,7 @@ static wl_vfs *wrap(wl_vfs *v, wl_vfs *d) {
   return &layer;
 }
 
-int walrustLayerInstall(const wl_registry *r, const char *name) {
+static int installLayer(const wl_registry *r, const char *name) {
   wl_vfs *v = r->find(name);
   wl_vfs *l = wrap(v, r->find(NULL));
   if (l == NULL) {
@@ -393,6 +393,14 @@ int walrustLayerInstall(const wl_registry *r, const char *name) {
   int rc = r->unreg(v);
   if (rc == 0) {
     rc = r->reg(l, 0);
+  }
+  return rc;
+}
+
+int walrustLayerInstall(const wl_registry *r, const char *name) {
+  int rc = installLayer(r, name);
+  if (rc == rcOK) {
+    rc = walrustRouterInstall(r, &layer);
   }
   return rc;
 }

@@ -81,7 +81,21 @@ typedef struct wl_registry {
 // walrustLayerInstall puts the layer in place of the VFS that sqlite3vfs
 // registered under name: 0 (SQLITE_OK) when it is there, also after an
 // earlier install; else SQLite's error code, or 1 when there is no such VFS.
+// In default-VFS mode it then installs the router (walrustRouterInstall).
 int walrustLayerInstall(const wl_registry *r, const char *name);
+
+// walrustRouterEnable turns on default-VFS mode (router.c): the next
+// walrustLayerInstall also registers the router as SQLite's default VFS.
+// walrustRouterMap adds a main database name the router sends to walrust
+// (WALRUST_REPLICAS); 0 (SQLITE_OK), or SQLITE_NOMEM. Both are called
+// before the install, never after.
+int walrustRouterEnable(void); // 0
+int walrustRouterMap(const char *name);
+
+// walrustRouterInstall registers the router over layer as the default VFS,
+// when walrustRouterEnable was called; 0 (SQLITE_OK) when it is in place
+// or not asked for.
+int walrustRouterInstall(const wl_registry *r, wl_vfs *layer);
 
 // walrustForked says whether this process is the child of a fork made after
 // the layer was made: then nothing may call into Go.

@@ -29,7 +29,7 @@ func installLayer() error {
 	name := C.CString(Name)
 	defer C.free(unsafe.Pointer(name))
 	if rc := C.walrustLayerInstallLinked(name); rc != 0 {
-		return fmt.Errorf("install the C layer over VFS %q: SQLite error %d", Name, int(rc))
+		return fmt.Errorf("install the C layer over VFS %q, or (%s) register it as the default VFS: SQLite error %d", Name, defaultVFSEnv, int(rc))
 	}
 	return nil
 }

@@ -13,9 +13,11 @@ import (
 // Without create (a read-only connection, mode=ro, or an open without
 // SQLITE_OPEN_CREATE) only a replica that walrust made — it has a state
 // file — may be opened: a bootstrap would create the file, its lock file,
-// log directory and state file. With WALRUST_SOURCES set, the source
-// followed, whether the URI, WALRUST_SOURCE or the state file names it,
-// must be one it lists.
+// log directory and state file. The caller passes create for a path
+// WALRUST_REPLICAS maps: the operator asked for that bootstrap. With
+// WALRUST_SOURCES set, the source followed, whether the URI,
+// WALRUST_REPLICAS, WALRUST_SOURCE or the state file names it, must be
+// one it lists.
 func checkOpen(path string, cfg Config, create bool) error {
 	stateSource, made, err := replica.ReadSource(path)
 	if err != nil {

@@ -16,6 +16,9 @@ import (
 const Name = "walrust"
 
 var registerOnce = sync.OnceValue(func() error {
+	if err := configureDefault(os.Getenv); err != nil {
+		return err
+	}
 	skipFileIDZero()
 	if err := sqlite3vfs.RegisterVFS(Name, &walrustVFS{}); err != nil {
 		return fmt.Errorf("register VFS %q: %w", Name, err)
@@ -24,7 +27,9 @@ var registerOnce = sync.OnceValue(func() error {
 })
 
 // Register registers the walrust VFS with SQLite. It is safe to call more
-// than once; only the first call registers.
+// than once; only the first call registers. With WALRUST_DEFAULT_VFS=1 in
+// the environment it also makes walrust SQLite's default VFS, serving the
+// replicas it knows and passing every other file through (defaultvfs.go).
 func Register() error { return registerOnce() }
 
 type walrustVFS struct{}
