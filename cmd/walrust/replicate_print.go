@@ -107,6 +107,9 @@ func (p *replicatePrinter) event(ev follow.Event) {
 	now := p.now()
 	switch ev.Kind {
 	case follow.EventStart:
+		if ev.Err != nil {
+			p.linef(p.errOut, "The replica was changed by something other than walrust (%v); bootstrapping it again\n", ev.Err)
+		}
 		if p.waited {
 			p.linef(p.out, "Took over following %s\n", p.local)
 		}

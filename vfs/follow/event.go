@@ -12,7 +12,7 @@ import (
 type EventKind int
 
 const (
-	EventStart             EventKind = iota // the follower starts; TXID is the replica's, 0 if it has none
+	EventStart             EventKind = iota // the follower starts; TXID is the replica's, 0 if it has none; Err why its file was moved aside, if it was
 	EventBootstrapStart                     // downloading a snapshot (File, Bytes)
 	EventProgress                           // snapshot download progress (File, Done, Bytes = total or 0)
 	EventSnapshotInstalled                  // a snapshot is the new base (File, Bytes, Pages, TXID, Took)

@@ -143,6 +143,9 @@ type Options struct {
 // Follow starts following st into r in a goroutine; Close stops it.
 func Follow(r *replica.Replica, st store.Reader, opts Options) *Follower {
 	f := newFollower(r, st, opts)
+	if err := r.OpenModified(); err != nil {
+		f.log.Warn("the replica was changed by something other than walrust; bootstrapping it again", "err", err)
+	}
 	if err := r.OpenFoldErr(); err != nil {
 		f.log.Warn("cannot fold the log into the file yet; serving it from the log, and folding again after each poll", "err", err)
 	}
@@ -237,7 +240,7 @@ func (f *Follower) Status() Status {
 
 func (f *Follower) run(ctx context.Context) {
 	defer close(f.done)
-	start := Event{Kind: EventStart}
+	start := Event{Kind: EventStart, Err: f.r.OpenModified()}
 	if h := f.r.Head(); h != nil {
 		start.TXID = h.TXID
 	}

@@ -68,6 +68,9 @@ type Replica struct {
 	// openFoldErr is why the fold at Open failed, if it did, for the
 	// follower to report: Open serves the log instead of failing.
 	openFoldErr error
+	// openModified says why Open moved the base file aside, if it did
+	// (startOverModified), for the follower to report.
+	openModified error
 }
 
 // Open opens the replica at path for source, to follow it. A local file
@@ -160,10 +163,35 @@ func open(path string, origin Origin) (*Replica, error) {
 	if r.head == r.root {
 		if err := checkBase(r.base.f, &r.state, path); err != nil {
 			r.Close()
-			return nil, err
+			if !errors.Is(err, errModified) {
+				return nil, err
+			}
+			return startOverModified(path, st, err)
 		}
 	}
 	return r, nil
+}
+
+// startOverModified moves aside a base file that something other than
+// walrust wrote, with the journal, WAL and shared-memory files a writer may
+// have left beside it (a hot journal left behind would roll the next file
+// back), and opens the replica as new: the follower bootstraps it again
+// from the store. Nothing is deleted. The change counter goes on from the
+// old state's, so that no reader mistakes the new file for one it cached.
+func startOverModified(path string, st *State, why error) (*Replica, error) {
+	aside := fmt.Sprintf("%s.modified-%s", path, time.Now().UTC().Format("20060102T150405.000Z"))
+	if err := os.Rename(path, aside); err != nil {
+		return nil, fmt.Errorf("%w; moving it aside failed: %w", why, err)
+	}
+	for _, ext := range []string{"-journal", "-wal", "-shm"} {
+		if err := os.Rename(path+ext, aside+ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w; moving its %s aside failed: %w", why, ext, err)
+		}
+	}
+	r := &Replica{path: path, logDir: path + "-replica-log", counter: st.Counter}
+	r.state = State{Origin: st.Origin}
+	r.openModified = fmt.Errorf("%w: moved to %s", why, aside)
+	return r, r.clearLog()
 }
 
 // refuseForeign refuses a local file that exists without a state file
@@ -214,6 +242,11 @@ func (r *Replica) Path() string { return r.path }
 // OpenFoldErr is why the fold at Open failed, if it did: the replica then
 // serves the log, and folds again after the next apply.
 func (r *Replica) OpenFoldErr() error { return r.openFoldErr }
+
+// OpenModified says why Open moved the base file aside, and where, if it
+// did: something other than walrust wrote it, and the replica starts over
+// from the store.
+func (r *Replica) OpenModified() error { return r.openModified }
 
 // versionLocks are what a Version needs of the replica it belongs to,
 // rather than the whole replica (a passive reader has none).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
@@ -146,6 +147,10 @@ func (s *State) check(dbPath string) error {
 	return nil
 }
 
+// errModified marks a base file that something other than walrust wrote
+// (a plain sqlite3 without mode=ro): open moves it aside and starts over.
+var errModified = errors.New("moving it aside and bootstrapping again")
+
 // startOver says how to get a replica whose files disagree going again.
 func startOver(dbPath string) string {
 	name := filepath.Base(dbPath)
@@ -186,6 +191,6 @@ func checkBase(f *os.File, s *State, dbPath string) error {
 	default:
 		return nil
 	}
-	return fmt.Errorf("%s does not match %s: %s; it was changed by something other than walrust: %s",
-		dbPath, filepath.Base(statePath(dbPath)), problem, startOver(dbPath))
+	return fmt.Errorf("%s does not match %s: %s; it was changed by something other than walrust: %w",
+		dbPath, filepath.Base(statePath(dbPath)), problem, errModified)
 }
