@@ -63,6 +63,8 @@ type config struct {
 	// idle
 	idleInterval time.Duration
 	idlePolls    int
+	// idle, backing off: interval, max_interval, and the window counted
+	backoffInterval, backoffMax, backoffWindow time.Duration
 }
 
 func smoke() config {
@@ -74,6 +76,7 @@ func smoke() config {
 		bootMB: []int{1, 4}, bootReps: 1,
 		applyFiles: 20, applyPages: 10, applyReps: 1,
 		idleInterval: 30 * time.Millisecond, idlePolls: 4,
+		backoffInterval: 20 * time.Millisecond, backoffMax: 200 * time.Millisecond, backoffWindow: 2 * time.Second,
 	}
 }
 
@@ -86,6 +89,7 @@ func full() config {
 		bootMB: []int{64, 256}, bootReps: 3,
 		applyFiles: 2000, applyPages: 10, applyReps: 3,
 		idleInterval: 100 * time.Millisecond, idlePolls: 30,
+		backoffInterval: 100 * time.Millisecond, backoffMax: 2 * time.Second, backoffWindow: 30 * time.Second,
 	}
 }
 

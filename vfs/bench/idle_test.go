@@ -139,4 +139,5 @@ func (b *bench) idle() {
 		addConn()
 	}
 	measure()
+	b.idleBackoff(srv)
 }
