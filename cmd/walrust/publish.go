@@ -85,11 +85,15 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf
 		return err
 	}
 	pp := newProgressPrinter(e.stderr, filepath.Base(db))
+	// A failure that repeats at every tick (a store that is down) prints
+	// when it starts, when it ends, and every 5 minutes in between.
+	fails := &failurePrinter{w: e.stderr, prefix: "walrust publish: ", now: time.Now}
 	pub, err := publish.New(db, st, publish.Options{
 		WorkDir:          pf.workDir,
 		Progress:         pp.report,
 		OnPublish:        func(r publish.Result) { printResult(e, r, pf.retention) },
-		OnError:          func(err error) { fmt.Fprintf(e.stderr, "walrust publish: %v\n", err) },
+		OnError:          fails.failed,
+		OnRecover:        fails.recovered,
 		SnapshotInterval: pf.snapshotInterval,
 		Retention:        pf.retention,
 	})

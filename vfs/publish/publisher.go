@@ -36,6 +36,9 @@ type Options struct {
 	// after an error.
 	OnPublish func(Result)
 	OnError   func(error)
+	// OnRecover is called by Run when a publish succeeds after failed
+	// ones: since the first of them, and how many failed.
+	OnRecover func(since time.Time, failed int)
 
 	// BusyTimeout is how long a copy waits for a rollback-mode writer to
 	// finish before the publish fails (and is retried by Run). Default 5s.
@@ -189,8 +192,23 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var failedSince time.Time // the first failure of the current run of them
+	failed := 0
 	for {
+		began := time.Now()
 		res, err := p.PublishOnce(context.WithoutCancel(ctx))
+		switch {
+		case err != nil:
+			if failed == 0 {
+				failedSince = began
+			}
+			failed++
+		case failed > 0:
+			if p.opts.OnRecover != nil {
+				p.opts.OnRecover(failedSince, failed)
+			}
+			failed = 0
+		}
 		switch {
 		case err != nil && p.opts.OnError != nil:
 			p.opts.OnError(err)
