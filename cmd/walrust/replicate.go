@@ -84,6 +84,8 @@ func init() {
 			maxInterval = d
 			return nil
 		})
+		metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on http://`ADDR`/metrics and a health check on /healthz (e.g. 127.0.0.1:9090)")
+		maxLag := fs.Duration("max-lag", time.Minute, "/healthz answers 503 when the replica was not confirmed current within `DURATION`")
 		var maxSize int64
 		fs.Func("max-size", "refuse LTX files that describe a database larger than `SIZE`: 500GB, 2TiB (default 1TiB)", func(s string) error {
 			n, err := follow.ParseSize(s)
@@ -102,12 +104,22 @@ func init() {
 			case *interval < follow.MinInterval:
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
 			}
-			return runReplicate(ctx, e, args[0], *local, &sf, *interval, maxInterval, maxSize)
+			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, metricsAddr: *metricsAddr, maxLag: *maxLag})
 		}
 	}
 }
 
-func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, interval, maxInterval time.Duration, maxSize int64) error {
+// replicateOpts are walrust replicate's flags beyond the source, the
+// local file and the store's.
+type replicateOpts struct {
+	interval, maxInterval time.Duration
+	maxSize               int64
+	metricsAddr           string
+	maxLag                time.Duration
+}
+
+func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, o replicateOpts) error {
+	interval := o.interval
 	if err := checkSource(source); err != nil {
 		return err
 	}
@@ -133,8 +145,8 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 		Source:      source,
 		CheckStore:  true, // a wrong source ends the run at start
 		Interval:    interval,
-		MaxInterval: maxInterval,
-		MaxSize:     maxSize,
+		MaxInterval: o.maxInterval,
+		MaxSize:     o.maxSize,
 		Store:       sf.options(),
 		Logger:      followerLogger(os.Getenv("WALRUST_LOG")),
 		OnEvent:     p.event,
@@ -148,6 +160,16 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	}
 	r := h.Replica
 	f := h.Follower
+	if o.metricsAddr != "" {
+		ops, err := startOps(o.metricsAddr, o.maxLag, func() []followed {
+			return []followed{{db: local, status: f.Status}}
+		})
+		if err != nil {
+			return errors.Join(err, h.Close())
+		}
+		defer ops.close()
+		p.printf("Serving metrics on %s/metrics, health on %s/healthz\n", ops.URL(), ops.URL())
+	}
 
 	// The follower reports what it does through events; whether a poll
 	// succeeded (the end of an error, the first poll done) only through

@@ -17,9 +17,9 @@ import (
 
 var statusCommand = &command{
 	name:    "status",
-	args:    "SOURCE",
-	summary: "show what a store holds: levels, snapshot, newest TXID and data time",
-	nargs:   1,
+	args:    "SOURCE | --local DB",
+	summary: "show what a store holds, or how fresh a local replica is",
+	nargs:   anyArgs, // SOURCE, or none with --local
 	about: `
 Lists the LTX files of every level of SOURCE (file:///absolute/dir or
 s3://bucket/prefix): per level, the file count, TXID range and bytes; the
@@ -28,7 +28,14 @@ its header is read), the time its data was captured, the page size and the
 database size.
 
 --json prints the same as one JSON object. TXIDs are 16-digit lower-case
-hex strings, as in LTX file names (they sort as strings).`,
+hex strings, as in LTX file names (they sort as strings).
+
+With --local DB instead of SOURCE, it reads the local replica DB's own
+files, without opening it or asking the store: its source, the TXID its file
+holds and when the primary committed it, when a follower last confirmed it
+current, and which process follows it. It exits 1 when the replica is stale
+— not confirmed current within --max-lag (default 1m) — and 0 otherwise: an
+exec probe for cron or Kubernetes.`,
 }
 
 func init() {
@@ -36,7 +43,17 @@ func init() {
 		var sf storeFlags
 		sf.register(fs)
 		asJSON := fs.Bool("json", false, "print JSON, for scripts")
+		local := fs.String("local", "", "report on the local replica `DB` instead of a store")
+		maxLag := fs.Duration("max-lag", time.Minute, "with --local: stale (exit 1) when not confirmed current within `DURATION`")
 		return func(ctx context.Context, e *env, args []string) error {
+			switch {
+			case *local != "" && len(args) > 0:
+				return usagef("give SOURCE or --local DB, not both")
+			case *local != "":
+				return localStatus(e, *local, *maxLag, *asJSON)
+			case len(args) != 1:
+				return usagef("want one SOURCE (file:///absolute/dir or s3://bucket/prefix), or --local DB")
+			}
 			st, err := openStore(ctx, args[0], &sf, false)
 			if err != nil {
 				return err

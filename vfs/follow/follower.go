@@ -102,6 +102,8 @@ type Status struct {
 	LastPoll         time.Time `json:"last_poll"`
 	LastError        string    `json:"last_error"`
 	FilesApplied     int64     `json:"files_applied"`
+	Polls            int64     `json:"polls"`
+	PollErrors       int64     `json:"poll_errors"`
 	Bootstraps       int64     `json:"bootstraps"`
 	// FullListings counts the polls that listed every level (at start,
 	// to bridge a gap, after a new snapshot); SnapshotChecks the idle polls
@@ -277,7 +279,16 @@ func (f *Follower) run(ctx context.Context) {
 			f.status.LastError = ""
 			f.status.Current = began.UTC()
 		}
+		f.status.Polls++
+		if err != nil {
+			f.status.PollErrors++
+		}
 		f.mu.Unlock()
+		if err == nil {
+			if merr := f.r.MarkCurrent(began); merr != nil {
+				f.log.Debug("cannot record the replica current", "err", merr)
+			}
+		}
 		f.failures.note(f.log, err, began)
 		if err != nil {
 			f.emit(Event{Kind: EventError, Err: err})

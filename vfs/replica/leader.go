@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/walrust/walrust/vfs/internal/durable"
 	"golang.org/x/sys/unix"
@@ -50,6 +52,14 @@ func acquireLeader(dbPath string) (*leaderLock, error) {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		if now, err := os.Stat(path); err == nil && os.SameFile(held, now) {
+			// Who leads, for `walrust status --local`; nothing depends
+			// on it, so it is written without a sync.
+			// Its modification time says when the replica was last
+			// confirmed current (markCurrent): not yet, by this leader.
+			if err := f.Truncate(0); err == nil {
+				f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+			}
+			os.Chtimes(path, time.Unix(0, 0), time.Unix(0, 0))
 			return &leaderLock{f: f}, nil
 		}
 		f.Close()
@@ -69,4 +79,13 @@ func (l *leaderLock) release(remove bool) {
 		l.f.Close() // closing the description drops the flock
 		l.f = nil
 	}
+}
+
+// markCurrent records, as the lock file's modification time, when the
+// leader last confirmed the replica current (see Replica.MarkCurrent).
+func (l *leaderLock) markCurrent(t time.Time) error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	return os.Chtimes(l.f.Name(), t, t)
 }
