@@ -20,7 +20,7 @@ import (
 
 var (
 	fullFlag    = flag.Bool("full", false, "run every scenario at full size and print the Markdown table on stdout (make bench)")
-	onlyFlag    = flag.String("only", "", "comma-separated scenarios to run: reads,lag,bootstrap,apply,idle (default: all)")
+	onlyFlag    = flag.String("only", "", "comma-separated scenarios to run: reads,lag,bootstrap,apply,idle,fleet (default: all)")
 	childProf   = flag.String("child-cpuprofile", "", "write a CPU profile of each walrust bootstrap child to this path (the last one wins)")
 	outFlag     = flag.String("out", "", "with -full, write the table to this file instead of stdout")
 	samplesFlag = flag.Float64("samples", 1, "scale the number of samples of every scenario by this factor")
@@ -65,6 +65,10 @@ type config struct {
 	idlePolls    int
 	// idle, backing off: interval, max_interval, and the window counted
 	backoffInterval, backoffMax, backoffWindow time.Duration
+
+	// fleet: replica counts, and their poll interval
+	fleetSizes    []int
+	fleetInterval time.Duration
 }
 
 func smoke() config {
@@ -77,6 +81,7 @@ func smoke() config {
 		applyFiles: 20, applyPages: 10, applyReps: 1,
 		idleInterval: 30 * time.Millisecond, idlePolls: 4,
 		backoffInterval: 20 * time.Millisecond, backoffMax: 200 * time.Millisecond, backoffWindow: 2 * time.Second,
+		fleetSizes: []int{5, 20}, fleetInterval: 100 * time.Millisecond,
 	}
 }
 
@@ -90,6 +95,7 @@ func full() config {
 		applyFiles: 2000, applyPages: 10, applyReps: 3,
 		idleInterval: 100 * time.Millisecond, idlePolls: 30,
 		backoffInterval: 100 * time.Millisecond, backoffMax: 2 * time.Second, backoffWindow: 30 * time.Second,
+		fleetSizes: []int{10, 100, 1000}, fleetInterval: time.Second,
 	}
 }
 
@@ -166,6 +172,9 @@ func TestBench(t *testing.T) {
 	}
 	if b.want("idle") {
 		b.idle()
+	}
+	if b.want("fleet") {
+		b.fleet()
 	}
 	out := b.table(d, m, time.Since(start))
 	if *fullFlag && *outFlag != "" {
