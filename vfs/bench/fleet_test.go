@@ -50,7 +50,7 @@ func (b *bench) fleet() {
 			}
 		}
 		c := cost{
-			heap:       float64(heapInUse()-heap0) / float64(n),
+			heap: float64(heapInUse()-heap0) / float64(n),
 			// database/sql runs one goroutine per *sql.DB (its connection
 			// opener): not walrust's.
 			goroutines: float64(runtime.NumGoroutine()-g0-n) / float64(n),

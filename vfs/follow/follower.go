@@ -59,6 +59,9 @@ type Follower struct {
 	// lostWarned is the head TXID for which the loss was logged, so that
 	// the polls that keep listing every level do not repeat it.
 	lostWarned ltx.TXID
+	// modified is set when a fold found the base file changed by
+	// something other than walrust: the next step bootstraps again.
+	modified bool
 	// lastCheck is when a poll last listed the snapshot level (or every
 	// level).
 	lastCheck time.Time
@@ -308,6 +311,8 @@ func (f *Follower) step(ctx context.Context) error {
 	switch {
 	case f.r.Head() == nil:
 		err = f.bootstrap(ctx)
+	case f.modified:
+		err = f.startOverModified(ctx)
 	case held > limit:
 		// Past max_held with the fold still kept back after the last
 		// poll expired what it could in this process: the reader is in
@@ -330,6 +335,13 @@ func (f *Follower) step(ctx context.Context) error {
 	// the base file, see the chain after the snapshot without waiting a poll.
 	if _, ferr := f.r.Fold(); ferr != nil {
 		err = errors.Join(err, ferr)
+		if errors.Is(ferr, replica.ErrModified) && !f.modified {
+			f.modified = true
+			f.log.Warn("the replica was changed by something other than walrust; bootstrapping it again (a copy of the changed file is kept)", "err", ferr)
+		}
+	}
+	if aside := f.r.CopiedAside(); aside != "" {
+		f.log.Warn("kept a copy of the replica as something other than walrust had changed it", "copy", aside)
 	}
 	// What a long reader keeps from being folded is merged instead, so
 	// that it holds a bounded number of segments; past the limit on what

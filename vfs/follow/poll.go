@@ -256,3 +256,25 @@ func (f *Follower) listAll(ctx context.Context) (*catalog, error) {
 	f.mu.Unlock()
 	return listCatalog(ctx, f.st, func(fi store.FileInfo) bool { return f.rejected(fi) != nil })
 }
+
+// startOverModified bootstraps again from the newest snapshot, whatever
+// the head, after a fold found the base file changed by something other
+// than walrust: the snapshot's fold rewrites all of it (keeping a copy of
+// the changed one), and the chain after the snapshot brings it back to
+// the store's head.
+func (f *Follower) startOverModified(ctx context.Context) error {
+	cat, err := f.listAll(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap again: %w", err)
+	}
+	snap, err := cat.fromNewestSnapshot()
+	if err != nil {
+		return fmt.Errorf("bootstrap again from %s: %w", f.st, err)
+	}
+	f.emit(Event{Kind: EventRebootstrap, File: *snap.snapshot, TXID: f.headTXID()})
+	if err := f.follow(ctx, snap); err != nil {
+		return err
+	}
+	f.modified = false
+	return nil
+}

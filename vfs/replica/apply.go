@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/internal/durable"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )

@@ -51,10 +51,15 @@ func (r *Replica) Fold() (bool, error) {
 		return false, fmt.Errorf("fold: %w", err)
 	}
 	hook("fold:locked")
+	// The file must still be what the last fold left; a snapshot in the
+	// fold rewrites all of it (after keeping a copy of a changed one).
+	err := r.checkUnmodified(slices.ContainsFunc(fold, func(v *Version) bool { return v.seg.full }))
 	// The state is written under the lock too, so that a passive reader in
 	// another process reads the TXID of the file it reads.
 	st := r.stateFor(target)
-	err := r.writeFold(fold, target)
+	if err == nil {
+		err = r.writeFold(fold, target)
+	}
 	if err == nil {
 		hook("fold:synced")
 		err = writeState(r.path, &st)
@@ -82,6 +87,7 @@ func (r *Replica) Fold() (bool, error) {
 	target.parent = nil // let older versions be collected
 	r.root = target
 	r.state = st
+	r.baseHdr = baseHeader{known: true, counter: target.Counter, commit: target.Commit}
 	r.mu.Unlock()
 
 	hook("fold:state")

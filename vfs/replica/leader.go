@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/walrust/walrust/vfs/internal/durable"
 	"golang.org/x/sys/unix"
+
+	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
 // ErrFollowed means another process follows this replica: it holds the

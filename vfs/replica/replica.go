@@ -71,6 +71,12 @@ type Replica struct {
 	// openModified says why Open moved the base file aside, if it did
 	// (startOverModified), for the follower to report.
 	openModified error
+	// copiedAside is where a fold kept a changed base file, until the
+	// follower reports it (CopiedAside). Guarded by mu.
+	copiedAside string
+	// baseHdr is what the base file's header said when this process last
+	// checked or wrote it; only the fold reads and writes it.
+	baseHdr baseHeader
 }
 
 // Open opens the replica at path for source, to follow it. A local file
@@ -163,35 +169,14 @@ func open(path string, origin Origin) (*Replica, error) {
 	if r.head == r.root {
 		if err := checkBase(r.base.f, &r.state, path); err != nil {
 			r.Close()
-			if !errors.Is(err, errModified) {
+			if !errors.Is(err, ErrModified) {
 				return nil, err
 			}
 			return startOverModified(path, st, err)
 		}
+		r.baseHdr = baseHeader{known: true, counter: r.state.Counter, commit: r.state.Commit}
 	}
 	return r, nil
-}
-
-// startOverModified moves aside a base file that something other than
-// walrust wrote, with the journal, WAL and shared-memory files a writer may
-// have left beside it (a hot journal left behind would roll the next file
-// back), and opens the replica as new: the follower bootstraps it again
-// from the store. Nothing is deleted. The change counter goes on from the
-// old state's, so that no reader mistakes the new file for one it cached.
-func startOverModified(path string, st *State, why error) (*Replica, error) {
-	aside := fmt.Sprintf("%s.modified-%s", path, time.Now().UTC().Format("20060102T150405.000Z"))
-	if err := os.Rename(path, aside); err != nil {
-		return nil, fmt.Errorf("%w; moving it aside failed: %w", why, err)
-	}
-	for _, ext := range []string{"-journal", "-wal", "-shm"} {
-		if err := os.Rename(path+ext, aside+ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w; moving its %s aside failed: %w", why, ext, err)
-		}
-	}
-	r := &Replica{path: path, logDir: path + "-replica-log", counter: st.Counter}
-	r.state = State{Origin: st.Origin}
-	r.openModified = fmt.Errorf("%w: moved to %s", why, aside)
-	return r, r.clearLog()
 }
 
 // refuseForeign refuses a local file that exists without a state file

@@ -147,10 +147,6 @@ func (s *State) check(dbPath string) error {
 	return nil
 }
 
-// errModified marks a base file that something other than walrust wrote
-// (a plain sqlite3 without mode=ro): open moves it aside and starts over.
-var errModified = errors.New("moving it aside and bootstrapping again")
-
 // startOver says how to get a replica whose files disagree going again.
 func startOver(dbPath string) string {
 	name := filepath.Base(dbPath)
@@ -191,6 +187,6 @@ func checkBase(f *os.File, s *State, dbPath string) error {
 	default:
 		return nil
 	}
-	return fmt.Errorf("%s does not match %s: %s; it was changed by something other than walrust: %w",
-		dbPath, filepath.Base(statePath(dbPath)), problem, errModified)
+	return fmt.Errorf("%s does not match %s: %s: %w; moving it aside and bootstrapping again",
+		dbPath, filepath.Base(statePath(dbPath)), problem, ErrModified)
 }
