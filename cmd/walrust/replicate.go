@@ -18,7 +18,7 @@ import (
 
 var replicateCommand = &command{
 	name:    "replicate",
-	args:    "SOURCE --local DB",
+	args:    "SOURCE --local DB | --config FILE",
 	summary: "follow a store into a local read replica, until interrupted",
 	nargs:   anyArgs, // checked by the command, for clearer messages
 	about: `
@@ -92,8 +92,24 @@ func init() {
 			maxSize = n
 			return err
 		})
+		config := fs.String("config", "", "follow every replica a YAML `FILE` lists (see below); SIGHUP reads it again")
 		sf.register(fs)
 		return func(ctx context.Context, e *env, args []string) error {
+			if *config != "" {
+				var other []string
+				fs.Visit(func(f *flag.Flag) {
+					if f.Name != "config" {
+						other = append(other, "--"+f.Name)
+					}
+				})
+				switch {
+				case len(args) > 0:
+					return usagef("--config takes no SOURCE: the file lists the sources (got %s)", strings.Join(args, " "))
+				case len(other) > 0:
+					return usagef("--config: put %s in the file (every key may be set at the top, for all entries)", strings.Join(other, ", "))
+				}
+				return runFleet(ctx, e, *config)
+			}
 			switch {
 			case len(args) == 0:
 				return usagef("missing SOURCE (file:///absolute/dir or s3://bucket/prefix)")
