@@ -69,9 +69,9 @@ func openFleetStore(t *testing.T, url string, opts store.Options) store.Store {
 	return st
 }
 
-// TestReplicateConfig: one walrust replicate --config follows 25
-// databases (12 file entries, 8 found by discover, 3 of them after the
-// start, 5 on S3), one of them stuck on a corrupt file while the others
+// TestReplicateConfig: one walrust replicate --config follows 60
+// databases (30 file entries, 20 found by discover, 5 of them after the
+// start, 10 on S3, the issue's numbers), one of them stuck on a corrupt file while the others
 // advance; SIGHUP adds one entry and removes another; /metrics lists every
 // replica.
 func TestReplicateConfig(t *testing.T) {
@@ -84,12 +84,12 @@ func TestReplicateConfig(t *testing.T) {
 
 	var dbs []*fleetDB
 	var entries []string
-	for i := range 12 {
+	for i := range 30 {
 		src := fmt.Sprintf("file://%s/f%02d", stores, i)
 		dbs = append(dbs, newFleetDB(t, openFleetStore(t, src, store.Options{}), filepath.Join(local, fmt.Sprintf("f%02d.db", i))))
 		entries = append(entries, fmt.Sprintf("  - source: %s\n    local: replicas/f%02d.db\n", src, i))
 	}
-	for i := range 5 {
+	for i := range 10 {
 		src := srv.URL("bkt", fmt.Sprintf("s%02d", i))
 		dbs = append(dbs, newFleetDB(t, openFleetStore(t, src, srv.Options()), filepath.Join(local, fmt.Sprintf("s%02d.db", i))))
 		entries = append(entries, fmt.Sprintf("  - source: %s\n    local: replicas/s%02d.db\n    endpoint: %s\n    region: us-east-1\n    path-style: true\n", src, i, srv.Endpoint))
@@ -98,10 +98,12 @@ func TestReplicateConfig(t *testing.T) {
 	discovered := func(i int) *fleetDB {
 		return newFleetDB(t, openFleetStore(t, fmt.Sprintf("file://%s/t%02d", tenants, i), store.Options{}), filepath.Join(dir, "tenants", fmt.Sprintf("t%02d.db", i)))
 	}
-	for i := range 5 {
+	for i := range 15 {
 		dbs = append(dbs, discovered(i))
 	}
 	entries = append(entries, fmt.Sprintf("  - discover: file://%s\n    local-dir: tenants\n", tenants))
+	// A broken entry: its store does not exist.
+	entries = append(entries, fmt.Sprintf("  - source: file://%s/missing\n    local: replicas/missing.db\n", stores))
 
 	config := filepath.Join(dir, "walrust.yml")
 	write := func(entries []string) {
@@ -122,8 +124,8 @@ func TestReplicateConfig(t *testing.T) {
 	bad := dbs[0]
 	badFile := store.FileInfo{Level: 0, MinTXID: bad.pub.TXID + 1, MaxTXID: bad.pub.TXID + 1}
 	ltxtest.Put(t, bad.pub.Store, 0, append(ltxtest.Encode(t, bad.pub.Image, bad.pub.Image, 4096, badFile.MinTXID, badFile.MaxTXID, bad.pub.Checksum, false, time.Now())[:200], make([]byte, 100)...))
-	for i := range 3 { // created after the start
-		dbs = append(dbs, discovered(5+i))
+	for i := range 5 { // created after the start
+		dbs = append(dbs, discovered(15+i))
 	}
 	for _, d := range dbs[1:] {
 		d.commit(t)
@@ -151,6 +153,18 @@ func TestReplicateConfig(t *testing.T) {
 		if !strings.Contains(string(body), fmt.Sprintf("walrust_replica_txid{db=%q}", d.local)) {
 			t.Errorf("/metrics does not list %s", d.local)
 		}
+	}
+
+	// /healthz names the broken entry, and says why.
+	p.waitFor(&p.stderr, `missing\.db: Error: .*does not exist`)
+	resp, err = http.Get(m[1] + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !regexp.MustCompile(`missing\.db","txid":0,[^}]*"last_error":"[^"]*does not exist`).Match(body) {
+		t.Errorf("/healthz: %d %s", resp.StatusCode, body)
 	}
 
 	// SIGHUP: one entry removed (f01), one added.

@@ -35,9 +35,9 @@ type fleetSettings struct {
 // fleetEntry is one item of replicas: a source followed into local, or a
 // prefix whose databases are each followed into localDir/<name>.db.
 type fleetEntry struct {
-	line            int
-	source, local   string // source entries
-	discover, dir   string // discover entries: the prefix, local-dir
+	line          int
+	source, local string // source entries
+	discover, dir string // discover entries: the prefix, local-dir
 	fleetSettings
 }
 
