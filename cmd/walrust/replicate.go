@@ -18,7 +18,7 @@ import (
 
 var replicateCommand = &command{
 	name:    "replicate",
-	args:    "SOURCE --local DB | --config FILE",
+	args:    "SOURCE --local DB",
 	summary: "follow a store into a local read replica, until interrupted",
 	nargs:   anyArgs, // checked by the command, for clearer messages
 	about: `
@@ -57,6 +57,27 @@ Next to DB it keeps DB-replica-state (the source, TXID and checksum it holds)
 and DB-replica-log/ (files applied but not folded into DB yet). A DB that
 exists without DB-replica-state was not made by walrust and is never
 overwritten; one that follows another source is refused.
+
+With --config FILE, one process follows every replica a YAML file lists:
+
+    interval: 1s               # defaults; every entry may override them
+    metrics-addr: 127.0.0.1:9090
+    replicas:
+      - source: s3://bucket/app
+        local: /data/app.db    # relative paths: from the file's directory
+      - source: file:///srv/ltx/billing
+        local: billing.db
+        interval: 5s
+      - discover: s3://bucket/tenants/   # every database under the prefix,
+        local-dir: /data/tenants         # into /data/tenants/<name>.db
+
+Keys, at the top or per entry: interval, max-interval, max-size, endpoint,
+region, path-style, discover-every (how often a discover entry lists its
+prefix again; default 1m); at the top only: metrics-addr, max-lag. Unknown
+keys are errors. Each line printed starts with the replica's local path; an
+entry that cannot start shows its error (and in /healthz) and is retried,
+without stopping the others. SIGHUP reads the file again: new entries start,
+removed ones stop cleanly, the others go on.
 
 Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
