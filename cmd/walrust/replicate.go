@@ -58,6 +58,27 @@ and DB-replica-log/ (files applied but not folded into DB yet). A DB that
 exists without DB-replica-state was not made by walrust and is never
 overwritten; one that follows another source is refused.
 
+With --config FILE, one process follows every replica a YAML file lists:
+
+    interval: 1s               # defaults; every entry may override them
+    metrics-addr: 127.0.0.1:9090
+    replicas:
+      - source: s3://bucket/app
+        local: /data/app.db    # relative paths: from the file's directory
+      - source: file:///srv/ltx/billing
+        local: billing.db
+        interval: 5s
+      - discover: s3://bucket/tenants/   # every database under the prefix,
+        local-dir: /data/tenants         # into /data/tenants/<name>.db
+
+Keys, at the top or per entry: interval, max-interval, max-size, endpoint,
+region, path-style, discover-every (how often a discover entry lists its
+prefix again; default 1m); at the top only: metrics-addr, max-lag. Unknown
+keys are errors. Each line printed starts with the replica's local path; an
+entry that cannot start shows its error (and in /healthz) and is retried,
+without stopping the others. SIGHUP reads the file again: new entries start,
+removed ones stop cleanly, the others go on.
+
 Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
 
@@ -92,8 +113,24 @@ func init() {
 			maxSize = n
 			return err
 		})
+		config := fs.String("config", "", "follow every replica a YAML `FILE` lists (see below); SIGHUP reads it again")
 		sf.register(fs)
 		return func(ctx context.Context, e *env, args []string) error {
+			if *config != "" {
+				var other []string
+				fs.Visit(func(f *flag.Flag) {
+					if f.Name != "config" {
+						other = append(other, "--"+f.Name)
+					}
+				})
+				switch {
+				case len(args) > 0:
+					return usagef("--config takes no SOURCE: the file lists the sources (got %s)", strings.Join(args, " "))
+				case len(other) > 0:
+					return usagef("--config: put %s in the file (every key may be set at the top, for all entries)", strings.Join(other, ", "))
+				}
+				return runFleet(ctx, e, *config)
+			}
 			switch {
 			case len(args) == 0:
 				return usagef("missing SOURCE (file:///absolute/dir or s3://bucket/prefix)")

@@ -74,6 +74,10 @@ type S3Store struct {
 	base      string
 	baseFound bool
 
+	// dbs are the sub-prefixes ListDatabases found to hold levels.
+	dbsMu sync.Mutex
+	dbs   map[string]bool
+
 	// Test hooks.
 	maxKeys  int32 // keys per LIST page; 0 = the server's default (1000)
 	partSize int64
@@ -130,10 +134,42 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		}
 	}
 
+	c, err := opts.Clients.get(ctx, s, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.client, s.endpoint, s.region = c.client, c.endpoint, c.region
+	lastAttempt := c.lastAttempt
+
+	// One cheap request: is the bucket there, and may we list it? It also
+	// finds where the levels are, if anything has been written yet.
+	if _, _, err := s.resolveBase(ctx); err != nil {
+		if last := lastAttempt.Load(); last != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (the last attempt: %w)", err, *last)
+		}
+		return nil, s.wrapErr(s.String(), "", err)
+	}
+	return s, nil
+}
+
+// An s3Client is a client for one endpoint and region, with what opening
+// it found: the endpoint (redacted) and region it uses.
+type s3Client struct {
+	client           *s3.Client
+	endpoint, region string
+	// lastAttempt is the error of the last failed attempt of a request
+	// (see openS3); shared by the stores that share the client.
+	lastAttempt *atomic.Pointer[error]
+}
+
+// newS3Client makes the client of a store: s has its endpoint (normalized,
+// or "") and names it in messages.
+func newS3Client(ctx context.Context, s *S3Store, opts Options) (*s3Client, error) {
 	// lastAttempt is the error of the open's last failed attempt: when
 	// ctx ends during the retries, the SDK reports only that, and the
 	// attempts' error (a refused connection) is what a person needs.
-	var lastAttempt atomic.Pointer[error]
+	c := &s3Client{lastAttempt: new(atomic.Pointer[error])}
+	lastAttempt := c.lastAttempt
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = s3ConnectTimeout }).
 		WithReadTimeout(s3ReadTimeout)
@@ -142,7 +178,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		// AWS_CA_BUNDLE set, the SDK adds the bundle to its transport and
 		// refuses any client it cannot configure.
 		config.WithHTTPClient(httpClient),
-		config.WithRetryer(func() aws.Retryer { return noteRetryer{newS3Retryer(), &lastAttempt} }),
+		config.WithRetryer(func() aws.Retryer { return noteRetryer{newS3Retryer(), lastAttempt} }),
 		config.WithLogger(slogLogger{}),
 	}
 	if opts.Region != "" {
@@ -157,7 +193,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 	}
 
 	var regionErr error
-	s.client = s3.NewFromConfig(cfg, func(o *s3.Options) {
+	c.client = s3.NewFromConfig(cfg, func(o *s3.Options) {
 		// o.BaseEndpoint already holds AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
 		// or the shared config's endpoint_url, if any; ours wins.
 		if s.endpoint != "" {
@@ -211,15 +247,8 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (*S3Store, error) {
 		}
 	}
 
-	// One cheap request: is the bucket there, and may we list it? It also
-	// finds where the levels are, if anything has been written yet.
-	if _, _, err := s.resolveBase(ctx); err != nil {
-		if last := lastAttempt.Load(); last != nil && ctx.Err() != nil {
-			err = fmt.Errorf("%w (the last attempt: %w)", err, *last)
-		}
-		return nil, s.wrapErr(s.String(), "", err)
-	}
-	return s, nil
+	c.endpoint, c.region = s.endpoint, s.region
+	return c, nil
 }
 
 // litestreamCredentials are Litestream's credential variables,

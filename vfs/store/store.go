@@ -208,6 +208,9 @@ type Options struct {
 	// Create makes a local directory store that does not exist yet (a
 	// publisher's destination); a replica never creates its source.
 	Create bool
+	// Clients, when set, shares S3 clients between the stores opened
+	// with it (see Clients).
+	Clients *Clients
 }
 
 // parseName turns an LTX file name into its TXID range; ok is false for any
