@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/testkit/s3test"
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
@@ -25,18 +28,54 @@ import (
 // Prometheus text that parses, with the replica's TXID; /healthz answers
 // 200 while the replica is confirmed current within --max-lag and 503 once
 // its store is gone for longer, and 200 again when the store is back; the
-// exec probe `walrust status --local` exits 0, 1 and 0 with it.
+// exec probe `walrust status --local` exits 0, 1 and 0 with it. The store
+// goes away as a file store's directory does, and as an S3 server that
+// stops (versitygw, stopped and restarted).
 func TestReplicateMetricsAndHealth(t *testing.T) {
+	t.Run("file store", func(t *testing.T) {
+		storeDir := filepath.Join(t.TempDir(), "store")
+		testMetricsAndHealth(t, "file://"+storeDir, nil, nil, func(up bool) {
+			from, to := storeDir, storeDir+".away"
+			if up {
+				from, to = to, from
+			}
+			if err := os.Rename(from, to); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("S3 server", func(t *testing.T) {
+		srv := s3test.Start(t, "bucket")
+		env, flags := s3Args(srv)
+		testMetricsAndHealth(t, "s3://bucket/app", env, flags, func(up bool) {
+			if up {
+				srv.Restart()
+			} else {
+				srv.Stop()
+			}
+		})
+	})
+}
+
+func testMetricsAndHealth(t *testing.T, url string, env, flags []string, storeUp func(bool)) {
 	path, db := newDB(t, "wal")
 	addContent(t, db, 20)
-	storeDir := filepath.Join(t.TempDir(), "store")
-	url := "file://" + storeDir
-	publishOnce(t, path, url)
+	publish := func() ltx.TXID {
+		t.Helper()
+		out, errOut, code := walrustEnv(t, env, append([]string{"publish", path, url}, flags...)...)
+		m := regexp.MustCompile(` TXID (\d+)`).FindStringSubmatch(out)
+		if code != 0 || m == nil {
+			t.Fatalf("publish: exit %d\n%s%s", code, out, errOut)
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return ltx.TXID(n)
+	}
+	publish()
 	mustExec(t, db, "INSERT INTO t (body) VALUES ('two')")
-	txid := publishOnce(t, path, url)
+	txid := publish()
 	replica := filepath.Join(t.TempDir(), "replica.db")
-	p := startWalrust(t, nil, "replicate", url, "--local", replica, "--interval", "50ms",
-		"--metrics-addr", "127.0.0.1:0", "--max-lag", "1s")
+	p := startWalrust(t, env, append([]string{"replicate", url, "--local", replica, "--interval", "50ms",
+		"--metrics-addr", "127.0.0.1:0", "--max-lag", "1s"}, flags...)...)
 	p.waitFor(&p.stdout, `Polling for updates`)
 	m := regexp.MustCompile(`Serving metrics on (http://[^/]+)/metrics`).FindStringSubmatch(p.stdout.String())
 	if m == nil {
@@ -110,13 +149,9 @@ func TestReplicateMetricsAndHealth(t *testing.T) {
 
 	// The store goes away: polls fail, the replica is no longer confirmed
 	// current, and after max-lag both checks say stale.
-	if err := os.Rename(storeDir, storeDir+".away"); err != nil {
-		t.Fatal(err)
-	}
+	storeUp(false)
 	healthIs(503, 1)
-	if err := os.Rename(storeDir+".away", storeDir); err != nil {
-		t.Fatal(err)
-	}
+	storeUp(true)
 	healthIs(200, 0)
 	if code := p.stop(syscall.SIGINT); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p)
