@@ -137,13 +137,19 @@ func (s *shared) open(began time.Time) error {
 	return nil
 }
 
+// s3Clients shares S3 clients between the replicas this process follows:
+// one per endpoint, region and credentials (store.Clients).
+var s3Clients = store.NewClients()
+
 // followConfig is how this process follows the replica, from the first
 // open's parameters.
 func (s *shared) followConfig() follow.Config {
+	opts := s.cfg.Store
+	opts.Clients = s3Clients
 	return follow.Config{
 		Source: s.cfg.Source, Interval: s.cfg.Interval, StoreTimeout: s.cfg.Timeout,
 		MaxInterval: s.cfg.MaxInterval, SnapshotCheckEvery: s.cfg.SnapshotCheck,
-		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: s.cfg.Store, Logger: logger,
+		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: opts, Logger: logger,
 		// With WALRUST_SOURCES, S3 options come from the environment
 		// and the listed source URLs only, not from a state file.
 		OwnStoreOnly: s.cfg.Sources != nil,

@@ -9,6 +9,7 @@ import (
 // The hooks of vfs/internal/testhooks, for the tests outside this package.
 func init() {
 	testhooks.DirectReads = directReads
+	testhooks.S3Clients = s3Clients.Len
 	testhooks.SetLogger = func(l *slog.Logger) func() {
 		old := logger
 		logger = l

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
@@ -14,13 +15,25 @@ import (
 // every store on it. A process that follows many databases on one server
 // opens one client; a nil *Clients gives every store its own, as a store
 // that is opened alone needs.
+//
+// Mutex rules: mu guards m, and is held only to look an entry up or to add
+// or drop one, never while a client is made (that may wait on the network,
+// for credentials): the opens of one key wait on its entry's ready, those
+// of other keys not at all.
 type Clients struct {
 	mu sync.Mutex
-	m  map[clientKey]*s3Client
+	m  map[clientKey]*clientEntry
+}
+
+// clientEntry is one key's client, made by the first open that needed it.
+type clientEntry struct {
+	ready chan struct{} // closed once cl or err is set
+	cl    *s3Client
+	err   error
 }
 
 // NewClients returns an empty cache of S3 clients.
-func NewClients() *Clients { return &Clients{m: map[clientKey]*s3Client{}} }
+func NewClients() *Clients { return &Clients{m: map[clientKey]*clientEntry{}} }
 
 // clientKey is what tells two clients apart: the options a client is made
 // from, and the environment the SDK reads its credentials and
@@ -51,19 +64,30 @@ func (c *Clients) get(ctx context.Context, s *S3Store, opts Options) (*s3Client,
 			k.pathStyle = "true"
 		}
 	}
-	// Held while making a client: the stores that wait for it would
-	// otherwise each make their own.
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cl, ok := c.m[k]; ok {
-		return cl, nil
+	e, ok := c.m[k]
+	if !ok {
+		e = &clientEntry{ready: make(chan struct{})}
+		c.m[k] = e
 	}
-	cl, err := newS3Client(ctx, s, opts)
-	if err != nil {
-		return nil, err
+	c.mu.Unlock()
+	if !ok {
+		// Made outside mu; the opens of the same key wait on ready
+		// rather than each making their own.
+		e.cl, e.err = newS3Client(ctx, s, opts)
+		if e.err != nil {
+			c.mu.Lock()
+			delete(c.m, k) // not kept: the next open tries again
+			c.mu.Unlock()
+		}
+		close(e.ready)
 	}
-	c.m[k] = cl
-	return cl, nil
+	select {
+	case <-e.ready:
+		return e.cl, e.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for another open's S3 client: %w", s, ctx.Err())
+	}
 }
 
 // awsEnv is the environment variables the SDK and OpenS3 read, in one

@@ -13,5 +13,8 @@ var DirectReads func() uint64
 // SetLogger makes vfs log to l until restore (followers started meanwhile keep l); not while a database opens.
 var SetLogger func(l *slog.Logger) (restore func())
 
+// S3Clients is how many S3 clients the replicas of the process share.
+var S3Clients func() int
+
 // SetReadHook passes every read SQLite makes of a database file to h, none served without Go, until restore.
 var SetReadHook func(h func(path string, off int64, n int)) (restore func())
