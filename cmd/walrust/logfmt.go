@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	root "github.com/walrust/walrust"
 )
 
 // logFormat is how walrust publish and walrust replicate write their lines
@@ -47,9 +49,6 @@ func registerLogFormat(fs *flag.FlagSet, f *logFormat) {
 	fs.Var(f, "log-format", "write each line as `FORMAT`: text (a timestamp and a level first) or json (one object per line); default: bare lines")
 }
 
-// logTime is a line's timestamp: RFC 3339 with milliseconds.
-const logTime = "2006-01-02T15:04:05.000Z07:00"
-
 // lineLog writes a daemon's lines to the writer each call names (what
 // happened on stdout, errors on stderr, as the commands always did), in
 // its format. A line is a human message and, for json, fields (db, txid,
@@ -79,9 +78,9 @@ func (l *lineLog) line(w io.Writer, level slog.Level, msg string, attrs ...any) 
 	case logPlain:
 		fmt.Fprintf(w, "%s%s\n", l.prefix, msg)
 	case logText:
-		fmt.Fprintf(w, "%s %-5s %s%s\n", l.now().Format(logTime), level, l.prefix, msg)
+		fmt.Fprintf(w, "%s %-5s %s%s\n", l.now().Format(root.LogTime), level, l.prefix, msg)
 	case logJSON:
-		h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: jsonAttr})
+		h := root.JSONLogHandler(w, slog.LevelDebug)
 		r := slog.NewRecord(l.now(), level, msg, 0)
 		r.Add(l.attrs...)
 		r.Add(attrs...)
@@ -89,22 +88,11 @@ func (l *lineLog) line(w io.Writer, level slog.Level, msg string, attrs ...any) 
 	}
 }
 
-// jsonAttr writes the time with milliseconds and durations in seconds.
-func jsonAttr(_ []string, a slog.Attr) slog.Attr {
-	switch v := a.Value; {
-	case a.Key == slog.TimeKey && v.Kind() == slog.KindTime:
-		return slog.String(slog.TimeKey, v.Time().Format(logTime))
-	case v.Kind() == slog.KindDuration:
-		return slog.Float64(a.Key, v.Duration().Seconds())
-	}
-	return a
-}
-
 // handler is a slog handler on w in the same format, for the follower's
 // own log (WALRUST_LOG): json lines for json, slog's text otherwise.
 func (l *lineLog) handler(w io.Writer, level slog.Level) slog.Handler {
 	if l != nil && l.format == logJSON {
-		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: jsonAttr})
+		return root.JSONLogHandler(w, level)
 	}
 	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 }
