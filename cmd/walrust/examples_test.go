@@ -17,6 +17,16 @@ import (
 
 const examples = "../../examples"
 
+// readExample returns the text of examples/name.
+func readExample(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(examples, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // checkCommandLine parses a walrust command line (without "walrust") the
 // way walrust would, failing on a flag it does not know or on other than
 // npos arguments.
@@ -72,11 +82,8 @@ func parseUnit(t *testing.T, text string) unitFile {
 }
 
 func TestExampleSystemdUnit(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(examples, "walrust-replicate.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := parseUnit(t, string(b))
+	text := readExample(t, "walrust-replicate.service")
+	u := parseUnit(t, text)
 	for _, s := range []string{"Unit", "Service", "Install"} {
 		if u[s] == nil {
 			t.Fatalf("no [%s] section", s)
@@ -114,7 +121,7 @@ func TestExampleSystemdUnit(t *testing.T) {
 		return
 	}
 	unit := filepath.Join(t.TempDir(), "walrust-replicate.service")
-	if err := os.WriteFile(unit, []byte(strings.ReplaceAll(string(b), "/usr/local/bin/walrust", binary)), 0o644); err != nil {
+	if err := os.WriteFile(unit, []byte(strings.ReplaceAll(text, "/usr/local/bin/walrust", binary)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(analyze, "verify", unit).CombinedOutput()
@@ -178,11 +185,8 @@ func execForm(t *testing.T, in dockerInstruction, s string) []string {
 }
 
 func TestExampleDockerfile(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(examples, "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins := parseDockerfile(t, string(b))
+	text := readExample(t, "Dockerfile")
+	ins := parseDockerfile(t, text)
 	if len(ins) == 0 || ins[0].cmd != "FROM" {
 		t.Fatal("the first instruction is not FROM")
 	}
@@ -226,7 +230,7 @@ func TestExampleDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`^debian:[a-z]+-slim$`).MatchString(final) {
 		t.Errorf("runs on %s, want debian:*-slim", final)
 	}
-	if !strings.Contains(string(b), "sqlite3") {
+	if !strings.Contains(text, "sqlite3") {
 		t.Error("the image has no sqlite3")
 	}
 	if name, _, _ := strings.Cut(user, ":"); name == "" || name == "root" || name == "0" {
