@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -216,5 +217,27 @@ func TestPublishLogJSON(t *testing.T) {
 	}
 	if m := find(t, jsonLines(t, stderr), "walrust publish: database: "); m["level"] != "ERROR" || m["err"] == nil {
 		t.Errorf("error line %v", m)
+	}
+}
+
+// A prefix (a database's name, when one process follows several) comes
+// before each plain or text message; json lines carry db instead.
+func TestLineLogPrefix(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	for _, tc := range []struct {
+		format logFormat
+		want   string
+	}{
+		{logPlain, "app.db: Applied 1 page\n"},
+		{logText, "2025-01-02T03:04:05.006Z WARN  app.db: Applied 1 page\n"},
+		{logJSON, `{"time":"2025-01-02T03:04:05.006Z","level":"WARN","msg":"Applied 1 page","db":"app.db","pages":1}` + "\n"},
+	} {
+		l := newLineLog(tc.format, "db", "app.db")
+		l.prefix, l.now = "app.db: ", func() time.Time { return at }
+		var b strings.Builder
+		l.line(&b, slog.LevelWarn, "Applied 1 page", "pages", 1)
+		if b.String() != tc.want {
+			t.Errorf("%v: %q, want %q", tc.format, b.String(), tc.want)
+		}
 	}
 }

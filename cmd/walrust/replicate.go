@@ -58,6 +58,11 @@ and DB-replica-log/ (files applied but not folded into DB yet). A DB that
 exists without DB-replica-state was not made by walrust and is never
 overwritten; one that follows another source is refused.
 
+Under systemd or in a container, --log-format text puts a time and a level
+before each line, --log-format json writes one JSON object per line (time,
+level, msg, db, txid, file, pages, err ...), and --quiet leaves out the line
+per applied file for a summary every --summary-every (default 1m).
+
 Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
 
