@@ -113,7 +113,7 @@ func init() {
 			case lo.summaryEvery < 0:
 				return usagef("--summary-every %s: must not be negative", lo.summaryEvery)
 			}
-			e.log = newLineLog(lo.format, "cmd", "replicate")
+			e.log = newLineLog(lo.format, "cmd", "replicate", "db", *local)
 			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, metricsAddr: *metricsAddr, maxLag: *maxLag, log: lo})
 		}
 	}
