@@ -1,5 +1,5 @@
 // Package walrust holds what every walrust program reports about itself:
-// its version.
+// its version, and the format of its JSON log lines.
 package walrust
 
 import (

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	root "github.com/walrust/walrust"
 	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/store"
 )
@@ -128,12 +129,20 @@ func parseDuration(name, s string) (time.Duration, error) {
 // logger writes walrust's log lines to stderr. WALRUST_LOG sets the level
 // (debug, info, warn, error); the default, warn, keeps an interactive shell
 // quiet while still reporting rejected files and failing polls.
-var logger = newLogger(os.Getenv("WALRUST_LOG"))
+// WALRUST_LOG_FORMAT=json makes each line a JSON object (time, level, msg
+// and the fields; durations in seconds); text, the default, is slog's
+// key=value lines.
+var logger = newLogger(os.Getenv("WALRUST_LOG"), os.Getenv("WALRUST_LOG_FORMAT"))
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
 		l = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("component", "walrust")
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if strings.EqualFold(strings.TrimSpace(format), "json") {
+		h = root.JSONLogHandler(os.Stderr, l)
+	}
+	return slog.New(h).With("component", "walrust")
 }

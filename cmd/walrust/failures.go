@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -17,6 +18,7 @@ type failurePrinter struct {
 	w      io.Writer
 	prefix string
 	now    func() time.Time
+	log    *lineLog // nil: plain lines
 
 	mu      sync.Mutex
 	last    string    // the failure last printed
@@ -36,13 +38,14 @@ func (p *failurePrinter) failed(err error) {
 	if p.skipped > 0 {
 		again = fmt.Sprintf(" (%d more failures since the last line)", p.skipped)
 	}
-	fmt.Fprintf(p.w, "%s%s%s\n", p.prefix, msg, again)
+	p.log.line(p.w, slog.LevelError, p.prefix+msg+again, "err", msg, "not_printed", p.skipped)
 	p.last, p.printed, p.skipped = msg, now, 0
 }
 
 func (p *failurePrinter) recovered(since time.Time, failed int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "%srecovered after %s, %d failed\n", p.prefix, p.now().Sub(since).Round(time.Millisecond), failed)
+	after := p.now().Sub(since)
+	p.log.line(p.w, slog.LevelInfo, fmt.Sprintf("%srecovered after %s, %d failed", p.prefix, after.Round(time.Millisecond), failed), "after", after, "failed", failed)
 	p.last, p.skipped = "", 0
 }

@@ -115,7 +115,7 @@ func runFleet(ctx context.Context, e *env, path string) error {
 
 	f := &fleet{
 		ctx: sigCtx, out: &lockedWriter{w: e.stdout}, errOut: &lockedWriter{w: e.stderr},
-		clients: store.NewClients(), logger: followerLogger(os.Getenv("WALRUST_LOG")),
+		clients: store.NewClients(), logger: followerLogger(os.Getenv("WALRUST_LOG"), newLineLog(logPlain)),
 		members: map[string]*member{}, discoverer: map[string]*discoverer{},
 	}
 	if cfg.metricsAddr != "" {
@@ -243,7 +243,7 @@ func (f *fleet) startLocked(s memberSpec) *member {
 		if err != nil {
 			m.failedAt = time.Now()
 			if ctx.Err() == nil {
-				m.p.errorf("Error: %v; trying again in %s\n", err, s.settings.discoverEvery)
+				m.p.problem(fmt.Sprintf("Error: %v; trying again in %s", err, s.settings.discoverEvery), "err", err)
 			}
 		}
 	}()
@@ -284,9 +284,9 @@ func (f *fleet) stopMembers(ms []*member) error {
 			}
 			m.h.Follower.Close()
 			if v := m.h.Replica.Head(); v != nil {
-				m.p.printf("Stopped at TXID %d (%s)\n", uint64(v.TXID), m.spec.local)
+				m.p.info(fmt.Sprintf("Stopped at TXID %d (%s)", uint64(v.TXID), m.spec.local), "txid", uint64(v.TXID))
 			} else {
-				m.p.printf("Stopped before any snapshot was installed (%s)\n", m.spec.local)
+				m.p.info(fmt.Sprintf("Stopped before any snapshot was installed (%s)", m.spec.local))
 			}
 			errs[i] = m.h.Close()
 		}()

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -42,6 +43,9 @@ const anyArgs = -1
 // env is what a subcommand writes to.
 type env struct {
 	stdout, stderr io.Writer
+	// log, set by a daemon's flags, writes the error that ends it in its
+	// --log-format.
+	log *lineLog
 }
 
 var commands = []*command{publishCommand, statusCommand, replicateCommand}
@@ -140,6 +144,9 @@ func (c *command) run(ctx context.Context, e *env, args []string) int {
 		printFlags(e.stderr, fs)
 		fmt.Fprintf(e.stderr, "Run 'walrust %s --help' for more.\n", c.name)
 		return exitUsage
+	case e.log != nil:
+		e.log.line(e.stderr, slog.LevelError, fmt.Sprintf("walrust %s: %v", c.name, err), "err", err)
+		return exitFailure
 	default:
 		fmt.Fprintf(e.stderr, "walrust %s: %v\n", c.name, err)
 		return exitFailure

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ type progressPrinter struct {
 	db    string
 	phase string
 	last  time.Time
+	log   *lineLog // nil: plain lines
 }
 
 func newProgressPrinter(w io.Writer, db string) *progressPrinter {
@@ -51,10 +53,10 @@ func (pp *progressPrinter) report(p publish.Progress) {
 	}
 	switch {
 	case done && p.Elapsed >= time.Second:
-		fmt.Fprintf(pp.w, "%s: done, %s in %s (%s/s)\n", what, formatBytes(p.Total),
-			p.Elapsed.Round(time.Millisecond), formatBytes(int64(p.Rate())))
+		pp.log.line(pp.w, slog.LevelInfo, fmt.Sprintf("%s: done, %s in %s (%s/s)", what, formatBytes(p.Total),
+			p.Elapsed.Round(time.Millisecond), formatBytes(int64(p.Rate()))), "phase", p.Phase, "bytes", p.Total, "took", p.Elapsed)
 	case !done && now.Sub(pp.last) >= logEvery:
 		pp.last = now
-		fmt.Fprintln(pp.w, line)
+		pp.log.line(pp.w, slog.LevelInfo, line, "phase", p.Phase, "done_bytes", p.Done, "bytes", p.Total)
 	}
 }

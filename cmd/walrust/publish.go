@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -51,6 +52,8 @@ func init() {
 		fs.StringVar(&pf.workDir, "work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
 		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D` (default 24h); 0: never")
 		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D` (default 24h); 0: keep everything")
+		var lo logOpts
+		lo.register(fs, false)
 		return func(ctx context.Context, e *env, args []string) error {
 			for _, d := range []struct {
 				name string
@@ -60,6 +63,7 @@ func init() {
 					return usagef("--%s %s: must not be negative", d.name, d.v)
 				}
 			}
+			e.log = newLineLog(lo.format, "cmd", "publish", "db", args[0])
 			return runPublish(ctx, e, args[0], args[1], &sf, pf)
 		}
 	}
@@ -85,9 +89,11 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf
 		return err
 	}
 	pp := newProgressPrinter(e.stderr, filepath.Base(db))
+	pp.log = e.log
+	pp.tty = pp.tty && e.log.format == logPlain
 	// A failure that repeats at every tick (a store that is down) prints
 	// when it starts, when it ends, and every 5 minutes in between.
-	fails := &failurePrinter{w: e.stderr, prefix: "walrust publish: ", now: time.Now}
+	fails := &failurePrinter{w: e.stderr, prefix: "walrust publish: ", now: time.Now, log: e.log}
 	pub, err := publish.New(db, st, publish.Options{
 		WorkDir:          pf.workDir,
 		Progress:         pp.report,
@@ -107,9 +113,9 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf
 		}
 		switch {
 		case res.Empty:
-			fmt.Fprintf(e.stdout, "Nothing to publish: %s is empty\n", db)
+			e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Nothing to publish: %s is empty", db))
 		case !res.Changed:
-			fmt.Fprintf(e.stdout, "No changes: TXID %d is published\n", res.TXID)
+			e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("No changes: TXID %d is published", res.TXID), "txid", uint64(res.TXID))
 		}
 		printResult(e, res, pf.retention)
 		// What was published stands; the upkeep that failed is tried again
@@ -125,7 +131,7 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf
 		<-sigCtx.Done()
 		stop()
 	}()
-	fmt.Fprintf(e.stderr, "Publishing %s to %s every %s (Ctrl-C to stop)\n", db, st, pf.interval)
+	e.log.line(e.stderr, slog.LevelInfo, fmt.Sprintf("Publishing %s to %s every %s (Ctrl-C to stop)", db, st, pf.interval), "dest", fmt.Sprint(st), "interval", pf.interval)
 	err = pub.Run(sigCtx, pf.interval)
 	return errors.Join(err, pub.Close())
 }
@@ -139,15 +145,18 @@ func printResult(e *env, r publish.Result, retention time.Duration) {
 			kind = "snapshot "
 			why = " (" + r.Reason + ")"
 		}
-		fmt.Fprintf(e.stdout, "Published %s%s (%s, %s) TXID %d%s\n",
-			kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why)
+		e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Published %s%s (%s, %s) TXID %d%s",
+			kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why),
+			"file", r.File.Name(), "snapshot", r.Snapshot, "pages", r.Pages, "bytes", r.File.Size, "txid", uint64(r.TXID))
 	}
 	if s := r.Periodic; s != nil {
-		fmt.Fprintf(e.stdout, "Published snapshot %s (%s, %s) TXID %d (periodic: %s)\n",
-			s.File.Name(), plural(s.Pages, "page", "pages"), formatBytes(s.File.Size), s.File.MaxTXID, s.Reason)
+		e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Published snapshot %s (%s, %s) TXID %d (periodic: %s)",
+			s.File.Name(), plural(s.Pages, "page", "pages"), formatBytes(s.File.Size), s.File.MaxTXID, s.Reason),
+			"file", s.File.Name(), "snapshot", true, "pages", s.Pages, "bytes", s.File.Size, "txid", uint64(s.File.MaxTXID))
 	}
 	if p := r.Retention; p != nil {
-		fmt.Fprintf(e.stdout, "Deleted %s covered by snapshot %s (older than %s)\n",
-			plural(p.Deleted, "file", "files"), p.Cover.Name(), formatDuration(retention))
+		e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Deleted %s covered by snapshot %s (older than %s)",
+			plural(p.Deleted, "file", "files"), p.Cover.Name(), formatDuration(retention)),
+			"deleted", p.Deleted, "file", p.Cover.Name())
 	}
 }

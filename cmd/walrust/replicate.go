@@ -79,6 +79,11 @@ entry that cannot start shows its error (and in /healthz) and is retried,
 without stopping the others. SIGHUP reads the file again: new entries start,
 removed ones stop cleanly, the others go on.
 
+Under systemd or in a container, --log-format text puts a time and a level
+before each line, --log-format json writes one JSON object per line (time,
+level, msg, db, txid, file, pages, err ...), and --quiet leaves out the line
+per applied file for a summary every --summary-every (default 1m).
+
 Set WALRUST_LOG=debug (or info) for a log of the follower on stderr.`,
 }
 
@@ -115,6 +120,8 @@ func init() {
 		})
 		config := fs.String("config", "", "follow every replica a YAML `FILE` lists (see below); SIGHUP reads it again")
 		sf.register(fs)
+		var lo logOpts
+		lo.register(fs, true)
 		return func(ctx context.Context, e *env, args []string) error {
 			if *config != "" {
 				var other []string
@@ -140,8 +147,11 @@ func init() {
 				return usagef("missing --local DB: the replica file to keep")
 			case *interval < follow.MinInterval:
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
+			case lo.summaryEvery < 0:
+				return usagef("--summary-every %s: must not be negative", lo.summaryEvery)
 			}
-			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, metricsAddr: *metricsAddr, maxLag: *maxLag})
+			e.log = newLineLog(lo.format, "cmd", "replicate", "db", *local)
+			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, metricsAddr: *metricsAddr, maxLag: *maxLag, log: lo})
 		}
 	}
 }
@@ -153,6 +163,7 @@ type replicateOpts struct {
 	maxSize               int64
 	metricsAddr           string
 	maxLag                time.Duration
+	log                   logOpts
 }
 
 func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFlags, o replicateOpts) error {
@@ -178,6 +189,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	// that opened it through the VFS), it waits and takes over when that
 	// process stops.
 	p := newReplicatePrinter(e.stdout, e.stderr, local, interval)
+	p.setLog(o.log.format, o.log.quiet, o.log.summary())
 	h, err := follow.Lead(sigCtx, local, follow.Config{
 		Source:      source,
 		CheckStore:  true, // a wrong source ends the run at start
@@ -185,12 +197,12 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 		MaxInterval: o.maxInterval,
 		MaxSize:     o.maxSize,
 		Store:       sf.options(),
-		Logger:      followerLogger(os.Getenv("WALRUST_LOG")),
+		Logger:      followerLogger(os.Getenv("WALRUST_LOG"), p.log),
 		OnEvent:     p.event,
 	}, func() time.Duration { return min(interval, time.Second) }, func(bool) { p.waiting() })
 	switch {
 	case errors.Is(err, context.Canceled) && sigCtx.Err() != nil:
-		p.printf("Stopped while another process followed %s\n", local)
+		p.info(fmt.Sprintf("Stopped while another process followed %s", local))
 		return nil
 	case err != nil:
 		return err
@@ -205,7 +217,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 			return errors.Join(err, h.Close())
 		}
 		defer ops.close()
-		p.printf("Serving metrics on %s/metrics, health on %s/healthz\n", ops.URL(), ops.URL())
+		p.info(fmt.Sprintf("Serving metrics on %s/metrics, health on %s/healthz", ops.URL(), ops.URL()), "addr", ops.URL())
 	}
 
 	// The follower reports what it does through events; whether a poll
@@ -224,14 +236,14 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	stop()
 
 	slow := time.AfterFunc(time.Second, func() {
-		p.errorf("Finishing the file in hand (interrupt again to stop at once)...\n")
+		p.notice("Finishing the file in hand (interrupt again to stop at once)...")
 	})
 	f.Close()
 	slow.Stop()
 	if v := r.Head(); v != nil {
-		p.printf("Stopped at TXID %d (%s)\n", uint64(v.TXID), local)
+		p.info(fmt.Sprintf("Stopped at TXID %d (%s)", uint64(v.TXID), local), "txid", uint64(v.TXID))
 	} else {
-		p.printf("Stopped before any snapshot was installed (%s)\n", local)
+		p.info(fmt.Sprintf("Stopped before any snapshot was installed (%s)", local))
 	}
 	// A follower folds after each poll, so the fold in Close only matters
 	// when the signal came in the middle of one; the next run would fold
@@ -242,9 +254,10 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 // statusEvery is how often the command looks at the follower's status.
 const statusEvery = 100 * time.Millisecond
 
-// followerLogger is the follower's own log on stderr at WALRUST_LOG's level;
-// by default it is off, since the command prints every event itself.
-func followerLogger(level string) *slog.Logger {
+// followerLogger is the follower's own log on stderr at WALRUST_LOG's level,
+// in the format of the command's lines (json, or slog's text); by default
+// it is off, since the command prints every event itself.
+func followerLogger(level string, ll *lineLog) *slog.Logger {
 	if level == "" {
 		return nil
 	}
@@ -252,5 +265,5 @@ func followerLogger(level string) *slog.Logger {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("component", "walrust")
+	return slog.New(ll.handler(os.Stderr, l)).With("component", "walrust")
 }

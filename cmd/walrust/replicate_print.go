@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +34,11 @@ type replicatePrinter struct {
 	tty         bool
 	interval    time.Duration
 	now         func() time.Time
+	log         *lineLog
+	// quiet drops the per-file lines; summaryEvery, if not 0, is how
+	// often a summary line says what was applied meanwhile.
+	quiet        bool
+	summaryEvery time.Duration
 
 	mu       sync.Mutex
 	progress bool      // a progress line is on the terminal
@@ -45,14 +51,26 @@ type replicatePrinter struct {
 	errPrint time.Time // when an error was last printed
 	errAt    time.Time // when the last failed poll was reported
 	errSince time.Time // when polls started failing
+	sumAt    time.Time // when the last summary was printed (or polling began)
+	sumFiles int64     // the files applied then
 }
 
 func newReplicatePrinter(out, errOut io.Writer, local string, interval time.Duration) *replicatePrinter {
 	f, ok := out.(*os.File)
-	return &replicatePrinter{
+	p := &replicatePrinter{
 		out: out, errOut: errOut, local: local, interval: interval, now: time.Now,
 		tty: ok && term.IsTerminal(int(f.Fd())),
 	}
+	p.log = newLineLog(logPlain, "db", local)
+	p.log.now = func() time.Time { return p.now() }
+	return p
+}
+
+// setLog sets the lines' format, --quiet and --summary-every. Only the
+// plain format rewrites a progress line in place on a terminal.
+func (p *replicatePrinter) setLog(format logFormat, quiet bool, summaryEvery time.Duration) {
+	p.log.format, p.quiet, p.summaryEvery = format, quiet, summaryEvery
+	p.tty = p.tty && format == logPlain
 }
 
 // waiting says that another process follows the replica, once.
@@ -61,28 +79,35 @@ func (p *replicatePrinter) waiting() {
 	defer p.mu.Unlock()
 	if !p.waited {
 		p.waited = true
-		p.linef(p.out, "Another process follows %s (it holds %s-replica-lock); waiting to take over...\n", p.local, filepath.Base(p.local))
+		p.line(p.out, slog.LevelInfo, fmt.Sprintf("Another process follows %s (it holds %s-replica-lock); waiting to take over...", p.local, filepath.Base(p.local)))
 	}
 }
 
-// printf prints a line on stdout.
-func (p *replicatePrinter) printf(format string, args ...any) {
+// info prints a line on stdout.
+func (p *replicatePrinter) info(msg string, attrs ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.linef(p.out, format, args...)
+	p.line(p.out, slog.LevelInfo, msg, attrs...)
 }
 
-// errorf prints a line on stderr.
-func (p *replicatePrinter) errorf(format string, args ...any) {
+// problem prints an error line on stderr.
+func (p *replicatePrinter) problem(msg string, attrs ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.linef(p.errOut, format, args...)
+	p.line(p.errOut, slog.LevelError, msg, attrs...)
 }
 
-// linef prints a line, first clearing a progress line; p.mu is held.
-func (p *replicatePrinter) linef(w io.Writer, format string, args ...any) {
+// notice prints an info line on stderr.
+func (p *replicatePrinter) notice(msg string, attrs ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.line(p.errOut, slog.LevelInfo, msg, attrs...)
+}
+
+// line prints a line, first clearing a progress line; p.mu is held.
+func (p *replicatePrinter) line(w io.Writer, level slog.Level, msg string, attrs ...any) {
 	p.clearProgress()
-	fmt.Fprintf(w, format, args...)
+	p.log.line(w, level, msg, attrs...)
 }
 
 func (p *replicatePrinter) clearProgress() {
@@ -108,17 +133,17 @@ func (p *replicatePrinter) event(ev follow.Event) {
 	switch ev.Kind {
 	case follow.EventStart:
 		if ev.Err != nil {
-			p.linef(p.errOut, "The replica was changed by something other than walrust (%v); bootstrapping it again\n", ev.Err)
+			p.line(p.errOut, slog.LevelWarn, fmt.Sprintf("The replica was changed by something other than walrust (%v); bootstrapping it again", ev.Err), "err", ev.Err)
 		}
 		if p.waited {
-			p.linef(p.out, "Took over following %s\n", p.local)
+			p.line(p.out, slog.LevelInfo, fmt.Sprintf("Took over following %s", p.local))
 		}
 		if ev.TXID > 0 {
-			p.linef(p.out, "Resuming from TXID %d (%s)\n", uint64(ev.TXID), p.local)
+			p.line(p.out, slog.LevelInfo, fmt.Sprintf("Resuming from TXID %d (%s)", uint64(ev.TXID), p.local), "txid", uint64(ev.TXID))
 		}
 	case follow.EventBootstrapStart:
 		p.dlStart, p.dlLog = now, now
-		p.linef(p.out, "Bootstrapping from snapshot...\n")
+		p.line(p.out, slog.LevelInfo, "Bootstrapping from snapshot...", "file", ev.File.Name(), "bytes", ev.Bytes)
 	case follow.EventProgress:
 		p.showProgress(ev, now)
 	case follow.EventSnapshotInstalled:
@@ -126,22 +151,28 @@ func (p *replicatePrinter) event(ev follow.Event) {
 		if ev.Bytes > 0 {
 			size = formatBytes(ev.Bytes) + " in "
 		}
-		p.linef(p.out, "Downloaded %s (%s%s)\n", ev.File.Name(), size, ev.Took.Round(time.Millisecond))
-		p.linef(p.out, "Applied %s, TXID %d\n", plural(ev.Pages, "page", "pages"), uint64(ev.TXID))
+		p.line(p.out, slog.LevelInfo, fmt.Sprintf("Downloaded %s (%s%s)", ev.File.Name(), size, ev.Took.Round(time.Millisecond)),
+			"file", ev.File.Name(), "bytes", ev.Bytes, "took", ev.Took)
+		p.line(p.out, slog.LevelInfo, fmt.Sprintf("Applied %s, TXID %d", plural(ev.Pages, "page", "pages"), uint64(ev.TXID)),
+			"file", ev.File.Name(), "pages", ev.Pages, "txid", uint64(ev.TXID))
 	case follow.EventApplied:
-		p.linef(p.out, "Applied %s: %s, TXID %d\n", fileName(ev.File), plural(ev.Pages, "page", "pages"), uint64(ev.TXID))
+		if !p.quiet {
+			p.line(p.out, slog.LevelInfo, fmt.Sprintf("Applied %s: %s, TXID %d", fileName(ev.File), plural(ev.Pages, "page", "pages"), uint64(ev.TXID)),
+				"file", ev.File.Name(), "ltx_level", ev.File.Level, "pages", ev.Pages, "txid", uint64(ev.TXID), "took", ev.Took)
+		}
 	case follow.EventRebootstrap:
-		p.linef(p.out, "Re-bootstrapping: no chain of LTX files leads from TXID %d to the store's newest TXID; starting over from snapshot %s\n",
-			uint64(ev.TXID), ev.File.Name())
+		p.line(p.out, slog.LevelWarn, fmt.Sprintf("Re-bootstrapping: no chain of LTX files leads from TXID %d to the store's newest TXID; starting over from snapshot %s",
+			uint64(ev.TXID), ev.File.Name()), "txid", uint64(ev.TXID), "file", ev.File.Name())
 	case follow.EventRejected:
-		p.linef(p.errOut, "Rejected %s: %v (the replica keeps its last good state)\n", ev.File, ev.Err)
+		p.line(p.errOut, slog.LevelError, fmt.Sprintf("Rejected %s: %v (the replica keeps its last good state)", ev.File, ev.Err),
+			"file", ev.File.Name(), "err", ev.Err)
 	case follow.EventError:
 		msg := fmt.Sprint(ev.Err)
 		if !p.failing {
 			p.errSince = now
 		}
 		if !p.failing || msg != p.errMsg && now.Sub(p.errPrint) >= errorRepeat {
-			p.linef(p.errOut, "Error: %s; retrying every %s\n", msg, p.interval)
+			p.line(p.errOut, slog.LevelError, fmt.Sprintf("Error: %s; retrying every %s", msg, p.interval), "err", msg, "retry", p.interval)
 			p.errMsg, p.errPrint = msg, now
 		}
 		p.failing, p.errAt = true, now
@@ -175,24 +206,43 @@ func (p *replicatePrinter) showProgress(ev follow.Event, now time.Time) {
 		p.progress = true
 		return
 	}
-	fmt.Fprintln(p.out, line)
+	p.log.line(p.out, slog.LevelInfo, line, "file", ev.File.Name(), "done_bytes", ev.Done, "bytes", ev.Bytes)
 }
 
 // status looks at the follower's status: the first successful poll starts
-// the steady state, and a successful poll after failed ones ends an error.
+// the steady state, and a successful poll after failed ones ends an error;
+// every summaryEvery after that, a summary line.
 func (p *replicatePrinter) status(s follow.Status, ready bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.polling && p.summaryEvery > 0 && p.now().Sub(p.sumAt) >= p.summaryEvery {
+		p.summary(s)
+	}
 	ok := !s.LastPoll.IsZero() && s.LastError == ""
 	if !ok {
 		return
 	}
 	if p.failing && s.LastPoll.After(p.errAt) {
 		p.failing = false
-		p.linef(p.errOut, "Recovered: polls succeed again (after %s of errors)\n", p.now().Sub(p.errSince).Round(time.Second))
+		p.line(p.errOut, slog.LevelInfo, fmt.Sprintf("Recovered: polls succeed again (after %s of errors)", p.now().Sub(p.errSince).Round(time.Second)),
+			"after", p.now().Sub(p.errSince))
 	}
 	if !p.polling && ready && !p.failing {
 		p.polling = true
-		p.linef(p.out, "Polling for updates every %s...\n", p.interval)
+		p.sumAt, p.sumFiles = p.now(), s.FilesApplied
+		p.line(p.out, slog.LevelInfo, fmt.Sprintf("Polling for updates every %s...", p.interval), "interval", p.interval, "txid", uint64(s.TXID))
 	}
+}
+
+// summary prints what was applied since the last summary; p.mu is held.
+func (p *replicatePrinter) summary(s follow.Status) {
+	files := s.FilesApplied - p.sumFiles
+	p.sumAt, p.sumFiles = p.now(), s.FilesApplied
+	msg := fmt.Sprintf("Summary: applied %s, TXID %d, lag %.1fs", plural(int(files), "file", "files"), uint64(s.TXID), s.LagSeconds)
+	attrs := []any{"files", files, "txid", uint64(s.TXID), "lag_seconds", s.LagSeconds}
+	if s.LastError != "" {
+		msg += "; polls failing: " + s.LastError
+		attrs = append(attrs, "err", s.LastError)
+	}
+	p.line(p.out, slog.LevelInfo, msg, attrs...)
 }
