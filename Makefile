@@ -27,7 +27,7 @@ CSHIM_CFLAGS = -O2 -g -I$(shell $(GO) mod download github.com/psanford/sqlite3vf
 # Tests find the tools and the extension here.
 export WALRUST_BUILD := $(abspath $(BUILD))
 
-.PHONY: all wheel test tools hygiene npm demo bench fuzz fuzz-run clean
+.PHONY: all wheel test tools hygiene npm demo bench fuzz fuzz-run clean FORCE
 
 all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 
@@ -35,16 +35,22 @@ all: $(BUILD)/walrust.so $(BUILD)/walrust $(BUILD)/walrust-shell
 # SQLite through the extension API table instead of linking its own SQLite.
 # cshim's C code includes sqlite3ext.h from psanford/sqlite3vfs, the same header
 # its VFS is compiled against.
-$(BUILD)/walrust.so: $(GOFILES)
+# The commit the programs report (walrust.Version): rewritten only when it
+# changes, so that a new commit relinks them even with no source changed.
+$(BUILD)/commit: FORCE
+	@mkdir -p $(BUILD); echo '$(COMMIT)' | cmp -s - $@ || echo '$(COMMIT)' > $@
+FORCE:
+
+$(BUILD)/walrust.so: $(GOFILES) $(BUILD)/commit
 	@mkdir -p $(BUILD)
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) build -tags SQLITE3VFS_LOADABLE_EXT -buildmode=c-shared -ldflags "$(LDFLAGS)" -o $@ ./cshim
 	@rm -f $(BUILD)/walrust.h
 
-$(BUILD)/walrust: $(GOFILES)
+$(BUILD)/walrust: $(GOFILES) $(BUILD)/commit
 	@mkdir -p $(BUILD)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/walrust
 
-$(BUILD)/walrust-shell: $(GOFILES)
+$(BUILD)/walrust-shell: $(GOFILES) $(BUILD)/commit
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/walrust-shell
 
 # The Python package walrust-vfs (import walrust_vfs): python/walrust_vfs and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +29,8 @@ type fleet struct {
 	errOut  *lockedWriter
 	clients *store.Clients // one S3 client per endpoint, region, credentials
 	logger  *slog.Logger
+	lo      logOpts  // --log-format, --quiet, --summary-every
+	log     *lineLog // the fleet's own lines
 
 	mu         sync.Mutex
 	members    map[string]*member     // by local file
@@ -73,36 +74,21 @@ type lockedWriter struct {
 	w  io.Writer
 }
 
-type prefixWriter struct {
-	lw     *lockedWriter
-	prefix string
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	p.lw.mu.Lock()
-	defer p.lw.mu.Unlock()
-	var buf bytes.Buffer
-	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
-		if len(line) > 0 {
-			buf.WriteString(p.prefix)
-			buf.Write(line)
-		}
-	}
-	if _, err := p.lw.w.Write(buf.Bytes()); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
-func (lw *lockedWriter) printf(format string, args ...any) {
+// Write writes one whole line (the printers write a line at a time).
+func (lw *lockedWriter) Write(b []byte) (int, error) {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	fmt.Fprintf(lw.w, format, args...)
+	return lw.w.Write(b)
+}
+
+// say writes a line of the fleet's own (not a member's) in its format.
+func (f *fleet) say(w io.Writer, level slog.Level, msg string, attrs ...any) {
+	f.log.line(w, level, msg, attrs...)
 }
 
 // runFleet runs walrust replicate --config path until SIGINT or SIGTERM;
 // SIGHUP reads the file again and starts and stops what changed.
-func runFleet(ctx context.Context, e *env, path string) error {
+func runFleet(ctx context.Context, e *env, path string, lo logOpts) error {
 	cfg, err := loadFleetConfig(path)
 	if err != nil {
 		return fmt.Errorf("--config %w", err)
@@ -115,7 +101,8 @@ func runFleet(ctx context.Context, e *env, path string) error {
 
 	f := &fleet{
 		ctx: sigCtx, out: &lockedWriter{w: e.stdout}, errOut: &lockedWriter{w: e.stderr},
-		clients: store.NewClients(), logger: followerLogger(os.Getenv("WALRUST_LOG"), newLineLog(logPlain)),
+		clients: store.NewClients(), lo: lo, log: newLineLog(lo.format, "cmd", "replicate"),
+		logger:  followerLogger(os.Getenv("WALRUST_LOG"), newLineLog(lo.format)),
 		members: map[string]*member{}, discoverer: map[string]*discoverer{},
 	}
 	if cfg.metricsAddr != "" {
@@ -124,7 +111,7 @@ func runFleet(ctx context.Context, e *env, path string) error {
 			return err
 		}
 		defer ops.close()
-		f.out.printf("Serving metrics on %s/metrics, health on %s/healthz\n", ops.URL(), ops.URL())
+		f.say(f.out, slog.LevelInfo, fmt.Sprintf("Serving metrics on %s/metrics, health on %s/healthz", ops.URL(), ops.URL()), "addr", ops.URL())
 	}
 	f.apply(cfg)
 
@@ -137,21 +124,21 @@ func runFleet(ctx context.Context, e *env, path string) error {
 		case <-hup:
 			next, err := loadFleetConfig(path)
 			if err != nil {
-				f.errOut.printf("Reload: %v; the running configuration stays\n", err)
+				f.say(f.errOut, slog.LevelError, fmt.Sprintf("Reload: %v; the running configuration stays", err), "err", err)
 				continue
 			}
 			if next.metricsAddr != cfg.metricsAddr || next.maxLag != cfg.maxLag {
-				f.errOut.printf("Reload: metrics-addr and max-lag change only at a restart\n")
+				f.say(f.errOut, slog.LevelWarn, "Reload: metrics-addr and max-lag change only at a restart")
 			}
 			added, removed := f.apply(next)
-			f.out.printf("Reloaded %s: %d started, %d stopped\n", path, added, removed)
+			f.say(f.out, slog.LevelInfo, fmt.Sprintf("Reloaded %s: %d started, %d stopped", path, added, removed), "started", added, "stopped", removed)
 		case <-ticker.C:
 			f.tick()
 		}
 	}
 	stop()
 	slow := time.AfterFunc(time.Second, func() {
-		f.errOut.printf("Finishing the files in hand (interrupt again to stop at once)...\n")
+		f.say(f.errOut, slog.LevelInfo, "Finishing the files in hand (interrupt again to stop at once)...")
 	})
 	defer slow.Stop()
 	return f.stopAll()
@@ -219,8 +206,9 @@ func (f *fleet) apply(cfg *fleetConfig) (added, removed int) {
 func (f *fleet) startLocked(s memberSpec) *member {
 	ctx, cancel := context.WithCancel(f.ctx)
 	m := &member{spec: s, cancel: cancel, done: make(chan struct{})}
-	prefix := s.local + ": "
-	m.p = newReplicatePrinter(prefixWriter{f.out, prefix}, prefixWriter{f.errOut, prefix}, s.local, s.settings.interval)
+	m.p = newReplicatePrinter(f.out, f.errOut, s.local, s.settings.interval)
+	m.p.log.prefix = s.local + ": " // plain and text; json has db
+	m.p.setLog(f.lo.format, f.lo.quiet, f.lo.summary())
 	f.members[s.local] = m
 	opts := s.settings.store
 	opts.Clients = f.clients
@@ -358,7 +346,7 @@ func (f *fleet) discover(e fleetEntry) *discoverer {
 	go func() {
 		defer close(d.done)
 		if err := os.MkdirAll(e.dir, 0o755); err != nil {
-			f.errOut.printf("%s: Error: %v\n", name, err)
+			f.say(f.errOut, slog.LevelError, fmt.Sprintf("%s: Error: %v", name, err), "db", name, "err", err)
 		}
 		var st store.Store
 		var failing string
@@ -378,12 +366,12 @@ func (f *fleet) discover(e fleetEntry) *discoverer {
 				return
 			case err != nil:
 				if msg := err.Error(); msg != failing {
-					f.errOut.printf("%s: Error: %v; listing again every %s\n", name, err, e.discoverEvery)
+					f.say(f.errOut, slog.LevelError, fmt.Sprintf("%s: Error: %v; listing again every %s", name, err, e.discoverEvery), "db", name, "err", err)
 					failing = msg
 				}
 			default:
 				if failing != "" {
-					f.errOut.printf("%s: Recovered: the listing succeeds again\n", name)
+					f.say(f.errOut, slog.LevelInfo, fmt.Sprintf("%s: Recovered: the listing succeeds again", name), "db", name)
 					failing = ""
 				}
 				f.found(e, names, listed)
@@ -407,7 +395,7 @@ func (f *fleet) found(e fleetEntry, names []string, listed map[string]bool) {
 	}
 	for n := range listed {
 		if !now[n] {
-			f.errOut.printf("%s: %s is no longer under %s; its replica is still served\n", filepath.Join(e.dir, n+".db"), n, e.discover)
+			f.say(f.errOut, slog.LevelWarn, fmt.Sprintf("%s: %s is no longer under %s; its replica is still served", filepath.Join(e.dir, n+".db"), n, e.discover), "db", filepath.Join(e.dir, n+".db"))
 			delete(listed, n)
 		}
 	}
@@ -424,7 +412,7 @@ func (f *fleet) found(e fleetEntry, names []string, listed map[string]bool) {
 		local := filepath.Join(e.dir, n+".db")
 		if m, ok := f.members[local]; ok {
 			if m.spec.owner != e.dir {
-				f.errOut.printf("%s: found under %s, but another entry keeps this file; skipped\n", local, e.discover)
+				f.say(f.errOut, slog.LevelWarn, fmt.Sprintf("%s: found under %s, but another entry keeps this file; skipped", local, e.discover), "db", local)
 			}
 			continue
 		}
@@ -433,7 +421,7 @@ func (f *fleet) found(e fleetEntry, names []string, listed map[string]bool) {
 			continue // Check passed: cannot happen
 		}
 		source := store.Canonical(u.JoinPath(n).String())
-		f.out.printf("%s: found %s\n", local, source)
+		f.say(f.out, slog.LevelInfo, fmt.Sprintf("%s: found %s", local, source), "db", local, "source", source)
 		f.startLocked(memberSpec{source: source, local: local, settings: e.fleetSettings, owner: e.dir})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
@@ -149,9 +153,26 @@ func TestReplicateConfig(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// /metrics parses, and its TXIDs are the replicas' own (the corrupt
+	// entry's last good one included).
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	txids := map[string]float64{}
+	if fam := families["walrust_replica_txid"]; fam != nil {
+		for _, m := range fam.Metric {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "db" {
+					txids[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
 	for _, d := range dbs {
-		if !strings.Contains(string(body), fmt.Sprintf("walrust_replica_txid{db=%q}", d.local)) {
-			t.Errorf("/metrics does not list %s", d.local)
+		if got, ok := txids[d.local]; !ok || got != float64(d.pub.TXID) {
+			t.Errorf("/metrics: walrust_replica_txid{db=%q} = %v (listed %v); want %d", d.local, got, ok, d.pub.TXID)
 		}
 	}
 
@@ -211,5 +232,47 @@ func TestReplicateConfigErrors(t *testing.T) {
 	}
 	if _, stderr, code := walrust(t, "replicate", "--config", "w.yml", "--interval", "1s"); code != 2 || !strings.Contains(stderr, "put --interval in the file") {
 		t.Errorf("--config with --interval: exit %d, %q", code, stderr)
+	}
+}
+
+// TestReplicateConfigJSONLogs: with --config, --log-format json makes every
+// line of the fleet and of its members one JSON object, each member's
+// naming its replica in db.
+func TestReplicateConfigJSONLogs(t *testing.T) {
+	dir := t.TempDir()
+	var entries []string
+	var dbs []*fleetDB
+	for i := range 3 {
+		src := fmt.Sprintf("file://%s/s%d", dir, i)
+		dbs = append(dbs, newFleetDB(t, openFleetStore(t, src, store.Options{}), filepath.Join(dir, fmt.Sprintf("r%d.db", i))))
+		entries = append(entries, fmt.Sprintf("  - source: %s\n    local: r%d.db\n", src, i))
+	}
+	config := filepath.Join(dir, "walrust.yml")
+	if err := os.WriteFile(config, []byte("interval: 50ms\nreplicas:\n"+strings.Join(entries, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startWalrust(t, nil, "replicate", "--config", config, "--log-format", "json")
+	for _, d := range dbs {
+		d.commit(t)
+		d.converged(t, p)
+	}
+	if code := p.stop(syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(p.stdout.String()), "\n") {
+		var line struct {
+			Msg string `json:"msg"`
+			DB  string `json:"db"`
+		}
+		if err := json.Unmarshal([]byte(l), &line); err != nil || line.Msg == "" {
+			t.Fatalf("not a JSON line: %q (%v)", l, err)
+		}
+		seen[line.DB] = true
+	}
+	for _, d := range dbs {
+		if !seen[d.local] {
+			t.Errorf("no line names %s:\n%s", d.local, p.stdout.String())
+		}
 	}
 }

@@ -126,7 +126,9 @@ func init() {
 			if *config != "" {
 				var other []string
 				fs.Visit(func(f *flag.Flag) {
-					if f.Name != "config" {
+					switch f.Name {
+					case "config", "log-format", "quiet", "summary-every":
+					default:
 						other = append(other, "--"+f.Name)
 					}
 				})
@@ -136,7 +138,7 @@ func init() {
 				case len(other) > 0:
 					return usagef("--config: put %s in the file (every key may be set at the top, for all entries)", strings.Join(other, ", "))
 				}
-				return runFleet(ctx, e, *config)
+				return runFleet(ctx, e, *config, lo)
 			}
 			switch {
 			case len(args) == 0:
