@@ -38,7 +38,7 @@ func (b *bench) fleet() {
 			pub.Advance(img, 1)
 			pub.Snapshot(t)
 		}
-		heap0, g0 := heapInUse(), runtime.NumGoroutine()
+		heap0, g0 := heapLive(), runtime.NumGoroutine()
 		dbs := make([]*sql.DB, n)
 		for k := range n {
 			dbs[k] = openDB(t, fmt.Sprintf("file:%s?vfs=walrust&source=file://%s&interval=%s",
@@ -50,7 +50,7 @@ func (b *bench) fleet() {
 			}
 		}
 		c := cost{
-			heap: float64(heapInUse()-heap0) / float64(n),
+			heap: float64(max(heapLive()-heap0, 1)) / float64(n),
 			// database/sql runs one goroutine per *sql.DB (its connection
 			// opener): not walrust's.
 			goroutines: float64(runtime.NumGoroutine()-g0-n) / float64(n),
@@ -108,12 +108,13 @@ func fleetImage(t interface {
 	return img
 }
 
-// heapInUse is the live heap after a collection.
-func heapInUse() uint64 {
+// heapLive is the bytes of live objects after a collection (HeapAlloc
+// right after a GC): what the process holds, not what its spans cover.
+func heapLive() int64 {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return int64(m.HeapAlloc)
 }
 
 // fleetRequestsPerPoll is the store requests each replica made per poll
