@@ -86,29 +86,16 @@ func (s *S3Store) ListDatabases(ctx context.Context) ([]string, error) {
 		in.MaxKeys = aws.Int32(s.maxKeys)
 	}
 	var subs []string
-	seen := 0
-	for {
-		s.stats.lists.Add(1)
-		out, err := s.client.ListObjectsV2(ctx, in)
-		if err != nil {
-			return nil, s.wrapErr(op, "", err)
-		}
-		if seen += len(out.Contents) + len(out.CommonPrefixes) + 1; seen > maxListed {
-			return nil, errTooMany(op)
-		}
+	err := s.listPages(ctx, in, op, func(out *s3.ListObjectsV2Output) {
 		for _, cp := range out.CommonPrefixes {
 			name, ok := strings.CutPrefix(aws.ToString(cp.Prefix), root)
 			if name, ok = strings.CutSuffix(name, "/"); ok && databaseName(name) {
 				subs = append(subs, name)
 			}
 		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		if aws.ToString(out.NextContinuationToken) == "" {
-			return nil, fmt.Errorf("%s: truncated listing without a continuation token", op)
-		}
-		in.ContinuationToken = out.NextContinuationToken
+	})
+	if err != nil {
+		return nil, err
 	}
 	var names []string
 	for _, name := range subs {

@@ -459,16 +459,7 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 		in.MaxKeys = aws.Int32(s.maxKeys)
 	}
 	var files []FileInfo
-	seen := 0
-	for {
-		s.stats.lists.Add(1)
-		out, err := s.client.ListObjectsV2(ctx, in)
-		if err != nil {
-			return nil, s.wrapErr(op, "", err)
-		}
-		if seen += len(out.Contents); seen > maxListed {
-			return nil, errTooMany(op)
-		}
+	err = s.listPages(ctx, in, op, func(out *s3.ListObjectsV2Output) {
 		for _, obj := range out.Contents {
 			name, ok := strings.CutPrefix(aws.ToString(obj.Key), lp)
 			if !ok || strings.Contains(name, "/") {
@@ -478,20 +469,9 @@ func (s *S3Store) ListAfter(ctx context.Context, level int, after ltx.TXID) ([]F
 				files = append(files, f)
 			}
 		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		if aws.ToString(out.NextContinuationToken) == "" {
-			return nil, fmt.Errorf("%s: truncated listing without a continuation token", op)
-		}
-		if len(out.Contents) == 0 {
-			// More, it says, but it gave nothing: a page count, not
-			// objects, must bound this loop too.
-			if seen++; seen > maxListed {
-				return nil, errTooMany(op)
-			}
-		}
-		in.ContinuationToken = out.NextContinuationToken
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(files, func(i, j int) bool {
 		if files[i].MinTXID != files[j].MinTXID {
@@ -663,4 +643,30 @@ func (s *S3Store) Delete(ctx context.Context, f FileInfo) error {
 		return nil // the object, not the bucket, is missing
 	}
 	return werr
+}
+
+// listPages calls page with each page of the listing in (counted in the
+// store's stats), following continuation tokens. What the pages hold, and
+// the pages themselves, count against maxListed: a server that says there
+// is more and gives nothing ends too.
+func (s *S3Store) listPages(ctx context.Context, in *s3.ListObjectsV2Input, op string, page func(*s3.ListObjectsV2Output)) error {
+	seen := 0
+	for {
+		s.stats.lists.Add(1)
+		out, err := s.client.ListObjectsV2(ctx, in)
+		if err != nil {
+			return s.wrapErr(op, "", err)
+		}
+		if seen += len(out.Contents) + len(out.CommonPrefixes) + 1; seen > maxListed {
+			return errTooMany(op)
+		}
+		page(out)
+		if !aws.ToBool(out.IsTruncated) {
+			return nil
+		}
+		if aws.ToString(out.NextContinuationToken) == "" {
+			return fmt.Errorf("%s: truncated listing without a continuation token", op)
+		}
+		in.ContinuationToken = out.NextContinuationToken
+	}
 }
