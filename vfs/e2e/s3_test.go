@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/superfly/ltx"
 
-	"github.com/walrust/walrust/vfs/internal/testhooks"
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
@@ -695,23 +694,5 @@ func TestS3ReopenFromState(t *testing.T) {
 				t.Errorf("state file after an open with another endpoint: %v\n%s", err, after)
 			}
 		})
-	}
-}
-
-// TestS3ClientsShared: replicas of one S3 server followed by one process
-// share one S3 client (one connection pool, one credential lookup).
-func TestS3ClientsShared(t *testing.T) {
-	w := newS3World(t, true)
-	before := testhooks.S3Clients()
-	for i := range 3 {
-		db := openDB(t, fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&interval=50ms",
-			filepath.Join(w.dir, fmt.Sprintf("replica-%d.db", i)), "s3://"+s3Bucket+"/"+s3Prefix, w.srv.Endpoint))
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
-			t.Fatalf("replica %d: %v", i, err)
-		}
-	}
-	if got := testhooks.S3Clients() - before; got != 1 {
-		t.Fatalf("3 replicas on one S3 server made %d clients; want 1", got)
 	}
 }

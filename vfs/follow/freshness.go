@@ -51,7 +51,7 @@ func (f *Follower) endPoll() {
 // doubling up to the interval), until ctx ends; then it says what the
 // replica reached and the last poll's error.
 func (f *Follower) WaitTXID(ctx context.Context, txid ltx.TXID) (ltx.TXID, error) {
-	return f.pollUntil(ctx, func(time.Time) bool {
+	return f.pollUntil(ctx, func() bool {
 		h := f.r.Head()
 		return h != nil && h.TXID >= txid
 	}, fmt.Sprintf("TXID %d", txid))
@@ -62,18 +62,18 @@ func (f *Follower) WaitTXID(ctx context.Context, txid ltx.TXID) (ltx.TXID, error
 // confirmed the replica current. It returns the TXID reached.
 func (f *Follower) Sync(ctx context.Context) (ltx.TXID, error) {
 	called := time.Now()
-	return f.pollUntil(ctx, func(time.Time) bool {
+	return f.pollUntil(ctx, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return !f.status.Current.Before(called)
 	}, "the store's head as of the call")
 }
 
-func (f *Follower) pollUntil(ctx context.Context, reached func(time.Time) bool, what string) (ltx.TXID, error) {
+func (f *Follower) pollUntil(ctx context.Context, reached func() bool, what string) (ltx.TXID, error) {
 	backoff := 10 * time.Millisecond
 	for {
 		done := f.polled()
-		if reached(time.Now()) {
+		if reached() {
 			return f.headTXID(), nil
 		}
 		f.PollNow()
@@ -84,7 +84,7 @@ func (f *Follower) pollUntil(ctx context.Context, reached func(time.Time) bool, 
 		case <-ctx.Done():
 			return f.headTXID(), f.notReached(what)
 		}
-		if reached(time.Now()) {
+		if reached() {
 			return f.headTXID(), nil
 		}
 		select {

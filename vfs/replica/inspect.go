@@ -63,7 +63,10 @@ func Inspect(path string) (*Local, error) {
 	if b, err := os.ReadFile(lockPath(path)); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 			l.Follower = pid
-			l.Following = syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
+			// Signal 0 asks whether the process exists; EPERM: it does,
+			// as another user's.
+			err := syscall.Kill(pid, 0)
+			l.Following = err == nil || errors.Is(err, syscall.EPERM)
 		}
 	}
 	return l, nil
