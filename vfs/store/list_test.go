@@ -62,6 +62,10 @@ func TestS3ListDatabases(t *testing.T) {
 	}
 	srv.WriteObject("bkt", "tenants/notes/readme.txt", []byte("not a database"))
 	srv.WriteObject("bkt", "tenants/top.txt", []byte("junk"))
+	// Names that hold levels but could not name a local file safely
+	// (<local-dir>/<name>.db): hidden, or with a path separator.
+	srv.WriteObject("bkt", "tenants/.hidden/0000/0000000000000001-0000000000000001.ltx", []byte("x"))
+	srv.WriteObject("bkt", `tenants/a\b/0000/0000000000000001-0000000000000001.ltx`, []byte("x"))
 	st, err := store.Open(ctx, srv.URL("bkt", "tenants"), opts)
 	if err != nil {
 		t.Fatal(err)
