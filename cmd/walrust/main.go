@@ -48,7 +48,7 @@ type env struct {
 	log *lineLog
 }
 
-var commands = []*command{publishCommand, statusCommand, replicateCommand}
+var commands = []*command{publishCommand, statusCommand, replicateCommand, promoteCommand}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr}))
