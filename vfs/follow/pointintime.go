@@ -27,7 +27,8 @@ type Point struct {
 // IsZero says that p is the store's newest TXID.
 func (p Point) IsZero() bool { return p.TXID == 0 && p.Time.IsZero() }
 
-// String is p as ParsePoint reads it back, or "the newest TXID".
+// String names p in messages: "TXID 42" (decimal, as walrust_txid()
+// shows it), an RFC 3339 time, or "the newest TXID".
 func (p Point) String() string {
 	switch {
 	case p.TXID != 0:
@@ -128,7 +129,7 @@ func BuildAt(ctx context.Context, st store.Reader, path string, at Point, opts B
 	}
 	p, err := planPoint(ctx, st, cat, at)
 	if err != nil {
-		return nil, fmt.Errorf("%s as of %s: %w", st, at, err)
+		return nil, fmt.Errorf("build %s as of %s from %s: %w", path, at, st, err)
 	}
 	r, err := replica.Open(path, st.String())
 	if err != nil {
