@@ -57,6 +57,13 @@ type Options struct {
 	// one starts over from the newest snapshot. Litestream's default is
 	// 24h. See retention.go for what is never deleted.
 	Retention time.Duration
+
+	// NewLineage lets the first publish from a promoted database (see
+	// Adopt) go ahead although the store has moved past the TXID it was
+	// promoted at: it then publishes a snapshot after the store's head,
+	// and every replica starts over from it. Without it that publish
+	// fails with ErrForked.
+	NewLineage bool
 }
 
 // Result describes one PublishOnce.
@@ -185,7 +192,7 @@ func (p *Publisher) Close() error {
 // Run publishes now and then every interval until ctx is done. A publish
 // that has started when ctx is done is finished, not abandoned; then Run
 // returns nil. Failed publishes go to Options.OnError and are retried at
-// the next tick.
+// the next tick, but for ErrForked, which Run returns.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("publish %s: interval must be positive, not %s", p.dbPath, interval)
@@ -197,6 +204,9 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 	for {
 		began := time.Now()
 		res, err := p.PublishOnce(context.WithoutCancel(ctx))
+		if errors.Is(err, ErrForked) {
+			return err // no later publish can fix that
+		}
 		switch {
 		case err != nil:
 			if failed == 0 {
@@ -518,6 +528,8 @@ func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason strin
 	switch {
 	case !p.hasPos:
 		return head, "", nil
+	case p.pos.Promoted:
+		return p.checkPromoted(head)
 	case head > p.pos.TXID:
 		return head, fmt.Sprintf("the store is ahead of the local position (TXID %d > %d)", head, p.pos.TXID), nil
 	case !found:

@@ -51,6 +51,11 @@ type position struct {
 	// completed retention pass: until an older-than-Retention snapshot
 	// beyond it exists, another pass would find nothing new to delete.
 	RetainedThrough ltx.TXID `json:"retained_through,omitempty"`
+	// Promoted says walrust promote made this position from a replica of
+	// the store (see Adopt), not a publish: no file in the store is ours
+	// yet, whichever file reached TXID continues the lineage, and a store
+	// that is ahead of TXID has another primary (checkStore).
+	Promoted bool `json:"promoted,omitempty"`
 }
 
 // ours says whether a listed file is one that position names as published

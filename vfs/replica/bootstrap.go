@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -295,10 +296,12 @@ func (r *Replica) installFirst(s *Staged) error {
 	counter := r.nextCounter()
 	m := s.Meta
 	root := &Version{TXID: m.MaxTXID, PageSize: m.PageSize, Commit: m.Commit, Counter: counter}
-	if err := patchFileHeader(s.path, root); err != nil {
+	header, err := patchFileHeader(s.path, root)
+	if err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
 	r.state = State{Origin: r.state.Origin, Counter: counter, Staged: s.snapshot()}
+	r.state.Staged.Page1Header = header
 	if err := writeState(r.path, &r.state); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
@@ -333,6 +336,7 @@ func (r *Replica) finishFirstInstall() error {
 	r.state = State{
 		Origin: r.state.Origin, TXID: s.TXID, Timestamp: s.Timestamp, Checksum: s.Checksum,
 		PageSize: s.PageSize, Commit: s.Commit, Counter: max(r.state.Counter, r.counter), Page1Checksum: s.Page1Checksum,
+		Page1Header: s.Page1Header,
 	}
 	return writeState(r.path, &r.state)
 }
@@ -365,20 +369,21 @@ func (r *Replica) removeSegments() error {
 }
 
 // patchFileHeader writes the served form of page 1's header into a database
-// file and syncs it.
-func patchFileHeader(path string, v *Version) error {
+// file and syncs it. It returns the header the file had: the primary's.
+func patchFileHeader(path string, v *Version) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	var hdr [100]byte
+	var hdr [headerSize]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return nil, fmt.Errorf("read header: %w", err)
 	}
+	orig := slices.Clone(hdr[:])
 	v.patchHeader(hdr[:], 0)
 	if _, err := f.WriteAt(hdr[:], 0); err != nil {
-		return fmt.Errorf("write header: %w", err)
+		return nil, fmt.Errorf("write header: %w", err)
 	}
-	return f.Sync()
+	return orig, f.Sync()
 }

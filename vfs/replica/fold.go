@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/superfly/ltx"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +59,7 @@ func (r *Replica) Fold() (bool, error) {
 	// another process reads the TXID of the file it reads.
 	st := r.stateFor(target)
 	if err == nil {
-		err = r.writeFold(fold, target)
+		st.Page1Header, err = r.writeFold(fold, target)
 	}
 	if err == nil {
 		hook("fold:synced")
@@ -128,11 +129,12 @@ func (r *Replica) foldable() ([]*Version, *Version) {
 	return chain[:last+1], chain[last]
 }
 
-// writeFold performs steps 1 and 2 of Fold; the caller holds the lock.
-func (r *Replica) writeFold(fold []*Version, target *Version) error {
+// writeFold performs steps 1 and 2 of Fold; the caller holds the lock. It
+// returns the primary's header of page 1 at target (see State.Page1Header).
+func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
 	for _, v := range fold {
 		if err := v.seg.f.Sync(); err != nil {
-			return fmt.Errorf("sync segment: %w", err)
+			return nil, fmt.Errorf("sync segment: %w", err)
 		}
 	}
 	wf := r.base.f
@@ -142,7 +144,14 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	err := target.readPage(1, page1)
 	r.mu.RUnlock()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	// page1 is the primary's own when its checksum says so (it came from a
+	// segment); read from the base file it is the patched copy, and the
+	// state's header still holds.
+	header := r.state.Page1Header
+	if ltx.ChecksumPage(1, page1) == target.Page1Checksum {
+		header = slices.Clone(page1[:headerSize])
 	}
 	target.patchHeader(page1, 0)
 	// The file's new pages get their blocks before anything is marked: a
@@ -150,7 +159,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	// file still whole at the root's TXID, rather than half way, with a
 	// torn file that no one can read until a fold succeeds.
 	if err := reserve(wf, target.Size()); err != nil {
-		return fmt.Errorf("grow base to %d bytes: %w", target.Size(), err)
+		return nil, fmt.Errorf("grow base to %d bytes: %w", target.Size(), err)
 	}
 	// Page 1 first, with foldingMagic in place of SQLite's: from here until
 	// the real page 1 is written last, the file is a mix of TXIDs, and if
@@ -163,10 +172,10 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	mark := append([]byte(nil), page1...)
 	copy(mark, foldingMagic)
 	if _, err := wf.WriteAt(mark, 0); err != nil {
-		return fmt.Errorf("write base: %w", err)
+		return nil, fmt.Errorf("write base: %w", err)
 	}
 	if err := wf.Sync(); err != nil {
-		return fmt.Errorf("sync base: %w", err)
+		return nil, fmt.Errorf("sync base: %w", err)
 	}
 
 	// A staged snapshot in the fold replaces the whole file: copy it (but
@@ -180,7 +189,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	if full := fold[start].seg; full.full {
 		n := min(int64(full.meta.Commit), int64(target.Commit)) * ps
 		if _, err := io.Copy(io.NewOffsetWriter(wf, ps), io.NewSectionReader(full.f, ps, n-ps)); err != nil {
-			return fmt.Errorf("copy staged snapshot: %w", err)
+			return nil, fmt.Errorf("copy staged snapshot: %w", err)
 		}
 		hook("fold:snapshot")
 		start++
@@ -196,10 +205,10 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 				continue
 			}
 			if _, err := seg.f.ReadAt(buf, off); err != nil {
-				return fmt.Errorf("read segment: %w", err)
+				return nil, fmt.Errorf("read segment: %w", err)
 			}
 			if _, err := wf.WriteAt(buf, int64(pgno-1)*ps); err != nil {
-				return fmt.Errorf("write base: %w", err)
+				return nil, fmt.Errorf("write base: %w", err)
 			}
 			written[pgno] = true
 		}
@@ -209,17 +218,17 @@ func (r *Replica) writeFold(fold []*Version, target *Version) error {
 	// bump its change counter): it carries the new counter and size, and
 	// SQLite's magic again.
 	if _, err := wf.WriteAt(page1, 0); err != nil {
-		return fmt.Errorf("write base: %w", err)
+		return nil, fmt.Errorf("write base: %w", err)
 	}
 	// Shrink after VACUUM; also extends a file whose last page is the
 	// never-stored lock page.
 	if err := wf.Truncate(target.Size()); err != nil {
-		return fmt.Errorf("truncate base: %w", err)
+		return nil, fmt.Errorf("truncate base: %w", err)
 	}
 	if err := wf.Sync(); err != nil {
-		return fmt.Errorf("sync base: %w", err)
+		return nil, fmt.Errorf("sync base: %w", err)
 	}
-	return nil
+	return header, nil
 }
 
 // stateFor is the state that names v as the root. A staged snapshot is no

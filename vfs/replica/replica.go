@@ -77,6 +77,9 @@ type Replica struct {
 	// baseHdr is what the base file's header said when this process last
 	// checked or wrote it; only the fold reads and writes it.
 	baseHdr baseHeader
+	// retired says Promote made the file a plain database: Close removes
+	// the lock file too. Guarded by mu.
+	retired bool
 }
 
 // Open opens the replica at path for source, to follow it. A local file
@@ -492,7 +495,7 @@ func (r *Replica) Close() error {
 		b.release()
 	}
 	r.bits = nil
-	r.leader.release(unmade)
+	r.leader.release(unmade || r.retired)
 	r.leader = nil
 	return nil
 }

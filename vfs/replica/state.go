@@ -37,6 +37,12 @@ type State struct {
 	// it. The base file holds page 1 patched for a rollback-journal replica,
 	// so the running checksum cannot be updated from the file's own bytes.
 	Page1Checksum ltx.Checksum `json:"page1_checksum"`
+	// Page1Header is the first 100 bytes of page 1 as the primary wrote it
+	// (the base file's copy is patched the same way): what Export needs to
+	// give back the primary's exact file, its journal mode included. Nil
+	// when unknown: a replica made by an older walrust, until page 1 next
+	// arrives in a file.
+	Page1Header []byte `json:"page1_header,omitempty"`
 
 	// Staged is a verified, synced snapshot that is to become the base
 	// file. A first bootstrap renames it into place; a re-bootstrap serves
@@ -79,6 +85,7 @@ type StagedSnapshot struct {
 	PageSize      uint32       `json:"page_size"`
 	Commit        uint32       `json:"commit"`
 	Page1Checksum ltx.Checksum `json:"page1_checksum"`
+	Page1Header   []byte       `json:"page1_header,omitempty"` // see State.Page1Header
 }
 
 func statePath(dbPath string) string { return dbPath + "-replica-state" }

@@ -220,6 +220,7 @@ func (x *Version) readBase(pgno uint32, buf []byte) error {
 // The first 16 bytes of page 1: SQLite's magic, and the mark a fold writes
 // in its place while the base file is a mix of TXIDs (see writeFold).
 const (
+	headerSize   = 100 // SQLite's database header, at the start of page 1
 	sqliteMagic  = "SQLite format 3\x00"
 	foldingMagic = "walrust:folding\x00"
 )
@@ -233,7 +234,7 @@ const (
 // size in pages (28) is the commit. dst holds the bytes of page 1 that
 // start at offset at.
 func (v *Version) patchHeader(dst []byte, at int64) {
-	var hdr [100]byte
+	var hdr [headerSize]byte
 	copy(hdr[:], sqliteMagic)
 	hdr[18], hdr[19] = 1, 1
 	binary.BigEndian.PutUint32(hdr[24:], v.Counter)
