@@ -96,6 +96,10 @@ type BuildOptions struct {
 	// follower's OnEvent is (EventBootstrapStart, EventProgress for a long
 	// snapshot download, EventSnapshotInstalled, EventApplied).
 	OnEvent func(Event)
+	// OnPlan, if set, is told once what the build will download: the
+	// TXID it reaches and the files, in order (the first one the
+	// snapshot), before any download.
+	OnPlan func(target ltx.TXID, files []store.FileInfo)
 }
 
 // buildAttempts bounds how often BuildAt tries again after an error of
@@ -125,11 +129,14 @@ func BuildAt(ctx context.Context, st store.Reader, path string, at Point, opts B
 	}
 	cat, err := listCatalog(ctx, st, func(store.FileInfo) bool { return false })
 	if err != nil {
-		return nil, fmt.Errorf("build %s as of %s: list %s: %w", path, at, st, err)
+		return nil, fmt.Errorf("%s as of %s: list: %w", st, at, err)
 	}
 	p, err := planPoint(ctx, st, cat, at)
 	if err != nil {
-		return nil, fmt.Errorf("build %s as of %s from %s: %w", path, at, st, err)
+		return nil, fmt.Errorf("%s as of %s: %w", st, at, err)
+	}
+	if opts.OnPlan != nil {
+		opts.OnPlan(p.reach, append([]store.FileInfo{*p.snapshot}, p.steps...))
 	}
 	r, err := replica.Open(path, st.String())
 	if err != nil {
@@ -138,7 +145,7 @@ func BuildAt(ctx context.Context, st store.Reader, path string, at Point, opts B
 	if err := build(ctx, r, st, p, at, opts); err != nil {
 		r.Close()
 		removeBuilt(path)
-		return nil, fmt.Errorf("build %s as of %s from %s: %w", path, at, st, err)
+		return nil, fmt.Errorf("%s as of %s: %w", st, at, err)
 	}
 	return r, nil
 }
