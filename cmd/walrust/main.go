@@ -4,6 +4,7 @@
 //	walrust publish DB DEST [--interval D]              publish a database's changes
 //	walrust replicate SOURCE --local DB [--interval D]  follow a store into a local replica
 //	walrust status SOURCE [--json]                      what a store holds
+//	walrust restore SOURCE -o DB [--txid N | --time T]  a plain database as of a point
 //	walrust version                                     the version (also --version)
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error.
@@ -48,7 +49,7 @@ type env struct {
 	log *lineLog
 }
 
-var commands = []*command{publishCommand, statusCommand, replicateCommand, promoteCommand}
+var commands = []*command{publishCommand, statusCommand, replicateCommand, restoreCommand, promoteCommand}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr}))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/store"
 )
 

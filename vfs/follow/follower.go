@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/replica"
 	"github.com/walrust/walrust/vfs/store"
 )

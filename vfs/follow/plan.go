@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/store"
 )
 
