@@ -37,7 +37,8 @@ var viewsKept = 8
 const (
 	viewDB       = "view.db" // the view's replica, inside its directory
 	viewLockFile = "in-use"
-	buildPrefix  = ".build-" // a view being built; renamed into place when done
+	buildPrefix  = ".build-"   // a view being built; renamed into place when done
+	evictPrefix  = ".evicted-" // a view being removed; renamed out of place first
 	// staleBuild is the age past which a build directory is taken for a
 	// build that a crash abandoned, and removed.
 	staleBuild = time.Hour
@@ -232,6 +233,8 @@ func evictViews(parent, keep string) {
 			if time.Since(fi.ModTime()) > staleBuild {
 				os.RemoveAll(p)
 			}
+		case strings.HasPrefix(e.Name(), evictPrefix):
+			os.RemoveAll(p) // a removal that was interrupted
 		case p != keep:
 			views = append(views, kept{p, fi.ModTime()})
 		}
@@ -252,7 +255,8 @@ func evictViews(parent, keep string) {
 }
 
 // removeView removes a view that no process reads: it takes the view's
-// lock exclusively, or leaves the view alone.
+// lock exclusively, or leaves the view alone. The view leaves its name at
+// once, by rename, so that no open ever finds it half removed.
 func removeView(dir string) (bool, error) {
 	lock, err := os.Open(filepath.Join(dir, viewLockFile))
 	if err != nil {
@@ -264,5 +268,9 @@ func removeView(dir string) (bool, error) {
 	} else if err != nil {
 		return false, err
 	}
-	return true, os.RemoveAll(dir)
+	gone := filepath.Join(filepath.Dir(dir), fmt.Sprintf("%s%d-%d", evictPrefix, os.Getpid(), time.Now().UnixNano()))
+	if err := os.Rename(dir, gone); err != nil {
+		return false, err
+	}
+	return true, os.RemoveAll(gone)
 }
