@@ -21,7 +21,7 @@ import (
 // is dropped, and so sees exactly one TXID per transaction.
 type dbFile struct {
 	s       *shared
-	maxLag  time.Duration // this connection's max_lag: refuse transactions on a staler replica
+	maxLag  time.Duration    // this connection's max_lag: refuse transactions on a staler replica
 	pinned  *replica.Version // set between SHARED lock and unlock
 	end     func()           // ends the pinned transaction
 	revoker replica.Revoker  // set while the C layer reads pinned directly
