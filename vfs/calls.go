@@ -117,13 +117,16 @@ func (s *shared) waitTXID(ctx context.Context, txid ltx.TXID) (ltx.TXID, error) 
 		return 0, replica.ErrNoReplica
 	}
 	var at ltx.TXID
-	for {
+	for view := s.isView(); ; {
 		if v, err := p.Begin(); err == nil {
 			at = v.TXID
 			p.End()
 		}
 		if at >= txid {
 			return at, nil
+		}
+		if view {
+			return at, fmt.Errorf("this is a view as of %s, which never changes: it shows TXID %d", s.cfg.AsOf, at)
 		}
 		select {
 		case <-ctx.Done():
@@ -139,8 +142,14 @@ func (s *shared) sync(ctx context.Context) (ltx.TXID, error) {
 	s.mu.Lock()
 	h := s.lead
 	s.mu.Unlock()
+	if s.isView() {
+		return 0, fmt.Errorf("this is a view as of %s, which never changes: open the database without as_of= to follow the store", s.cfg.AsOf)
+	}
 	if h == nil {
 		return 0, errors.New("another process follows this replica, and only it can poll the store; use walrust_wait(txid) here")
 	}
 	return h.Sync(ctx)
 }
+
+// isView says the entry is an as_of view (set once, when it starts).
+func (s *shared) isView() bool { return !s.cfg.AsOf.IsZero() }

@@ -36,7 +36,18 @@ type Config struct {
 	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
 	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 	Sources       *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
+	// AsOf (as_of=) opens a read-only view of the database as of a past
+	// point instead of the live replica (see view.go); zero: the live one.
+	AsOf follow.Point
+
+	// mayCreate says the open may create files (SQLITE_OPEN_CREATE, or a
+	// replica WALRUST_REPLICAS maps): a view not built yet needs it.
+	mayCreate bool
 }
+
+// ownStoreOnly says S3 options come from the environment and the source
+// URLs WALRUST_SOURCES lists only, never from a state file.
+func (c Config) ownStoreOnly() bool { return c.Sources != nil }
 
 // parseConfig reads a database's URI parameters over the environment.
 func parseConfig(params map[string]string, getenv func(string) string) (Config, error) {
@@ -89,6 +100,14 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 			return 0, fmt.Errorf("%s=%s: %w", param, s, err)
 		}
 		return n, nil
+	}
+	if s, ok := params["as_of"]; ok {
+		if c.AsOf, err = follow.ParsePoint(s); err != nil {
+			return c, err
+		}
+		if c.AsOf.IsZero() {
+			return c, fmt.Errorf("as_of=%s: TXID 0 is no point of a store's history", s)
+		}
 	}
 	if c.MaxSize, err = size("max_size", "WALRUST_MAX_SIZE"); err != nil {
 		return c, err

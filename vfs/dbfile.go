@@ -44,7 +44,8 @@ func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*
 			cfg.Source, mapped = src, true
 		}
 	}
-	if err := checkOpen(name, cfg, flags&sqlite3vfs.OpenCreate != 0 || mapped); err != nil {
+	cfg.mayCreate = flags&sqlite3vfs.OpenCreate != 0 || mapped
+	if err := checkOpen(name, cfg); err != nil {
 		return nil, err
 	}
 	s, err := acquire(name, cfg)

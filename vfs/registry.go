@@ -24,6 +24,7 @@ var replicas = struct {
 
 type shared struct {
 	path string
+	key  string // in replicas.m: the path, and the point of a view (viewKey)
 	cfg  Config // the first open's: how this process follows the file
 	refs int    // open database files, and opens waiting; guarded by replicas.mu
 
@@ -46,17 +47,22 @@ type shared struct {
 
 	stopWatch chan struct{} // closes to stop a passive entry's takeover watch
 	watchDone chan struct{}
+
+	// view is set, once started, for an as_of view (view.go), which is
+	// read through passive and never followed.
+	view *viewFiles
 }
 
 // acquire returns the shared replica of path, starting it on first use,
 // and waits until it has a version to serve.
 func acquire(path string, cfg Config) (*shared, error) {
 	began := time.Now() // the open's timeout counts from here
+	key := viewKey(path, cfg.AsOf)
 	replicas.mu.Lock()
-	s, ok := replicas.m[path]
+	s, ok := replicas.m[key]
 	if !ok {
-		s = &shared{path: path, cfg: cfg, started: make(chan struct{})}
-		replicas.m[path] = s
+		s = &shared{path: path, key: key, cfg: cfg, started: make(chan struct{})}
+		replicas.m[key] = s
 	}
 	s.refs++
 	replicas.mu.Unlock()
@@ -77,8 +83,8 @@ func (s *shared) start(began time.Time) {
 	if err := s.open(began); err != nil {
 		s.startErr = err
 		replicas.mu.Lock()
-		if replicas.m[s.path] == s {
-			delete(replicas.m, s.path)
+		if replicas.m[s.key] == s {
+			delete(replicas.m, s.key)
 		}
 		replicas.mu.Unlock()
 	}
@@ -125,6 +131,9 @@ func (s *shared) open(began time.Time) error {
 	// than the open that needs it.
 	ctx, cancel := context.WithDeadline(context.Background(), began.Add(s.cfg.Timeout))
 	defer cancel()
+	if !s.cfg.AsOf.IsZero() {
+		return s.openView(ctx)
+	}
 	h, err := follow.Start(ctx, s.path, s.followConfig())
 	if errors.Is(err, replica.ErrFollowed) {
 		return s.startPassive()
@@ -152,7 +161,7 @@ func (s *shared) followConfig() follow.Config {
 		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: opts, Logger: logger,
 		// With WALRUST_SOURCES, S3 options come from the environment
 		// and the listed source URLs only, not from a state file.
-		OwnStoreOnly: s.cfg.Sources != nil,
+		OwnStoreOnly: s.cfg.ownStoreOnly(),
 	}
 }
 
@@ -170,8 +179,8 @@ func (s *shared) release() {
 	replicas.mu.Lock()
 	s.refs--
 	last := s.refs == 0
-	if last && replicas.m[s.path] == s {
-		delete(replicas.m, s.path)
+	if last && replicas.m[s.key] == s {
+		delete(replicas.m, s.key)
 	}
 	replicas.mu.Unlock()
 	if last {

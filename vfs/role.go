@@ -200,6 +200,9 @@ func (s *shared) close() {
 	if s.passive != nil {
 		s.passive.Close()
 	}
+	if s.view != nil {
+		s.view.close() // after the view's files: eviction may remove them now
+	}
 }
 
 // status is PRAGMA walrust_status: the follower's status, with TXIDs as
@@ -207,7 +210,10 @@ func (s *shared) close() {
 type status struct {
 	follow.Status
 	TXID uint64 `json:"txid"`
-	Role string `json:"role"` // "follower", or "reader" when another process follows
+	Role string `json:"role"` // "follower"; "reader" when another process follows; "view" for as_of=
+	// AsOf is the point a view was asked for (TXID and Timestamp say
+	// what it shows).
+	AsOf string `json:"as_of,omitempty"`
 }
 
 func (s *shared) status() status {
@@ -232,6 +238,11 @@ func (s *shared) status() status {
 		} else {
 			st.LastError = err.Error()
 		}
+	}
+	if s.view != nil {
+		// Nothing is polled: the view is as old as its commit.
+		st.Interval = ""
+		return status{Status: st, TXID: uint64(st.TXID), Role: "view", AsOf: s.cfg.AsOf.String()}
 	}
 	return status{Status: st, TXID: uint64(st.TXID), Role: "reader"}
 }

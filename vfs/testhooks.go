@@ -15,6 +15,11 @@ func init() {
 		logger = l
 		return func() { logger = old }
 	}
+	testhooks.SetViewsKept = func(n int) func() {
+		old := viewsKept
+		viewsKept = n
+		return func() { viewsKept = old }
+	}
 	testhooks.SetReadHook = func(h func(path string, off int64, n int)) func() {
 		readHook.Store(&h)
 		return func() { readHook.Store(nil) }

@@ -49,7 +49,7 @@ type env struct {
 	log *lineLog
 }
 
-var commands = []*command{publishCommand, statusCommand, replicateCommand, restoreCommand}
+var commands = []*command{publishCommand, statusCommand, replicateCommand, restoreCommand, promoteCommand}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr}))

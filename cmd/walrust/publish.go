@@ -40,7 +40,13 @@ Like Litestream, walrust writes a new snapshot of the published state once
 the newest one is older than --snapshot-interval, and deletes the files that
 a snapshot older than --retention makes unnecessary (a replica further
 behind than that starts over from the newest snapshot). The newest snapshot
-and the newest level-0 file are always kept. 0 disables either.`,
+and the newest level-0 file are always kept. 0 disables either.
+
+A database that walrust promote made from a replica continues the store's
+lineage: the first publish writes the store's TXID + 1, and the other
+replicas follow it. If the store has moved past the promoted TXID (the old
+primary still publishes), the publish fails instead of forking the history;
+--new-lineage publishes a snapshot after the store's head instead.`,
 }
 
 func init() {
@@ -52,6 +58,7 @@ func init() {
 		fs.StringVar(&pf.workDir, "work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
 		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D` (default 24h); 0: never")
 		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D` (default 24h); 0: keep everything")
+		fs.BoolVar(&pf.newLineage, "new-lineage", false, "publish a database that walrust promote made although the store has moved past it: a snapshot after the store's head, from which every replica starts over")
 		var lo logOpts
 		lo.register(fs, false)
 		return func(ctx context.Context, e *env, args []string) error {
@@ -73,6 +80,7 @@ func init() {
 type publishFlags struct {
 	interval, snapshotInterval, retention time.Duration
 	workDir                               string
+	newLineage                            bool
 }
 
 func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf publishFlags) error {
@@ -102,6 +110,7 @@ func runPublish(ctx context.Context, e *env, db, dest string, sf *storeFlags, pf
 		OnRecover:        fails.recovered,
 		SnapshotInterval: pf.snapshotInterval,
 		Retention:        pf.retention,
+		NewLineage:       pf.newLineage,
 	})
 	if err != nil {
 		return err

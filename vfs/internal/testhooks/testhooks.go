@@ -18,3 +18,7 @@ var S3Clients func() int
 
 // SetReadHook passes every read SQLite makes of a database file to h, none served without Go, until restore.
 var SetReadHook func(h func(path string, off int64, n int)) (restore func())
+
+// SetViewsKept sets how many as_of views are kept next to one replica
+// until restore; not while a view opens.
+var SetViewsKept func(n int) (restore func())
