@@ -217,7 +217,7 @@ func (p *restoreProgress) plan(target ltx.TXID, files []store.FileInfo) {
 	}
 	p.files = len(files)
 	p.e.log.line(p.e.stderr, slog.LevelInfo,
-		fmt.Sprintf("Restoring TXID %d: snapshot %s and %d more files, %s", uint64(target), fileName(files[0]), len(files)-1, formatBytes(p.total)),
+		fmt.Sprintf("Restoring TXID %d: snapshot %s and %s after it, %s", uint64(target), fileName(files[0]), plural(len(files)-1, "file", "files"), formatBytes(p.total)),
 		"txid", uint64(target), "files", len(files), "bytes", p.total)
 }
 
