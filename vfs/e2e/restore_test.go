@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,7 +79,13 @@ func writeRows(db *sql.DB, pause time.Duration, log *commitLog, stop <-chan stru
 // (what the primary held between transactions n and n+1), and returns n.
 func rowsHeld(t *testing.T, path, what string) int64 {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	return rowsHeldURI(t, "file:"+path+"?mode=ro", what)
+}
+
+// rowsHeldURI is rowsHeld of the database a URI opens.
+func rowsHeldURI(t *testing.T, uri, what string) int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite3", uri)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +142,7 @@ func TestRestoreLitestreamS3(t *testing.T) {
       secret-access-key: %s
 `, srv.Endpoint, s3test.Region, srv.AccessKey, srv.SecretKey),
 		source:     srv.URL("walrust", "app"),
+		uriParams:  "&endpoint=" + srv.Endpoint + "&region=" + s3test.Region,
 		shellFlags: []string{"--endpoint", srv.Endpoint, "--region", s3test.Region, "--path-style"},
 		storeOpts:  srv.Options(),
 	}, srv.URL("walrust", "app")+"?endpoint="+srv.Endpoint+"&region="+s3test.Region+"&forcePathStyle=true")
@@ -185,7 +193,10 @@ func restoreLitestream(t *testing.T, dir string, tg lsTarget, lsURL string) {
 	}
 	// same restores a point with both and checks that they agree: both
 	// fail, or both hold the same rows 1..n, the same database file.
-	same := func(what string, walrustArgs, lsArgs []string) (n int64, ok bool) {
+	// An as_of view of the same point, through the VFS, beside a live
+	// replica that is never made.
+	live := filepath.Join(dir, "live.db")
+	same := func(what, asOf string, walrustArgs, lsArgs []string) (n int64, ok bool) {
 		t.Helper()
 		w, werr := restore("walrust", walrustArgs...)
 		l, lerr := restore("litestream", lsArgs...)
@@ -199,6 +210,10 @@ func restoreLitestream(t *testing.T, dir string, tg lsTarget, lsURL string) {
 		n = rowsHeld(t, w, "walrust, "+what)
 		if ln := rowsHeld(t, l, "litestream, "+what); ln != n {
 			t.Fatalf("%s: walrust restored rows 1..%d, litestream 1..%d", what, n, ln)
+		}
+		view := "file:" + live + "?vfs=walrust&source=" + tg.source + tg.uriParams + "&as_of=" + url.QueryEscape(asOf)
+		if vn := rowsHeldURI(t, view, "as_of view, "+what); vn != n {
+			t.Fatalf("%s: the as_of view holds rows 1..%d, the restores 1..%d", what, vn, n)
 		}
 		wb, _ := os.ReadFile(w)
 		lb, _ := os.ReadFile(l)
@@ -229,7 +244,7 @@ func restoreLitestream(t *testing.T, dir string, tg lsTarget, lsURL string) {
 		if len(held) == 10 {
 			break
 		}
-		n, ok := same(fmt.Sprintf("TXID %d", uint64(txid)), []string{"--txid", fmt.Sprint(uint64(txid))}, []string{"-txid", txid.String()})
+		n, ok := same(fmt.Sprintf("TXID %d", uint64(txid)), fmt.Sprint(uint64(txid)), []string{"--txid", fmt.Sprint(uint64(txid))}, []string{"-txid", txid.String()})
 		if !ok {
 			continue
 		}
@@ -283,7 +298,7 @@ func restoreLitestream(t *testing.T, dir string, tg lsTarget, lsURL string) {
 		k := first + rnd.IntN(len(at)-first-1)
 		ts := at[k].Add(at[k+1].Sub(at[k]) / 2).UTC()
 		s := ts.Format(time.RFC3339Nano)
-		n, ok := same("time "+s, []string{"--time", s}, []string{"-timestamp", s})
+		n, ok := same("time "+s, s, []string{"--time", s}, []string{"-timestamp", s})
 		if !ok {
 			continue
 		}
