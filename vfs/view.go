@@ -167,10 +167,10 @@ func (v *viewFiles) close() { v.lock.Close() }
 // processes may build the same view at once; the first rename wins.
 func buildView(ctx context.Context, path, dir, source string, opts store.Options, cfg Config) error {
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, durable.DirMode); err != nil {
 		return fmt.Errorf("%s as of %s: %w", path, cfg.AsOf, err)
 	}
-	tmp, err := os.MkdirTemp(parent, buildPrefix+"*")
+	tmp, err := durable.MkdirTemp(parent, buildPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("%s as of %s: %w", path, cfg.AsOf, err)
 	}
