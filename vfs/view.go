@@ -84,6 +84,11 @@ func (s *shared) openView(ctx context.Context) error {
 		if !s.cfg.mayCreate {
 			return fmt.Errorf("%s as of %s: the view is not built yet, and this open may not create files (a read-only connection, mode=ro, or no SQLITE_OPEN_CREATE)", s.path, s.cfg.AsOf)
 		}
+		// Views are kept beside the replica: never beside a file that
+		// walrust did not make (a plain database, a promoted replica).
+		if err := replica.RefuseForeign(s.path); err != nil {
+			return fmt.Errorf("%s as of %s: no view is built beside it: %w", s.path, s.cfg.AsOf, err)
+		}
 		if err = buildView(ctx, s.path, dir, source, opts, s.cfg); err == nil {
 			v, p, err = openBuiltView(dir, source)
 		}

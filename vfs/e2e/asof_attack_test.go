@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"database/sql"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/walrust/walrust/vfs/testkit/testtool"
@@ -36,4 +38,29 @@ func TestAsOfViewModes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAsOfForeignFile: as_of= next to a local file that walrust did not
+// make (a plain SQLite database, e.g. one that walrust promote turned
+// into the primary) builds nothing beside it, as every other open refuses
+// to (README "Security": nothing beside a file walrust did not make);
+// before, it made <file>-asof/ there.
+func TestAsOfForeignFile(t *testing.T) {
+	w := newWorld(t, 4096, false)
+	w.history(1)
+	plain, err := sql.Open("sqlite3", w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Exec("CREATE TABLE mine(x)"); err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
+	openFails(t, w.uri("source="+w.Source+"&as_of=1"))
+	if _, err := os.Lstat(w.Path + "-asof"); err == nil {
+		t.Fatalf("%s-asof was made beside a file walrust did not make", w.Path)
+	}
+	if !strings.Contains(w.Logs.String(), "not made by walrust") {
+		t.Fatalf("the open was not refused for the foreign file:\n%s", w.Logs)
+	}
 }
