@@ -132,19 +132,16 @@ func (s *shared) viewSource() (string, store.Options, error) {
 	return source, opts, nil
 }
 
+// viewLockHook runs between the open of a view's lock file and its flock:
+// tests evict the view there.
+var viewLockHook = func(dir string) {}
+
 // openBuiltView opens the view in dir for reading, or returns nils when
 // there is none.
 func openBuiltView(dir, source string) (*viewFiles, *replica.Passive, error) {
-	lock, err := os.Open(filepath.Join(dir, viewLockFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("open view %s: %w", dir, err)
-	}
-	// Waits only while an eviction removes the view.
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
-		lock.Close()
-		return nil, nil, fmt.Errorf("lock view %s: %w", dir, err)
+	lock, err := lockView(dir)
+	if lock == nil || err != nil {
+		return nil, nil, err
 	}
 	p, err := replica.OpenPassive(filepath.Join(dir, viewDB), "")
 	switch {
@@ -162,6 +159,46 @@ func openBuiltView(dir, source string) (*viewFiles, *replica.Passive, error) {
 	now := time.Now()
 	os.Chtimes(dir, now, now) // recently used, for eviction
 	return &viewFiles{dir: dir, lock: lock}, p, nil
+}
+
+// lockView takes the shared lock of the view in dir, or returns nil when
+// there is none. The lock taken must be that of the view that has the name
+// now: a view evicted between the open and the flock (which waits for the
+// eviction) and built again under its name has a new lock file, and a lock
+// on the old one would not keep the next eviction from the view read.
+func lockView(dir string) (*os.File, error) {
+	name := filepath.Join(dir, viewLockFile)
+	for try := 0; ; try++ {
+		lock, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("open view %s: %w", dir, err)
+		}
+		viewLockHook(dir)
+		// Waits only while an eviction removes the view.
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		held, err := lock.Stat()
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		now, err := os.Stat(name)
+		switch {
+		case err == nil && os.SameFile(held, now):
+			return lock, nil
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		lock.Close() // evicted meanwhile: the view under that name, if any, is another
+		if try == 10 {
+			return nil, fmt.Errorf("lock view %s: evicted and built again at every try", dir)
+		}
+	}
 }
 
 // close releases the view's lock.
