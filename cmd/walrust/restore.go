@@ -83,9 +83,9 @@ func init() {
 				}
 				p.TXID = n
 			case *at != "":
-				t, err := time.Parse(time.RFC3339Nano, *at)
+				t, err := follow.ParseTime(*at)
 				if err != nil {
-					return usagef("--time %q: want an RFC 3339 time (2025-03-01T12:00:00Z)", *at)
+					return usagef("--time %v", err)
 				}
 				p.Time = t
 			}
@@ -168,6 +168,15 @@ func runRestore(ctx context.Context, e *env, source, out string, sf *storeFlags,
 func checkRestoreTarget(out, work string, force bool) error {
 	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory", out)
+	}
+	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("cannot write %s: its directory %s does not exist", out, filepath.Dir(out))
+	}
+	// Not even --force replaces a replica's base file: its state file would
+	// describe another database, and the process that follows it would go
+	// on patching the file restored.
+	if _, err := os.Lstat(out + "-replica-state"); err == nil {
+		return fmt.Errorf("%s is a walrust replica (it has %s-replica-state); restore to another path, or make it a plain database with walrust promote", out, out)
 	}
 	for _, p := range []string{out, out + "-wal", out + "-shm", out + "-journal"} {
 		if _, err := os.Lstat(p); err == nil && !force {

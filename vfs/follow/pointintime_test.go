@@ -262,7 +262,9 @@ func TestParsePoint(t *testing.T) {
 			t.Errorf("ParsePoint(%q) = %+v, %v: the time does not read back", c.in, back, err)
 		}
 	}
-	for _, in := range []string{"", "abc", "0", "-1", "0x2a", "18446744073709551616", "2025-03-01", "2025-03-01 12:00:05", "00000000000000zz", "1.5"} {
+	for _, in := range []string{"", "abc", "0", "-1", "0x2a", "18446744073709551616", "2025-03-01", "2025-03-01 12:00:05", "00000000000000zz", "1.5",
+		// The zero time, which would read as the zero Point: the newest TXID.
+		"0001-01-01T00:00:00Z", "0001-01-01T01:00:00+01:00"} {
 		if p, err := ParsePoint(in); err == nil {
 			t.Errorf("ParsePoint(%q) = %+v; want an error", in, p)
 		} else if !strings.HasPrefix(err.Error(), "as_of ") {
