@@ -131,21 +131,7 @@ func TestRestoreLitestreamFile(t *testing.T) {
 func TestRestoreLitestreamS3(t *testing.T) {
 	srv := s3test.Start(t, "walrust")
 	srv.Env(t) // the S3 credentials, for this process and its children
-	restoreLitestream(t, t.TempDir(), lsTarget{
-		replicaYAML: fmt.Sprintf(`      type: s3
-      bucket: walrust
-      path: app
-      endpoint: %s
-      region: %s
-      force-path-style: true
-      access-key-id: %s
-      secret-access-key: %s
-`, srv.Endpoint, s3test.Region, srv.AccessKey, srv.SecretKey),
-		source:     srv.URL("walrust", "app"),
-		uriParams:  "&endpoint=" + srv.Endpoint + "&region=" + s3test.Region,
-		shellFlags: []string{"--endpoint", srv.Endpoint, "--region", s3test.Region, "--path-style"},
-		storeOpts:  srv.Options(),
-	}, srv.URL("walrust", "app")+"?endpoint="+srv.Endpoint+"&region="+s3test.Region+"&forcePathStyle=true")
+	restoreLitestream(t, t.TempDir(), s3Target(srv), srv.URL("walrust", "app")+"?endpoint="+srv.Endpoint+"&region="+s3test.Region+"&forcePathStyle=true")
 }
 
 // restoreLitestream runs the test against one target; lsURL is the store
