@@ -25,6 +25,7 @@ type dbFile struct {
 	pinned  *replica.Version // set between SHARED lock and unlock
 	end     func()           // ends the pinned transaction
 	revoker replica.Revoker  // set while the C layer reads pinned directly
+	direct  *directOut       // the C layer's struct for this file (layer.go); nil without the layer
 }
 
 var (
@@ -133,6 +134,7 @@ func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 			return sqlite3vfs.BusyError
 		}
 		f.pinned, f.end = v, end
+		f.fillDirect()
 	}
 	return nil
 }
