@@ -94,7 +94,7 @@ func full() config {
 		name:   "full",
 		readMB: 256, readPairs: 40, scanPairs: 6,
 		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000, unfolded: 1000,
-		peerPairs: 3, peerScanPairs: 1,
+		peerPairs: 5, peerScanPairs: 3,
 		lagIntervals: []time.Duration{100 * time.Millisecond, time.Second}, lagSamples: 100,
 		bootMB: []int{64, 256}, bootReps: 3,
 		applyFiles: 2000, applyPages: 10, applyReps: 3,
@@ -131,10 +131,11 @@ type row struct {
 }
 
 type bench struct {
-	t    *testing.T
-	cfg  config
-	dir  string
-	rows []row
+	t          *testing.T
+	peerSQLite string // the SQLite of the peer's python3 children, once one ran
+	cfg        config
+	dir        string
+	rows       []row
 }
 
 func (b *bench) want(s string) bool {
@@ -202,6 +203,9 @@ func TestBench(t *testing.T) {
 		t.Log("\n" + out)
 	}
 	for _, r := range b.rows {
+		if r.base2 != "" && (!(r.ratio2 > 0) || math.IsInf(r.ratio2, 0)) {
+			t.Errorf("%s / %s: not a sane measurement against the second baseline: %s, ratio %v", r.group, r.what, r.base2, r.ratio2)
+		}
 		if !(r.a > 0) || !(r.b > 0) || !(r.ratio > 0) || math.IsInf(r.ratio, 0) || math.IsNaN(r.ratio) {
 			t.Errorf("%s / %s: not a sane measurement: walrust %v (%s), baseline %v (%s), ratio %v",
 				r.group, r.what, r.a, r.walrust, r.b, r.baseline, r.ratio)
@@ -233,6 +237,9 @@ const peerHead = "Litestream v0.5.18 VFS (same run)"
 // of SQLite's own baselines and the peer, then every other row.
 func (b *bench) table(d *data, m string, took time.Duration) string {
 	var s strings.Builder
+	if b.peerSQLite != "" {
+		m += fmt.Sprintf("; peer children: %s with SQLite %s", peerPython, b.peerSQLite)
+	}
 	fmt.Fprintf(&s, "Machine: %s\n\n", m)
 	withNoise := func(r float64, noise string) string {
 		if noise == "" {

@@ -112,7 +112,7 @@ def main():
     job = json.loads(sys.argv[1])  # stdin is the idle job's stop signal
     start_rss = status_kib("VmRSS")
     load(job.get("ext"))
-    res = {"start_rss_kib": start_rss}
+    res = {"start_rss_kib": start_rss, "sqlite": sqlite3.sqlite_version}
     kind = job["job"]
     if kind == "reads":
         res.update(reads(job))

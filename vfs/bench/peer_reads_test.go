@@ -16,7 +16,9 @@ import (
 func (b *bench) peerReads(big *testDB, storeRoot, walPath string, cases []readCase) []string {
 	dir := filepath.Join(b.dir, "reads")
 	var pc []peerCase
-	for _, c := range cases {
+	for k, c := range cases {
+		c.peer.Pairs = b.cfg.scaled(c.peer.Pairs)
+		cases[k].peer = c.peer
 		pc = append(pc, c.peer)
 	}
 	job := func(extURI string) peerJob {

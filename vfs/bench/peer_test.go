@@ -65,6 +65,7 @@ type peerOut struct {
 	Seconds  float64 `json:"seconds"`
 	HWMKiB   int64   `json:"vm_hwm_kib"`
 	StartKiB int64   `json:"start_rss_kib"`
+	SQLite   string  `json:"sqlite"` // the child's SQLite version
 }
 
 // A peer child is either walrust's extension or Litestream's.
@@ -149,6 +150,7 @@ func parsePeer(b *bench, v peerVFS, job peerJob, stdout, stderr string) peerOut 
 			if err := json.Unmarshal([]byte(js), &out); err != nil {
 				b.t.Fatalf("peer %s, %s: %v", v.name, job.Job, err)
 			}
+			b.peerSQLite = out.SQLite
 			return out
 		}
 	}
