@@ -25,7 +25,8 @@ type s3Reader struct {
 
 	body  io.ReadCloser // nil once closed or failed
 	etag  string
-	off   int64 // bytes delivered so far
+	off   int64 // offset of the next byte to deliver
+	end   int64 // a ranged read's end (exclusive); 0: to the object's end
 	size  int64 // object size, -1 if neither the server nor the listing said
 	fails int   // resumes in a row without a byte of progress
 	err   error // sticky error once the reader has given up
@@ -38,8 +39,13 @@ type s3Reader struct {
 // get issues the GET for the bytes from r.off on.
 func (r *s3Reader) get() error {
 	in := &s3.GetObjectInput{Bucket: aws.String(r.s.bucket), Key: aws.String(r.key)}
-	if r.off > 0 {
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-", r.off))
+	ranged := r.off > 0 || r.end > 0
+	if ranged {
+		rng := fmt.Sprintf("bytes=%d-", r.off)
+		if r.end > 0 {
+			rng += fmt.Sprint(r.end - 1)
+		}
+		in.Range = aws.String(rng)
 		if r.etag != "" {
 			in.IfMatch = aws.String(r.etag)
 		}
@@ -48,12 +54,12 @@ func (r *s3Reader) get() error {
 	out, err := r.s.client.GetObject(r.ctx, in)
 	if err != nil {
 		var apiErr smithy.APIError
-		if r.off > 0 && errors.As(err, &apiErr) && apiErr.ErrorCode() == "PreconditionFailed" {
+		if ranged && r.etag != "" && errors.As(err, &apiErr) && apiErr.ErrorCode() == "PreconditionFailed" {
 			return fmt.Errorf("%s: object changed while it was being read (ETag %s): %w", r.op, r.etag, err)
 		}
 		return r.s.wrapErr(r.op, r.key, err)
 	}
-	if r.off == 0 {
+	if !ranged {
 		r.etag = aws.ToString(out.ETag)
 		if out.ContentLength != nil {
 			r.size = *out.ContentLength
@@ -69,7 +75,9 @@ func (r *s3Reader) get() error {
 		}
 	} else if cr := aws.ToString(out.ContentRange); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-", r.off)) {
 		out.Body.Close()
-		return fmt.Errorf("%s: resuming at byte %d, the server answered range %q", r.op, r.off, cr)
+		return fmt.Errorf("%s: asked for bytes from %d, the server answered range %q", r.op, r.off, cr)
+	} else if r.etag == "" {
+		r.etag = aws.ToString(out.ETag) // a resume of this range asks for the same object
 	}
 	r.body = out.Body
 	return nil

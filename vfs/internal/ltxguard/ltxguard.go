@@ -228,3 +228,17 @@ func (g *Reader) onBlockSize(b []byte) error {
 }
 
 func (g *Reader) nextPage() { g.p.need(ltx.PageHeaderSize, g.onPageHeader) }
+
+// CheckHeader checks a file's header on its own, by the rules a Reader
+// applies to it: what a lazy bootstrap, which reads a snapshot's header
+// and page frames by range rather than as one stream, holds it to.
+func CheckHeader(b []byte, want Want) (ltx.Header, error) {
+	g := &Reader{want: want}
+	if len(b) != ltx.HeaderSize {
+		return ltx.Header{}, fmt.Errorf("%w: header of %d bytes", ErrInvalid, len(b))
+	}
+	if err := g.onHeader(b); err != nil {
+		return ltx.Header{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return g.header, nil
+}
