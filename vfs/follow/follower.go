@@ -83,6 +83,11 @@ type Follower struct {
 	// at once, naming it, instead of after its whole timeout.
 	failed chan struct{}
 
+	// bootMode is BootstrapFull or BootstrapLazy; lazy is a lazy
+	// bootstrap under way (lazy.go).
+	bootMode string
+	lazy     lazyState
+
 	poke   chan struct{} // a poll asked for now (PollNow)
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -118,6 +123,10 @@ type Status struct {
 	SnapshotChecks int64       `json:"snapshot_checks"`
 	Interval       string      `json:"interval"`
 	Store          store.Stats `json:"store"`
+	// Hydration is a lazy bootstrap's progress while it runs; Hydrated
+	// what the last one did, once installed.
+	Hydration *replica.HydrationProgress `json:"hydration,omitempty"`
+	Hydrated  *replica.HydrationProgress `json:"hydrated,omitempty"`
 }
 
 // Options configure a Follower.
@@ -141,6 +150,9 @@ type Options struct {
 	// SnapshotCheckEvery is how often, at the least, a poll lists the
 	// snapshot level besides level 0; 0: DefaultSnapshotCheckEvery.
 	SnapshotCheckEvery time.Duration
+	// Bootstrap is how a new replica gets its snapshot: BootstrapFull
+	// (also "") or BootstrapLazy.
+	Bootstrap string
 	// StoreErr is why st could not be opened yet, if it could not (st
 	// opens itself at the polls): the status shows it until the first
 	// poll says more.
@@ -174,7 +186,7 @@ func newFollower(r *replica.Replica, st store.Reader, opts Options) *Follower {
 		maxInterval: opts.MaxInterval, checkEvery: cmp.Or(opts.SnapshotCheckEvery, DefaultSnapshotCheckEvery),
 		bad: make(map[store.FileKey]badFile), ready: make(chan struct{}), failed: make(chan struct{}),
 		pollDone: make(chan struct{}), poke: make(chan struct{}, 1),
-		cancel: func() {}, done: make(chan struct{}),
+		cancel: func() {}, done: make(chan struct{}), bootMode: opts.Bootstrap,
 	}
 	f.status.Source, f.status.Path, f.status.Interval = st.String(), r.Path(), opts.Interval.String()
 	if opts.StoreErr != nil {
@@ -242,11 +254,16 @@ func (f *Follower) Status() Status {
 		s.LagSeconds = time.Since(s.Current).Seconds()
 	}
 	s.Store = f.st.Stats()
+	if h := f.lazy.h.Load(); h != nil {
+		p := h.Progress()
+		s.Hydration = &p
+	}
 	return s
 }
 
 func (f *Follower) run(ctx context.Context) {
 	defer close(f.done)
+	defer f.waitLazy() // ctx has ended: the stream ends too
 	start := Event{Kind: EventStart, Err: f.r.OpenModified()}
 	if h := f.r.Head(); h != nil {
 		start.TXID = h.TXID
@@ -310,6 +327,10 @@ func (f *Follower) run(ctx context.Context) {
 func (f *Follower) step(ctx context.Context) error {
 	var err error
 	held, limit := f.r.HeldBytes(), f.heldLimit()
+	if err := f.finishLazy(); err != nil {
+		f.started = false
+		return err
+	}
 	switch {
 	case f.r.Head() == nil:
 		err = f.bootstrap(ctx)

@@ -180,6 +180,16 @@ func (f *Follower) follow(ctx context.Context, p plan) error {
 }
 
 func (f *Follower) installSnapshot(ctx context.Context, fi store.FileInfo) error {
+	if f.bootMode == BootstrapLazy && f.r.Head() == nil {
+		if err := f.beginLazy(ctx, fi); !errors.Is(err, errNoLazy) {
+			return err
+		}
+	}
+	if f.r.Head() == nil {
+		if err := f.r.DiscardHydration(); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
 	start := time.Now()
 	f.log.Info("bootstrapping from snapshot", "file", fi.String(), "bytes", fi.Size)
 	f.emit(Event{Kind: EventBootstrapStart, File: fi, Bytes: fi.Size})

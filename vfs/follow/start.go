@@ -30,8 +30,9 @@ type Config struct {
 	// answer is still waited for. The command line sets it; the VFS
 	// serves what it has at once.
 	CheckStore bool
-	MaxSize    int64 // see Options.MaxSize
-	MaxHeld    int64 // see Options.MaxHeld
+	MaxSize    int64  // see Options.MaxSize
+	MaxHeld    int64  // see Options.MaxHeld
+	Bootstrap  string // see Options.Bootstrap
 	// Store is how to reach the store. A new replica keeps its endpoint,
 	// region and path style in its state file; an open of a replica that
 	// exists and gives none of the three uses those (see storeFor).
@@ -119,7 +120,7 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 	log.Info("following", "db", path, "source", st.String(), "interval", cfg.Interval)
 	f := Follow(r, st, Options{
 		Interval: cfg.Interval, MaxInterval: cfg.MaxInterval, SnapshotCheckEvery: cfg.SnapshotCheckEvery,
-		MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld,
+		MaxSize: cfg.MaxSize, MaxHeld: cfg.MaxHeld, Bootstrap: cfg.Bootstrap,
 		Logger: log, OnEvent: cfg.OnEvent, StoreErr: storeErr,
 	})
 	return &Handle{Follower: f, Replica: r, Source: source, Existing: existing}, nil

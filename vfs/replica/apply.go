@@ -148,9 +148,7 @@ func (r *Replica) decodePages(ctx context.Context, dec *ltx.Decoder, head *Versi
 		case pgno > head.Commit || pgno == lockPgno:
 			return 0, nil
 		}
-		r.mu.RLock()
-		err := head.readPage(pgno, old)
-		r.mu.RUnlock()
+		err := r.readPageFetching(head, pgno, old)
 		if err != nil {
 			return 0, err
 		}
@@ -222,9 +220,7 @@ func (r *Replica) checksumOf(ctx context.Context, v *Version) (ltx.Checksum, err
 		if pgno%cancelEvery == 0 && ctx.Err() != nil {
 			return 0, fmt.Errorf("checksum of TXID %s: %w", v.TXID, ctx.Err())
 		}
-		r.mu.RLock()
-		err := v.readPage(pgno, buf)
-		r.mu.RUnlock()
+		err := r.readPageFetching(v, pgno, buf)
 		if err != nil {
 			return 0, fmt.Errorf("checksum of TXID %s: %w", v.TXID, err)
 		}

@@ -61,6 +61,9 @@ func (r *Replica) HeldBytes() int64 {
 	defer r.mu.RUnlock()
 	var n int64
 	for v := r.head; v != nil && v != r.root && v.seg != nil && !v.folded; v = v.parent {
+		if v.hyd != nil {
+			break // a hydrating snapshot is the replica itself, not held for a reader
+		}
 		n += v.seg.size()
 	}
 	for _, v := range r.abandoned {

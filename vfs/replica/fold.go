@@ -42,8 +42,9 @@ const foldLockWait = 50 * time.Millisecond
 func (r *Replica) Fold() (bool, error) {
 	r.mu.Lock()
 	fold, target := r.foldable()
+	noBase := r.base == nil // a lazy bootstrap's snapshot, still hydrating: nothing to fold into
 	r.mu.Unlock()
-	if target == nil {
+	if target == nil || noBase {
 		return false, nil
 	}
 	if err := r.base.lock.tryExclusive(foldLockWait); errors.Is(err, errBusy) {

@@ -379,8 +379,8 @@ func (r *Replica) clearLog() error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(r.logDir, e.Name())
-		if r.state.Staged != nil && p == r.state.Staged.Path {
-			continue
+		if r.state.Staged != nil && p == r.state.Staged.Path || strings.HasPrefix(e.Name(), hydratePrefix) && !strings.HasSuffix(p, ".tmp") {
+			continue // a lazy bootstrap's files are the follower's to resume or discard
 		}
 		if strings.HasSuffix(p, segmentExt) || strings.HasSuffix(p, stagedExt) || strings.HasSuffix(p, ".tmp") {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

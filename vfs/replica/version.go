@@ -2,6 +2,7 @@ package replica
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -31,7 +32,10 @@ type Version struct {
 	// Counter is the change counter served at offsets 24 and 92 of page 1.
 	Counter uint32
 
-	seg    *segment // pages of this version; nil for a root
+	seg *segment // pages of this version; nil for a root
+	// hyd is set on a snapshot served while it hydrates (a lazy
+	// bootstrap): its pages not local yet are fetched as they are read.
+	hyd    *Hydration
 	parent *Version
 	base   *baseFile
 
@@ -129,7 +133,25 @@ func (v *Version) Unpin() {
 // rollback-journal database whose change counter is the version's Counter.
 // Reads past the end return io.EOF after zero-filling, as SQLite expects of
 // a short read.
+//
+// A page of a snapshot still hydrating that is not local yet is fetched
+// with no lock held (readers never hold Replica.mu across a network wait),
+// then the read starts again: a bounded number of times, since every
+// fetch leaves its pages local for good.
 func (v *Version) ReadAt(p []byte, off int64) (int, error) {
+	for tries := len(p)/max(int(v.PageSize), 1) + demandTries; ; tries-- {
+		n, err := v.readAt(p, off)
+		var miss *missingPage
+		if !errors.As(err, &miss) || tries == 0 {
+			return n, err
+		}
+		if err := miss.h.demand(miss.pgno); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (v *Version) readAt(p []byte, off int64) (int, error) {
 	v.locks.mu.RLock() // keeps folds and base swaps from closing what we read
 	defer v.locks.mu.RUnlock()
 	if v.expired.Load() { // set under the write lock: no read of v is under way
@@ -187,6 +209,9 @@ func (v *Version) readPage(pgno uint32, buf []byte) error {
 		if pgno > f.Commit {
 			clear(buf) // the lock page, or past the end
 			return nil
+		}
+		if f.hyd != nil && !f.hyd.has(pgno) {
+			return &missingPage{h: f.hyd, pgno: pgno}
 		}
 		return f.readSegment(pgno, buf)
 	}

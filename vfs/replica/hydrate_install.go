@@ -1,0 +1,333 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/internal/durable"
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
+)
+
+// A lazy bootstrap's files in the log directory: the image and its
+// checkpoint. Neither is named by the state file: a replica whose first
+// bootstrap is under way has no state file (or one with no TXID), and no
+// file at its path. clearLog leaves them for the follower, which resumes
+// the hydration if it bootstraps from the same snapshot, or removes them
+// (DiscardHydration).
+const (
+	hydratePrefix = "hydrate-"
+	imageExt      = ".image"
+	checkpointExt = ".ckpt"
+)
+
+// LazySnapshot is what a lazy bootstrap needs of the snapshot it reads.
+type LazySnapshot struct {
+	Want  ltxguard.Want // as for StageSnapshot; Size must be the listed size
+	Fetch RangeFunc     // reads a range of the file
+	// Ctx bounds every fetch, the stream's and the readers': the
+	// follower's, which ends when it stops.
+	Ctx context.Context
+}
+
+// BeginHydration starts a lazy bootstrap of a new replica from a snapshot:
+// it reads the snapshot's header and page index (two ranged reads, plus
+// one for the index's size), checks them, and publishes the snapshot as
+// the replica's head, readable at once: pages not local yet are fetched
+// as they are read. It resumes a hydration of the same snapshot that a
+// restart interrupted, keeping the pages its checkpoint records. The
+// caller runs h.Run(ck) on a goroutine of its own, and calls
+// InstallHydrated (or AbandonHydration) once it has finished.
+func (r *Replica) BeginHydration(src LazySnapshot) (*Hydration, *checkpoint, error) {
+	if r.head != nil || r.base != nil {
+		return nil, nil, errors.New("lazy bootstrap: the replica has a version already")
+	}
+	want := src.Want
+	want.Snapshot = true
+	if want.MaxSize <= 0 {
+		want.MaxSize = DefaultMaxSize
+	}
+	size := want.Size
+	if size < ltx.HeaderSize+endMarkerSize+tailSize {
+		return nil, nil, corrupt(fmt.Errorf("lazy bootstrap: a snapshot of %d bytes", size))
+	}
+	read := func(off, n int64) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(src.Ctx, demandTimeout)
+		defer cancel()
+		rc, err := src.Fetch(ctx, off, n)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		b := make([]byte, n) // n is a header's or the tail's size, or a checked index size
+		if _, err := io.ReadFull(rc, b); err != nil {
+			return nil, fmt.Errorf("lazy bootstrap: read [%d, +%d): %w", off, n, err)
+		}
+		return b, nil
+	}
+	hdrRaw, err := read(0, ltx.HeaderSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr, err := ltxguard.CheckHeader(hdrRaw, want)
+	if err != nil {
+		return nil, nil, corrupt(err)
+	}
+	sizeField, err := read(size-tailSize, 8)
+	if err != nil {
+		return nil, nil, err
+	}
+	indexOff, err := indexBounds(hdr, size, sizeField)
+	if err != nil {
+		return nil, nil, err
+	}
+	lay := &snapshotLayout{hdr: hdr, hdrRaw: hdrRaw, size: size, indexOff: indexOff}
+	ctx, cancel := context.WithTimeout(src.Ctx, demandTimeout+time.Duration((size-indexOff)>>20)*time.Second)
+	rc, err := src.Fetch(ctx, indexOff, size-indexOff)
+	if err == nil {
+		err = lay.parseIndex(rc)
+		rc.Close()
+	}
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("lazy bootstrap: page index: %w", err)
+	}
+	// A snapshot of the old frame format cannot be read by range: find
+	// out from page 1's frame header before serving anything.
+	if _, n := lay.frame(1); n > 0 {
+		b, err := read(ltx.HeaderSize, ltx.PageHeaderSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		if b[4] != 0 || b[5] != byte(ltx.PageHeaderFlagSize) {
+			return nil, nil, errOldFrames
+		}
+	}
+	h, ck, err := r.openImage(lay, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	seg := &segment{path: h.path, f: h.img, full: true, meta: segmentMeta{
+		MinTXID: 1, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit, Timestamp: hdr.Timestamp,
+		// The trailer's database checksum, unverified until the stream
+		// ends: Apply checks the next file against it, and if it lied the
+		// whole chain is abandoned then.
+		Checksum: lay.trailer.PostApplyChecksum, Page1Checksum: ck.page1Sum,
+	}}
+	if hdr.NoChecksum() {
+		seg.meta.Checksum = 0
+	}
+	v := r.newVersion(seg)
+	v.hyd = h
+	r.publish(v)
+	hook("hydrate:published")
+	return h, ck, nil
+}
+
+// openImage opens the image of the snapshot, resuming from its checkpoint
+// if one for this very snapshot survived, else creating it afresh.
+func (r *Replica) openImage(lay *snapshotLayout, src LazySnapshot) (*Hydration, *checkpoint, error) {
+	hdr := lay.hdr
+	base := filepath.Join(r.logDir, fmt.Sprintf("%s%016x-%x", hydratePrefix, uint64(hdr.MaxTXID), lay.size))
+	path, ckPath := base+imageExt, base+checkpointExt
+	hdrSum := crc64.Checksum(lay.hdrRaw, crcTable)
+	dbSize := int64(hdr.Commit) * int64(hdr.PageSize)
+	ck, err := readCheckpoint(ckPath)
+	if err == nil && (ck.txid != hdr.MaxTXID || ck.size != lay.size || ck.hdrSum != hdrSum || ck.next < 1 || ck.next > hdr.Commit+1) {
+		err = errors.New("checkpoint of another snapshot")
+	}
+	var img *os.File
+	if err == nil {
+		img, err = os.OpenFile(path, os.O_RDWR, 0)
+		if err == nil {
+			if fi, serr := img.Stat(); serr != nil || fi.Size() != dbSize {
+				img.Close()
+				err = errors.New("image of another size")
+			}
+		}
+	}
+	if err != nil { // start afresh
+		if err := r.DiscardHydration(); err != nil {
+			return nil, nil, err
+		}
+		if err := checkFreeSpace(path, dbSize); err != nil {
+			return nil, nil, err
+		}
+		if img, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, durable.Mode); err != nil {
+			return nil, nil, fmt.Errorf("lazy bootstrap: %w", err)
+		}
+		if err := img.Truncate(dbSize); err != nil { // sparse: pages are written as they come
+			img.Close()
+			return nil, nil, fmt.Errorf("lazy bootstrap: size image: %w", err)
+		}
+		crc := crc64.New(crcTable)
+		crc.Write(lay.hdrRaw)
+		state, _ := crc.(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
+		ck = &checkpoint{path: ckPath, txid: hdr.MaxTXID, size: lay.size, hdrSum: hdrSum, next: 1, crcState: state}
+		if !hdr.NoChecksum() {
+			ck.dbSum = ltx.ChecksumFlag
+		}
+		// The image exists before the checkpoint that vouches for it.
+		if err := img.Sync(); err == nil {
+			err = durable.SyncDir(r.logDir)
+		}
+		if err := ck.write(); err != nil {
+			img.Close()
+			return nil, nil, err
+		}
+	}
+	ck.path = ckPath
+	h := &Hydration{
+		lay: lay, fetch: src.Fetch, ctx: src.Ctx, path: path, img: img, ps: int(hdr.PageSize), commit: hdr.Commit,
+		local: make([]atomic.Uint64, (hdr.Commit+63)/64), calls: make(map[uint32]*demandCall),
+		started: time.Now(), finished: make(chan struct{}),
+	}
+	// Pages before the checkpoint's are in the image, and on disk; so is
+	// the lock page (zeros, never stored).
+	h.mu.Lock()
+	for pgno := uint32(1); pgno < ck.next; pgno++ {
+		h.setLocal(pgno)
+	}
+	if lock := ltx.LockPgno(hdr.PageSize); lock <= hdr.Commit {
+		h.setLocal(lock)
+	}
+	h.mu.Unlock()
+	return h, ck, nil
+}
+
+// DiscardHydration removes a lazy bootstrap's files: one of another
+// snapshot, or when the replica bootstraps in full instead.
+func (r *Replica) DiscardHydration() error {
+	entries, err := os.ReadDir(r.logDir)
+	if err != nil {
+		return fmt.Errorf("discard hydration: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), hydratePrefix) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(r.logDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("discard hydration: %w", err)
+		}
+	}
+	return nil
+}
+
+// InstallHydrated makes a hydrated, verified image the replica's base
+// file, as a first bootstrap's staged snapshot is (installFirst), but
+// keeps the versions applied on top of it meanwhile: the snapshot's
+// version becomes the chain's root, read from the base file from now on.
+// Only the follower calls it, after h.Finished with no error.
+//
+// Ordering, for crashes: the image's page 1 gets the served header and is
+// synced; the state file then names it as a staged snapshot; the rename
+// over the (missing) base file and the state's TXID follow, as
+// finishFirstInstall does them, and Open finishes them after a crash. A
+// crash before the state names it leaves the checkpoint: the hydration
+// resumes, streams what came after the last checkpoint again, and
+// installs.
+func (r *Replica) InstallHydrated(h *Hydration) error {
+	if err := h.Err(); err != nil {
+		return err
+	}
+	r.mu.RLock()
+	var hv *Version
+	for v := r.head; v != nil; v = v.parent {
+		if v.hyd == h {
+			hv = v
+		}
+	}
+	r.mu.RUnlock()
+	if hv == nil {
+		return errors.New("install hydrated snapshot: not the replica's chain")
+	}
+	if _, err := patchFileHeader(h.path, hv); err != nil {
+		return fmt.Errorf("install hydrated snapshot: %w", err)
+	}
+	m, vs := hv.seg.meta, h.verified
+	st := State{Origin: r.state.Origin, Counter: hv.Counter, Staged: &StagedSnapshot{
+		Path: h.path, TXID: m.MaxTXID, Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: vs.checksum,
+		PageSize: m.PageSize, Commit: m.Commit, Page1Checksum: vs.page1Sum, Page1Header: vs.page1Header,
+	}}
+	if err := writeState(r.path, &st); err != nil {
+		return fmt.Errorf("install hydrated snapshot: %w", err)
+	}
+	hook("hydrate:state")
+	r.state = st
+	if err := r.finishFirstInstall(); err != nil {
+		return fmt.Errorf("install hydrated snapshot: %w", err)
+	}
+	hook("hydrate:renamed")
+	b, err := openBase(r.path)
+	if err != nil {
+		return fmt.Errorf("install hydrated snapshot: %w", err)
+	}
+	// Re-root the chain: the snapshot's version is now the base file's.
+	// Under the write lock no reader is reading the image's descriptor,
+	// which is closed here; Direct never handed it out (a chain with an
+	// unfolded snapshot reads through ReadAt).
+	r.mu.Lock()
+	r.base, r.root = b, hv
+	hv.base, hv.folded, hv.Checksum, hv.Page1Checksum = b, true, vs.checksum, vs.page1Sum
+	hv.chain.full, hv.chain.root = nil, hv
+	for v := r.head; v != hv; v = v.parent {
+		v.base = b
+	}
+	hv.seg.close()
+	r.baseHdr = baseHeader{known: true, counter: hv.Counter, commit: hv.Commit}
+	r.mu.Unlock()
+	os.Remove(h.lay.checkpointPath(r.logDir))
+	hook("hydrate:installed")
+	return nil
+}
+
+// checkpointPath is where the checkpoint of this layout's snapshot is.
+func (l *snapshotLayout) checkpointPath(logDir string) string {
+	return filepath.Join(logDir, fmt.Sprintf("%s%016x-%x%s", hydratePrefix, uint64(l.hdr.MaxTXID), l.size, checkpointExt))
+}
+
+// AbandonHydration gives up a hydration whose snapshot failed to verify:
+// every version of its chain expires (its readers' reads fail from now on:
+// some of what they read was never verified), the replica has no version
+// again, and its files go (discard) or stay for a bootstrap to resume
+// from. The follower then bootstraps again.
+func (r *Replica) AbandonHydration(h *Hydration, why error, discard bool) error {
+	r.mu.Lock()
+	chain := []*Version{}
+	for v := r.head; v != nil; v = v.parent {
+		chain = append(chain, v)
+	}
+	msg := fmt.Sprintf("the snapshot it read while it was hydrating failed to verify: %v", why)
+	for _, v := range chain {
+		v.expiredWhy = msg
+		v.expired.Store(true)
+		if v.seg != nil {
+			v.seg.close()
+		}
+	}
+	r.head, r.root = nil, nil
+	r.mu.Unlock()
+	r.revokeMu.Lock()
+	for _, v := range chain {
+		for rv := range v.revokers {
+			rv.Revoke()
+		}
+		v.revokers = nil
+	}
+	r.revokeMu.Unlock()
+	err := r.removeSegments()
+	if discard {
+		err = errors.Join(err, r.DiscardHydration())
+	}
+	return err
+}
