@@ -39,6 +39,9 @@ type lazyState struct {
 	h    atomic.Pointer[replica.Hydration] // read by Status from any goroutine
 	file store.FileInfo                    // the snapshot: the follower's goroutine only
 	wg   sync.WaitGroup                    // the stream's goroutine
+	// cancel ends the hydration's fetches, the stream's and the readers'
+	// (waitLazy); set with h, on the follower's goroutine.
+	cancel context.CancelFunc
 }
 
 // errNoLazy says a lazy bootstrap cannot be done here: the full one is.
@@ -65,8 +68,10 @@ func (f *Follower) beginLazy(ctx context.Context, fi store.FileInfo) error {
 		}
 		return &budgeted{ReadCloser: rc, ctx: ctx, cancel: cancel}, nil
 	}
-	h, ck, err := f.r.BeginHydration(replica.LazySnapshot{Want: f.want(fi), Fetch: fetch, Ctx: ctx})
+	hctx, cancel := context.WithCancel(ctx)
+	h, ck, err := f.r.BeginHydration(replica.LazySnapshot{Want: f.want(fi), Fetch: fetch, Ctx: hctx})
 	if err != nil {
+		cancel()
 		if replica.IsLazyUnsupported(err) {
 			f.log.Info("the snapshot cannot be read by range; bootstrapping in full", "file", fi.String(), "err", err)
 			return errNoLazy
@@ -77,7 +82,7 @@ func (f *Follower) beginLazy(ctx context.Context, fi store.FileInfo) error {
 		}
 		return fmt.Errorf("lazy bootstrap: snapshot %s: %w (retrying)", fi, err)
 	}
-	f.lazy.file = fi
+	f.lazy.file, f.lazy.cancel = fi, cancel
 	f.lazy.h.Store(h)
 	f.lazy.wg.Add(1)
 	go func() {
@@ -129,10 +134,12 @@ func (f *Follower) finishLazy() error {
 	if corrupt {
 		f.reject(fi, err)
 		f.log.Error("the snapshot served while it hydrated failed to verify; its readers' reads fail, and the replica bootstraps again", "file", fi.String(), "err", err)
+	} else if errors.Is(err, replica.ErrServedWrong) {
+		f.log.Error("a page served while the snapshot hydrated was not the snapshot's (a range spoiled in transit?); its readers' reads fail, and the replica bootstraps again", "file", fi.String(), "err", err)
 	} else {
 		f.log.Error("the snapshot's stream kept failing; its readers' reads fail, and the replica bootstraps again from its checkpoint", "file", fi.String(), "err", err)
 	}
-	if aerr := f.r.AbandonHydration(h, err, corrupt); aerr != nil {
+	if aerr := f.r.AbandonHydration(h, err, corrupt || errors.Is(err, replica.ErrServedWrong)); aerr != nil {
 		err = errors.Join(err, aerr)
 	}
 	return fmt.Errorf("lazy bootstrap: snapshot %s: %w", fi, err)
@@ -140,4 +147,9 @@ func (f *Follower) finishLazy() error {
 
 // waitLazy waits for the stream's goroutine: the follower's context has
 // ended, so it ends too.
-func (f *Follower) waitLazy() { f.lazy.wg.Wait() }
+func (f *Follower) waitLazy() {
+	if f.lazy.cancel != nil {
+		f.lazy.cancel()
+	}
+	f.lazy.wg.Wait()
+}

@@ -41,10 +41,13 @@ const foldLockWait = 50 * time.Millisecond
 // exclusive lock excludes, and see the new change counter afterwards.
 func (r *Replica) Fold() (bool, error) {
 	r.mu.Lock()
+	if r.base == nil { // a lazy bootstrap's snapshot, still hydrating: nothing to fold into
+		r.mu.Unlock()
+		return false, nil
+	}
 	fold, target := r.foldable()
-	noBase := r.base == nil // a lazy bootstrap's snapshot, still hydrating: nothing to fold into
 	r.mu.Unlock()
-	if target == nil || noBase {
+	if target == nil {
 		return false, nil
 	}
 	if err := r.base.lock.tryExclusive(foldLockWait); errors.Is(err, errBusy) {

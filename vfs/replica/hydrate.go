@@ -88,6 +88,12 @@ type verifiedSnapshot struct {
 	page1Header []byte // the primary's header of page 1
 }
 
+// ErrServedWrong means a page fetched on demand, and served, differs from
+// the copy the snapshot's checksummed stream carries: the versions that
+// served it are abandoned and the bootstrap starts again, without
+// rejecting the snapshot (the stream's copy may well be right).
+var ErrServedWrong = errors.New("a page served while hydrating was not the snapshot's")
+
 // demandChunk is how many pages one demand fetches: the page asked for and
 // its neighbours, aligned, since a B-tree reader often reads pages near
 // each other (a scan, an index's leaves) and a round trip costs far more
@@ -179,7 +185,11 @@ func (h *Hydration) writePages(first uint32, pages []byte, stream bool) error {
 			return fmt.Errorf("hydrate: read page %d back: %w", pgno, err)
 		}
 		if !bytes.Equal(have, pages[i*h.ps:(i+1)*h.ps]) {
-			return corrupt(fmt.Errorf("page %d as fetched by a reader differs from the snapshot's stream", pgno))
+			// One of the two copies is wrong, and a reader has been served
+			// the first: its versions must go. Which one the file checksum
+			// would tell, but the snapshot need not be rejected for a range
+			// spoiled in transit: the bootstrap starts again.
+			return fmt.Errorf("page %d as fetched by a reader differs from the snapshot's stream: %w", pgno, ErrServedWrong)
 		}
 	}
 	return flush(n)

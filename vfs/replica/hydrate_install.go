@@ -117,12 +117,19 @@ func (r *Replica) BeginHydration(src LazySnapshot) (*Hydration, *checkpoint, err
 	if err != nil {
 		return nil, nil, err
 	}
+	// Page 1 now: every reader's first read, and its checksum is where a
+	// file applied on top starts its running checksum from (Apply).
+	page1Sum, err := h.page1Checksum()
+	if err != nil {
+		h.img.Close()
+		return nil, nil, err
+	}
 	seg := &segment{path: h.path, f: h.img, full: true, meta: segmentMeta{
 		MinTXID: 1, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit, Timestamp: hdr.Timestamp,
 		// The trailer's database checksum, unverified until the stream
 		// ends: Apply checks the next file against it, and if it lied the
 		// whole chain is abandoned then.
-		Checksum: lay.trailer.PostApplyChecksum, Page1Checksum: ck.page1Sum,
+		Checksum: lay.trailer.PostApplyChecksum, Page1Checksum: page1Sum,
 	}}
 	if hdr.NoChecksum() {
 		seg.meta.Checksum = 0
@@ -330,4 +337,19 @@ func (r *Replica) AbandonHydration(h *Hydration, why error, discard bool) error 
 		err = errors.Join(err, r.DiscardHydration())
 	}
 	return err
+}
+
+// page1Checksum fetches page 1 if it is not local, and returns its
+// checksum as the primary wrote it.
+func (h *Hydration) page1Checksum() (ltx.Checksum, error) {
+	if !h.has(1) {
+		if err := h.demand(1); err != nil {
+			return 0, err
+		}
+	}
+	page := make([]byte, h.ps)
+	if _, err := h.img.ReadAt(page, 0); err != nil {
+		return 0, fmt.Errorf("lazy bootstrap: read page 1: %w", err)
+	}
+	return ltx.ChecksumPage(1, page), nil
 }

@@ -39,7 +39,7 @@ const streamBatch = 64
 // compared, not written, the second time.
 func (h *Hydration) Run(ck *checkpoint) {
 	err := h.run(ck)
-	for try := 1; err != nil && !errors.Is(err, ErrCorrupt) && h.ctx.Err() == nil && try < streamTries; try++ {
+	for try := 1; err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrServedWrong) && h.ctx.Err() == nil && try < streamTries; try++ {
 		t := time.NewTimer(min(time.Second<<min(try, 5), 30*time.Second))
 		select {
 		case <-t.C:
@@ -72,9 +72,9 @@ func (h *Hydration) run(ck *checkpoint) error {
 		return fmt.Errorf("hydrate: %w", err)
 	}
 	defer rc.Close()
-	// The CRC hashes bytes as they are consumed, not as they arrive, so
-	// that its state at a checkpoint is exactly that of the bytes before
-	// the next frame.
+	// The CRC hashes what it covers as it is consumed, not as it
+	// arrives, so that its state at a checkpoint is exactly that of the
+	// file before the next frame.
 	br := bufio.NewReaderSize(&countedReader{r: rc, n: &h.fetched}, 1<<20)
 	cr := &hashingReader{r: br, h: crc}
 	frame := make([]byte, maxFrame(uint32(h.ps)))
@@ -90,12 +90,16 @@ func (h *Hydration) run(ck *checkpoint) error {
 		if n == 0 {
 			clear(page) // the lock page
 		} else {
-			if _, err := io.ReadFull(cr, frame[:n]); err != nil {
+			if _, err := io.ReadFull(br, frame[:n]); err != nil {
 				return fmt.Errorf("hydrate: read page %d: %w", pgno, noEOF(err))
 			}
 			if err := decodeFrame(frame[:n], pgno, page); err != nil {
 				return err
 			}
+			// LTX's file checksum covers a frame's page header and size
+			// field, and the page decompressed (not the LZ4 block).
+			crc.Write(frame[:ltx.PageHeaderSize+4])
+			crc.Write(page)
 		}
 		if pgno != lock && !h.lay.hdr.NoChecksum() {
 			ck.dbSum = ltx.ChecksumFlag | (ck.dbSum ^ ltx.ChecksumPageWithHasher(hasher, pgno, page))

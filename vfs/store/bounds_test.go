@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
 )

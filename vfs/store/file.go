@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
