@@ -34,6 +34,7 @@ type Config struct {
 	SnapshotCheck time.Duration // snapshot_check=, WALRUST_SNAPSHOT_CHECK: the snapshot level listed at least this often; 0: 1m
 	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: 1TiB (replica.DefaultMaxSize)
 	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
+	Bootstrap     string        // bootstrap=, WALRUST_BOOTSTRAP: full (default) or lazy (follow.BootstrapLazy)
 	MaxLag        time.Duration // max_lag=, WALRUST_MAX_LAG: refuse read transactions while the replica is staler (stale.go); 0: never
 	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 	Sources       *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
@@ -119,6 +120,10 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 		return c, err
 	}
 	if c.MaxHeld, err = size("max_held", "WALRUST_MAX_HELD"); err != nil {
+		return c, err
+	}
+	c.Bootstrap = strings.TrimSpace(get("bootstrap", "WALRUST_BOOTSTRAP"))
+	if err := follow.CheckBootstrap(c.Bootstrap); err != nil {
 		return c, err
 	}
 	if s := strings.TrimSpace(getenv(sourcesEnv)); s != "" {

@@ -163,7 +163,7 @@ func (s *shared) followConfig() follow.Config {
 	return follow.Config{
 		Source: s.cfg.Source, Interval: s.cfg.Interval, StoreTimeout: s.cfg.Timeout,
 		MaxInterval: s.cfg.MaxInterval, SnapshotCheckEvery: s.cfg.SnapshotCheck,
-		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Store: opts, Logger: logger,
+		MaxSize: s.cfg.MaxSize, MaxHeld: s.cfg.MaxHeld, Bootstrap: s.cfg.Bootstrap, Store: opts, Logger: logger,
 		// With WALRUST_SOURCES, S3 options come from the environment
 		// and the listed source URLs only, not from a state file.
 		OwnStoreOnly: s.cfg.ownStoreOnly(),

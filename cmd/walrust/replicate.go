@@ -118,6 +118,7 @@ func init() {
 			maxSize = n
 			return err
 		})
+		bootstrap := fs.String("bootstrap", "", "how a new replica gets its snapshot: full (download, verify, then install) or lazy (read by range and stream; the file appears once hydrated and verified, so here only the progress output differs)")
 		config := fs.String("config", "", "follow every replica a YAML `FILE` lists (see below); SIGHUP reads it again")
 		sf.register(fs)
 		var lo logOpts
@@ -153,7 +154,7 @@ func init() {
 				return usagef("--summary-every %s: must not be negative", lo.summaryEvery)
 			}
 			e.log = newLineLog(lo.format, "cmd", "replicate", "db", *local)
-			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, metricsAddr: *metricsAddr, maxLag: *maxLag, log: lo})
+			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, bootstrap: *bootstrap, metricsAddr: *metricsAddr, maxLag: *maxLag, log: lo})
 		}
 	}
 }
@@ -163,6 +164,7 @@ func init() {
 type replicateOpts struct {
 	interval, maxInterval time.Duration
 	maxSize               int64
+	bootstrap             string
 	metricsAddr           string
 	maxLag                time.Duration
 	log                   logOpts
@@ -198,6 +200,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 		Interval:    interval,
 		MaxInterval: o.maxInterval,
 		MaxSize:     o.maxSize,
+		Bootstrap:   o.bootstrap,
 		Store:       sf.options(),
 		Logger:      followerLogger(os.Getenv("WALRUST_LOG"), p.log),
 		OnEvent:     p.event,

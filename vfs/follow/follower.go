@@ -142,6 +142,7 @@ type Options struct {
 	Logger  *slog.Logger // nil: discard
 	// OnEvent, if set, is called from the follower's goroutine for each
 	// thing it does (the command line prints them); it must not block long.
+	// A lazy bootstrap's EventProgress comes from its stream's goroutine.
 	OnEvent func(Event)
 	// MaxInterval, if longer than Interval, lets idle polls back off: each
 	// poll that finds nothing new doubles the wait, up to MaxInterval; the

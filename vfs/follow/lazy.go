@@ -36,9 +36,10 @@ func CheckBootstrap(mode string) error {
 
 // lazyState is the follower's side of a lazy bootstrap under way.
 type lazyState struct {
-	h    atomic.Pointer[replica.Hydration] // read by Status from any goroutine
-	file store.FileInfo                    // the snapshot: the follower's goroutine only
-	wg   sync.WaitGroup                    // the stream's goroutine
+	h     atomic.Pointer[replica.Hydration] // read by Status from any goroutine
+	file  store.FileInfo                    // the snapshot: the follower's goroutine only
+	start time.Time                         // when it began: the follower's goroutine only
+	wg    sync.WaitGroup                    // the stream's goroutine
 	// cancel ends the hydration's fetches, the stream's and the readers'
 	// (waitLazy); set with h, on the follower's goroutine.
 	cancel context.CancelFunc
@@ -85,9 +86,24 @@ func (f *Follower) beginLazy(ctx context.Context, fi store.FileInfo) error {
 	f.lazy.file, f.lazy.cancel = fi, cancel
 	f.lazy.h.Store(h)
 	f.lazy.wg.Add(1)
+	f.lazy.start = start
 	go func() {
 		defer f.lazy.wg.Done()
+		stop := make(chan struct{})
+		go func() { // progress, while the stream runs
+			t := time.NewTicker(progressEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					f.emit(Event{Kind: EventProgress, File: fi, Done: h.Progress().Bytes, Bytes: fi.Size})
+				}
+			}
+		}()
 		h.Run(ck)
+		close(stop)
 		f.PollNow() // install it now, not at the next poll
 	}()
 	f.log.Info("serving the snapshot while it hydrates", "file", fi.String(), "txid", h.TXID(), "took", time.Since(start).Round(time.Millisecond))
@@ -120,7 +136,7 @@ func (f *Follower) finishLazy() error {
 			f.status.Hydrated = &p
 			f.mu.Unlock()
 			f.log.Info("hydrated", "file", fi.String(), "pages", p.PagesTotal, "bytes", p.Bytes, "demand_gets", p.DemandGets, "rate_mib_s", p.Rate/(1<<20))
-			f.emit(Event{Kind: EventSnapshotInstalled, File: fi, Bytes: fi.Size, Pages: int(p.PagesTotal), TXID: h.TXID()})
+			f.emit(Event{Kind: EventSnapshotInstalled, File: fi, Bytes: fi.Size, Pages: int(p.PagesTotal), TXID: h.TXID(), Took: time.Since(f.lazy.start)})
 			return nil
 		}
 		if !errors.Is(err, replica.ErrCorrupt) {

@@ -1,0 +1,167 @@
+package replica
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// The hydration crash test kills a child process (this test binary, run as
+// TestHydrateCrashChild) with SIGKILL at random moments of a lazy
+// bootstrap — fetching the index, serving demand reads, streaming,
+// checkpointing, installing — over and over, then lets one run finish.
+// Each restart must resume from the last checkpoint (never lose pages it
+// recorded), and the end must be the snapshot exactly, passing
+// integrity_check as a plain database.
+const (
+	hydrateChildEnv  = "WALRUST_HYDRATE_CHILD"  // the replica path; set only in the child
+	hydrateSourceEnv = "WALRUST_HYDRATE_SOURCE" // the store directory
+)
+
+// TestHydrateCrashChild is the child side of TestHydrateCrash: it
+// bootstraps the replica lazily (or resumes), with readers demanding
+// pages meanwhile and a stream slowed down so that kills land mid-way,
+// then installs it and exits 0.
+func TestHydrateCrashChild(t *testing.T) {
+	path := os.Getenv(hydrateChildEnv)
+	if path == "" {
+		t.Skip("the child process of TestHydrateCrash")
+	}
+	checkpointEvery = 64 << 10
+	dir := os.Getenv(hydrateSourceEnv)
+	r, err := Open(path, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Head() != nil {
+		return // installed by an earlier run
+	}
+	st, err := store.OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	snaps, err := st.ListAfter(ctx, store.SnapshotLevel, 0)
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots: %v %v", snaps, err)
+	}
+	fi := snaps[0]
+	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		rc, err := st.OpenRange(ctx, fi, off, n)
+		if err != nil {
+			return nil, err
+		}
+		return slowBody{rc}, nil
+	}
+	h, ck, err := r.BeginHydration(LazySnapshot{Want: want(fi), Fetch: fetch, Ctx: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Pin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // a reader, demanding pages at random while the stream runs
+		buf := make([]byte, v.PageSize)
+		for {
+			pgno := rand.Int64N(int64(v.Commit))
+			if _, err := v.ReadAt(buf, pgno*int64(v.PageSize)); err != nil {
+				return
+			}
+		}
+	}()
+	h.Run(ck)
+	if err := h.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.InstallHydrated(h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowBody makes the stream take long enough to be killed mid-way: 1 ms
+// per 16 KiB.
+type slowBody struct{ io.ReadCloser }
+
+func (s slowBody) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.ReadCloser.Read(p[:min(len(p), 16<<10)])
+}
+
+func TestHydrateCrash(t *testing.T) {
+	w := newWorld(t, 4096, false)
+	w.InsertRows(600, 5000) // about 3 MiB, incompressible
+	txid := w.AdvanceRef()
+	w.Snapshot()
+	run := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHydrateCrashChild$")
+		cmd.Env = append(os.Environ(), hydrateChildEnv+"="+w.Path, hydrateSourceEnv+"="+w.StoreDir)
+		cmd.Stderr = os.Stderr // its PASS lines, on stdout, are noise
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	kills, mid := 0, 0
+	var next uint32
+	for kills < 25 {
+		cmd := run()
+		time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err == nil {
+			// It finished before the kill: start over from nothing, so
+			// that every kill lands in a hydration.
+			removeReplica(t, w.Path)
+			next = 0
+			continue
+		}
+		kills++
+		cks, _ := filepath.Glob(filepath.Join(w.Path+"-replica-log", hydratePrefix+"*"+checkpointExt))
+		if len(cks) == 1 {
+			ck, err := readCheckpoint(cks[0])
+			if err != nil {
+				t.Fatalf("kill %d: checkpoint: %v", kills, err)
+			}
+			if ck.next < next {
+				t.Fatalf("kill %d: the checkpoint went back from page %d to %d: verified pages lost", kills, next, ck.next)
+			}
+			if ck.next > 1 {
+				mid++
+			}
+			next = ck.next
+		}
+	}
+	if mid < 5 {
+		t.Fatalf("only %d of %d kills landed after a checkpoint: the test does not test resuming", mid, kills)
+	}
+	cmd := run()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the last run: %v", err)
+	}
+	w.checkBase(txid, "after the crashes")
+	integrityCheck(t, w.Path, "after the crashes")
+	r := w.openReplica()
+	defer r.Close()
+	w.checkHead(r, txid, "after the crashes")
+	t.Logf("%d kills, %d after a checkpoint", kills, mid)
+}
+
+// removeReplica removes every file of a replica.
+func removeReplica(t *testing.T, path string) {
+	for _, p := range []string{path, path + "-replica-state", path + "-replica-lock"} {
+		os.Remove(p)
+	}
+	if err := os.RemoveAll(path + "-replica-log"); err != nil {
+		t.Fatal(err)
+	}
+}
