@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/walrust/walrust/vfs/internal/testhooks"
+	"github.com/walrust/walrust/vfs/replica"
 )
 
 // The hooks of vfs/internal/testhooks, for the tests outside this package.
@@ -20,6 +21,7 @@ func init() {
 		viewsKept = n
 		return func() { viewsKept = old }
 	}
+	testhooks.SetHydrateDelay = replica.SetStreamDelay
 	testhooks.SetReadHook = func(h func(path string, off int64, n int)) func() {
 		readHook.Store(&h)
 		return func() { readHook.Store(nil) }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -20,6 +21,18 @@ import (
 // checkpointEvery is how many bytes of the snapshot the stream reads
 // between checkpoints (and how much a crash can make it read again).
 var checkpointEvery int64 = 32 << 20
+
+// streamDelay slows the stream down by this much a batch: tests set it
+// (SetStreamDelay) to read while a small snapshot still hydrates.
+var streamDelay atomic.Int64
+
+// SetStreamDelay makes every lazy bootstrap's stream pause d after each
+// batch of pages, until restore: for tests that need a hydration to take
+// a while. Nothing else calls it.
+func SetStreamDelay(d time.Duration) (restore func()) {
+	streamDelay.Store(int64(d))
+	return func() { streamDelay.Store(0) }
+}
 
 // streamTries bounds how often a broken stream is started again.
 const streamTries = 20
@@ -115,6 +128,9 @@ func (h *Hydration) run(ck *checkpoint) error {
 			return err
 		}
 		batch, batchFirst = batch[:0], pgno+1
+		if d := streamDelay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
 		if end := h.lay.offs[pgno]; end-lastCkpt >= checkpointEvery && pgno < h.commit {
 			// The checkpoint says pages before next are in the image: they
 			// must be on disk before it is, so the image is synced first.

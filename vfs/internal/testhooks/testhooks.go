@@ -5,7 +5,10 @@
 // read hook.
 package testhooks
 
-import "log/slog"
+import (
+	"log/slog"
+	"time"
+)
 
 // DirectReads is how many reads vfs's C layer has served without Go.
 var DirectReads func() uint64
@@ -22,3 +25,7 @@ var SetReadHook func(h func(path string, off int64, n int)) (restore func())
 // SetViewsKept sets how many as_of views are kept next to one replica
 // until restore; not while a view opens.
 var SetViewsKept func(n int) (restore func())
+
+// SetHydrateDelay slows every lazy bootstrap's stream by d a batch of
+// pages until restore, so that a test can read while it hydrates.
+var SetHydrateDelay func(d time.Duration) (restore func())
