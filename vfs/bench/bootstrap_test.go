@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,10 +32,11 @@ const (
 )
 
 type childOut struct {
-	Seconds  float64 `json:"seconds"`
-	HWMKiB   int64   `json:"vm_hwm_kib"` // peak RSS of the child
-	StartKiB int64   `json:"start_rss_kib"`
-	Bytes    int64   `json:"bytes"`
+	Seconds  float64  `json:"seconds"`
+	HWMKiB   int64    `json:"vm_hwm_kib"` // peak RSS of the child
+	StartKiB int64    `json:"start_rss_kib"`
+	Bytes    int64    `json:"bytes"`
+	Lazy     *lazyOut `json:"lazy,omitempty"` // the bootstrap children's lookups (lazy_test.go)
 }
 
 // TestBenchChild is the child's side; without the environment it does
@@ -63,30 +63,12 @@ func TestBenchChild(t *testing.T) {
 	src, ep, dir := os.Getenv(childSource), os.Getenv(childEndpoint), os.Getenv(childDir)
 	ctx := context.Background()
 	switch job {
-	case "bootstrap":
-		// Time to a usable replica: open through the VFS (which waits for
-		// the whole bootstrap) until the first query answers.
-		start := time.Now()
-		db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?vfs=walrust&source=%s&endpoint=%s&interval=1m&timeout=10m",
-			filepath.Join(dir, "replica.db"), src, ep))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var id int64
-		if err := db.QueryRow("SELECT max(id) FROM t").Scan(&id); err != nil || id <= 0 {
-			t.Fatalf("first query: %d, %v", id, err)
-		}
-		out.Seconds = time.Since(start).Seconds()
-		out.HWMKiB = procStatusKiB("VmHWM")
-		var status string
-		if err := db.QueryRow("PRAGMA walrust_status").Scan(&status); err == nil {
-			var st struct {
-				Store store.Stats `json:"store"`
-			}
-			json.Unmarshal([]byte(status), &st)
-			out.Bytes = st.Store.Bytes
-		}
-		db.Close()
+	case "bootstrap", "lazy":
+		// Time to a usable replica: open through the VFS (which, with
+		// bootstrap=full, waits for the whole bootstrap) until the first
+		// query answers; then lookups (lazy_test.go).
+		mode := map[string]string{"bootstrap": "full", "lazy": "lazy"}[job]
+		benchChildBoot(t, &out, src, ep, dir, mode)
 	case "download", "discard":
 		// One GET with walrust's own S3 client (the client is made, and
 		// the object listed, before the clock starts), io.Copy to a file
@@ -192,7 +174,8 @@ func (b *bench) bootstrap(d *data) {
 	srv.Env(t)
 	type result struct {
 		boot, down, discard []childOut
-		peer                []peerOut // the Litestream VFS's cold start (-peer)
+		lazy                []childOut // bootstrap=lazy
+		peer                []peerOut  // the Litestream VFS's cold start (-peer)
 	}
 	res := map[int]*result{}
 	for _, mb := range b.cfg.bootMB {
@@ -208,7 +191,10 @@ func (b *bench) bootstrap(d *data) {
 		for _, mb := range b.cfg.bootMB {
 			src := srv.URL("bkt", fmt.Sprintf("boot%d", mb))
 			r := res[mb]
-			boot := func() { r.boot = append(r.boot, b.runChild("bootstrap", src, srv.Endpoint)) }
+			boot := func() {
+				r.boot = append(r.boot, b.runChild("bootstrap", src, srv.Endpoint))
+				r.lazy = append(r.lazy, b.runChild("lazy", src, srv.Endpoint))
+			}
 			down := func() {
 				r.down = append(r.down, b.runChild("download", src, srv.Endpoint))
 				r.discard = append(r.discard, b.runChild("discard", src, srv.Endpoint))
@@ -254,6 +240,7 @@ func (b *bench) bootstrap(d *data) {
 			target: "≤ 1.3", meets: meets(bt <= 1.3*dt),
 			peer: peerColdCell(r.peer),
 		})
+		b.lazyRows(mb, float64(x.snapSize)/(1<<20), r.lazy, r.boot, r.down, peerColdCell(r.peer))
 	}
 	small, large := b.cfg.bootMB[0], b.cfg.bootMB[len(b.cfg.bootMB)-1]
 	bs, bl := peak(res[small].boot), peak(res[large].boot)
