@@ -2,6 +2,8 @@ package replica
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/walrust/walrust/vfs/store"
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // The hydration crash test kills a child process (this test binary, run as
@@ -66,6 +69,7 @@ func TestHydrateCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fmt.Printf("hydrating from page %d\n", ck.next)
 	v, err := r.Pin()
 	if err != nil {
 		t.Fatal(err)
@@ -102,27 +106,38 @@ func TestHydrateCrash(t *testing.T) {
 	w.InsertRows(600, 5000) // about 3 MiB, incompressible
 	txid := w.AdvanceRef()
 	w.Snapshot()
+	var out *testtool.Buffer
 	run := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHydrateCrashChild$")
 		cmd.Env = append(os.Environ(), hydrateChildEnv+"="+w.Path, hydrateSourceEnv+"="+w.StoreDir)
-		cmd.Stderr = os.Stderr // its PASS lines, on stdout, are noise
+		out = &testtool.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		return cmd
 	}
-	kills, mid := 0, 0
+	kills, mid, installs := 0, 0, 0
 	var next uint32
 	for kills < 25 {
 		cmd := run()
 		time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		if err := cmd.Wait(); err == nil {
-			// It finished before the kill: start over from nothing, so
-			// that every kill lands in a hydration.
+		err := cmd.Wait()
+		var exit *exec.ExitError
+		if err != nil && (!errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL) {
+			t.Fatalf("run %d ended with %v before the kill:\n%s", kills+1, err, tail(out.String(), 4000))
+		}
+		if _, serr := os.Stat(w.Path); err == nil || serr == nil {
+			// It installed the image before the kill (or finished): the
+			// file must be the snapshot exactly; then start over from
+			// nothing, so that every counted kill lands in a hydration.
+			w.checkBase(txid, "installed before a kill")
+			integrityCheck(t, w.Path, "installed before a kill")
 			removeReplica(t, w.Path)
 			next = 0
+			installs++
 			continue
 		}
 		kills++
@@ -133,7 +148,7 @@ func TestHydrateCrash(t *testing.T) {
 				t.Fatalf("kill %d: checkpoint: %v", kills, err)
 			}
 			if ck.next < next {
-				t.Fatalf("kill %d: the checkpoint went back from page %d to %d: verified pages lost", kills, next, ck.next)
+				t.Fatalf("kill %d: the checkpoint went back from page %d to %d: verified pages lost\n%s", kills, next, ck.next, out)
 			}
 			if ck.next > 1 {
 				mid++
@@ -146,14 +161,14 @@ func TestHydrateCrash(t *testing.T) {
 	}
 	cmd := run()
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("the last run: %v", err)
+		t.Fatalf("the last run: %v\n%s", err, tail(out.String(), 4000))
 	}
 	w.checkBase(txid, "after the crashes")
 	integrityCheck(t, w.Path, "after the crashes")
 	r := w.openReplica()
 	defer r.Close()
 	w.checkHead(r, txid, "after the crashes")
-	t.Logf("%d kills, %d after a checkpoint", kills, mid)
+	t.Logf("%d kills during a hydration, %d of them after a checkpoint; %d runs installed before their kill", kills, mid, installs)
 }
 
 // removeReplica removes every file of a replica.

@@ -237,12 +237,13 @@ func (r *Replica) DiscardHydration() error {
 // Only the follower calls it, after h.Finished with no error.
 //
 // Ordering, for crashes: the image's page 1 gets the served header and is
-// synced; the state file then names it as a staged snapshot; the rename
-// over the (missing) base file and the state's TXID follow, as
-// finishFirstInstall does them, and Open finishes them after a crash. A
-// crash before the state names it leaves the checkpoint: the hydration
-// resumes, streams what came after the last checkpoint again, and
-// installs.
+// synced; the state file then names the image as a staged snapshot; the
+// rename over the (missing) base file and the state's TXID follow, as
+// finishFirstInstall does them, and Open finishes them after a crash; the
+// checkpoint goes last. A crash before the state names the image leaves
+// the checkpoint: the hydration resumes, streams what came after it
+// again, and installs (page 1's header, patched already, is the one
+// thing it does not stream again: the checkpoint keeps the primary's).
 func (r *Replica) InstallHydrated(h *Hydration) error {
 	if err := h.Err(); err != nil {
 		return err
@@ -293,7 +294,11 @@ func (r *Replica) InstallHydrated(h *Hydration) error {
 	hv.seg.close()
 	r.baseHdr = baseHeader{known: true, counter: hv.Counter, commit: hv.Commit}
 	r.mu.Unlock()
-	os.Remove(h.lay.checkpointPath(r.logDir))
+	// The checkpoint is no use now; one left by a crash before this line
+	// is removed by the next Open.
+	if err := os.Remove(h.lay.checkpointPath(r.logDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("install hydrated snapshot: %w", err)
+	}
 	hook("hydrate:installed")
 	return nil
 }

@@ -90,68 +90,13 @@ func (h *Hydration) run(ck *checkpoint) error {
 	// file before the next frame.
 	br := bufio.NewReaderSize(&countedReader{r: rc, n: &h.fetched}, 1<<20)
 	cr := &hashingReader{r: br, h: crc}
-	frame := make([]byte, maxFrame(uint32(h.ps)))
-	batch := make([]byte, 0, streamBatch*h.ps)
-	hasher := ltx.NewHasher()
-	lock := ltx.LockPgno(uint32(h.ps))
-	batchFirst := ck.next
-	lastCkpt := from
-	for pgno := ck.next; pgno <= h.commit; pgno++ {
-		_, n := h.lay.frame(pgno)
-		page := batch[len(batch) : len(batch)+h.ps]
-		batch = batch[:len(batch)+h.ps]
-		if n == 0 {
-			clear(page) // the lock page
-		} else {
-			if _, err := io.ReadFull(br, frame[:n]); err != nil {
-				return fmt.Errorf("hydrate: read page %d: %w", pgno, noEOF(err))
-			}
-			if err := decodeFrame(frame[:n], pgno, page); err != nil {
-				return err
-			}
-			// LTX's file checksum covers a frame's page header and size
-			// field, and the page decompressed (not the LZ4 block).
-			crc.Write(frame[:ltx.PageHeaderSize+4])
-			crc.Write(page)
-		}
-		if pgno != lock && !h.lay.hdr.NoChecksum() {
-			ck.dbSum = ltx.ChecksumFlag | (ck.dbSum ^ ltx.ChecksumPageWithHasher(hasher, pgno, page))
-		}
-		if pgno == 1 {
-			ck.page1Sum = ltx.ChecksumPageWithHasher(hasher, 1, page)
-			ck.page1Header = slices.Clone(page[:headerSize])
-		}
-		if len(batch) < cap(batch) && pgno < h.commit {
-			continue
-		}
-		if err := h.writePages(batchFirst, batch, true); err != nil {
-			return err
-		}
-		batch, batchFirst = batch[:0], pgno+1
-		if d := streamDelay.Load(); d > 0 {
-			time.Sleep(time.Duration(d))
-		}
-		if end := h.lay.offs[pgno]; end-lastCkpt >= checkpointEvery && pgno < h.commit {
-			// The checkpoint says pages before next are in the image: they
-			// must be on disk before it is, so the image is synced first.
-			if err := h.img.Sync(); err != nil {
-				return fmt.Errorf("hydrate: sync image: %w", err)
-			}
-			state, err := crc.(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
-			if err != nil {
-				return fmt.Errorf("hydrate: checkpoint: %w", err)
-			}
-			ck.next, ck.crcState = pgno+1, state
-			if err := ck.write(); err != nil {
-				return err
-			}
-			hook("hydrate:checkpoint")
-			lastCkpt = end
-			h.streamFrom.Store(end)
-		}
-		if err := h.ctx.Err(); err != nil {
-			return fmt.Errorf("hydrate: %w", err)
-		}
+	w := h.startStreamWriter()
+	err = h.streamPages(ck, br, crc, from, w)
+	if werr := w.finish(); werr != nil {
+		err = werr // the writer's is why: streamPages only saw that it failed
+	}
+	if err != nil {
+		return err
 	}
 	// The end marker, then the index and trailer once more: they are in
 	// the checksum, and must be the ones the layout was read from.
@@ -282,4 +227,145 @@ func readCheckpoint(path string) (*checkpoint, error) {
 	}
 	c.crcState = slices.Clone(p[44+headerSize+2:])
 	return c, nil
+}
+
+// streamPages decodes and checksums the pages from ck.next on, in this
+// goroutine, and hands them in batches to the writer, which writes them
+// meanwhile (so decoding overlaps writing), and writes a checkpoint
+// after a batch when the stream has come checkpointEvery bytes further.
+func (h *Hydration) streamPages(ck *checkpoint, br io.Reader, crc hash.Hash64, from int64, w *streamWriter) error {
+	frame := make([]byte, maxFrame(uint32(h.ps)))
+	hasher := ltx.NewHasher()
+	lock := ltx.LockPgno(uint32(h.ps))
+	batch, batchFirst := <-w.free, ck.next
+	lastCkpt := from
+	for pgno := ck.next; pgno <= h.commit; pgno++ {
+		_, n := h.lay.frame(pgno)
+		page := batch[len(batch) : len(batch)+h.ps]
+		batch = batch[:len(batch)+h.ps]
+		if n == 0 {
+			clear(page) // the lock page
+		} else {
+			if _, err := io.ReadFull(br, frame[:n]); err != nil {
+				return fmt.Errorf("hydrate: read page %d: %w", pgno, noEOF(err))
+			}
+			if err := decodeFrame(frame[:n], pgno, page); err != nil {
+				return err
+			}
+			// LTX's file checksum covers a frame's page header and size
+			// field, and the page decompressed (not the LZ4 block).
+			crc.Write(frame[:ltx.PageHeaderSize+4])
+			crc.Write(page)
+		}
+		if pgno != lock && !h.lay.hdr.NoChecksum() {
+			ck.dbSum = ltx.ChecksumFlag | (ck.dbSum ^ ltx.ChecksumPageWithHasher(hasher, pgno, page))
+		}
+		if pgno == 1 {
+			ck.page1Sum = ltx.ChecksumPageWithHasher(hasher, 1, page)
+			ck.page1Header = slices.Clone(page[:headerSize])
+		}
+		if len(batch) < cap(batch) && pgno < h.commit {
+			continue
+		}
+		b := streamWrite{first: batchFirst, pages: batch}
+		if end := h.lay.offs[pgno]; end-lastCkpt >= checkpointEvery && pgno < h.commit {
+			state, err := crc.(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("hydrate: checkpoint: %w", err)
+			}
+			c := *ck
+			c.next, c.crcState, c.page1Header = pgno+1, state, slices.Clone(ck.page1Header)
+			b.ck, b.end = &c, end
+			lastCkpt = end
+		}
+		if w.failed.Load() {
+			return errors.New("hydrate: the writer failed") // finish says why
+		}
+		w.full <- b
+		batch, batchFirst = (<-w.free)[:0], pgno+1
+		if d := streamDelay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		if err := h.ctx.Err(); err != nil {
+			return fmt.Errorf("hydrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// streamWrite is a batch of decoded pages for the writer, and the
+// checkpoint to write once they are on disk, if any.
+type streamWrite struct {
+	first uint32
+	pages []byte
+	ck    *checkpoint
+	end   int64 // the file offset ck stands for
+}
+
+// streamWriter writes the stream's batches into the image on a goroutine
+// of its own. A fixed set of buffers circulates (free → full → free), so
+// memory stays at streamBuffers batches.
+type streamWriter struct {
+	free   chan []byte
+	full   chan streamWrite
+	done   chan error
+	failed atomic.Bool
+}
+
+const streamBuffers = 4
+
+func (h *Hydration) startStreamWriter() *streamWriter {
+	w := &streamWriter{free: make(chan []byte, streamBuffers), full: make(chan streamWrite, streamBuffers), done: make(chan error, 1)}
+	for range streamBuffers {
+		w.free <- make([]byte, 0, streamBatch*h.ps)
+	}
+	go func() {
+		var err error
+		var flushed int64 // image bytes handed to startWriteback so far
+		for b := range w.full {
+			if err == nil {
+				err = h.writeStreamed(b, &flushed)
+				if err != nil {
+					w.failed.Store(true)
+				}
+			}
+			w.free <- b.pages[:0]
+		}
+		w.done <- err
+	}()
+	return w
+}
+
+// writeStreamed writes one batch, starts its writeback, and writes the
+// batch's checkpoint if it has one. Ordering: the checkpoint says pages
+// before its next are in the image, so they are synced before it is
+// written (and startWriteback has the kernel writing them already, so the
+// sync finds little left).
+func (h *Hydration) writeStreamed(b streamWrite, flushed *int64) error {
+	if err := h.writePages(b.first, b.pages, true); err != nil {
+		return err
+	}
+	if end := int64(b.first-1)*int64(h.ps) + int64(len(b.pages)); end-*flushed >= writebackBytes {
+		startWriteback(h.img, *flushed, end-*flushed)
+		*flushed = end
+	}
+	if b.ck == nil {
+		return nil
+	}
+	if err := h.img.Sync(); err != nil {
+		return fmt.Errorf("hydrate: sync image: %w", err)
+	}
+	if err := b.ck.write(); err != nil {
+		return err
+	}
+	hook("hydrate:checkpoint")
+	h.streamFrom.Store(b.end)
+	return nil
+}
+
+// finish waits for the writer to write what it was handed, and says why
+// it failed, if it did.
+func (w *streamWriter) finish() error {
+	close(w.full)
+	return <-w.done
 }

@@ -163,6 +163,10 @@ func open(path string, origin Origin) (*Replica, error) {
 	if err := r.loadBase(); err != nil {
 		return nil, err
 	}
+	// A lazy bootstrap's checkpoint that a crash left after its install.
+	if err := r.DiscardHydration(); err != nil {
+		return nil, err
+	}
 	if err := r.replayLog(); err != nil {
 		return nil, err
 	}

@@ -144,7 +144,10 @@ func (s *State) check(dbPath string) error {
 		return bad("page_size %d is not a SQLite page size", s.PageSize)
 	}
 	if st := s.Staged; st != nil {
-		if filepath.Dir(st.Path) != dbPath+"-replica-log" || !strings.HasPrefix(filepath.Base(st.Path), "snapshot-") || !strings.HasSuffix(st.Path, stagedExt) {
+		name := filepath.Base(st.Path)
+		staged := strings.HasPrefix(name, "snapshot-") && strings.HasSuffix(name, stagedExt)
+		hydrated := strings.HasPrefix(name, hydratePrefix) && strings.HasSuffix(name, imageExt) // a lazy bootstrap's image
+		if filepath.Dir(st.Path) != dbPath+"-replica-log" || !staged && !hydrated {
 			return bad("the staged snapshot %q is not in %s", st.Path, filepath.Base(dbPath)+"-replica-log")
 		}
 		if !ltx.IsValidPageSize(st.PageSize) {
