@@ -70,7 +70,7 @@ type Hydration struct {
 	pagesLocal  atomic.Int64
 	fetched     atomic.Int64 // bytes fetched from the store, both ways
 	demandGets  atomic.Int64
-	rejected    atomic.Int64 // fetched ranges rejected (and fetched again)
+	rejected    atomic.Int64 // fetched ranges that failed to verify (and were fetched again)
 	started     time.Time
 	streamFrom  atomic.Int64 // the stream's next file offset
 	finished    chan struct{}
@@ -216,7 +216,9 @@ func (h *Hydration) demand(pgno uint32) error {
 		if c.err = h.fetchPages(first, last); c.err == nil || h.ctx.Err() != nil {
 			break
 		}
-		h.rejected.Add(1)
+		if errors.Is(c.err, ErrCorrupt) {
+			h.rejected.Add(1)
+		}
 	}
 	if c.err != nil {
 		c.err = fmt.Errorf("fetch page %d of the snapshot being hydrated: %w", pgno, c.err)
