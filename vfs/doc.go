@@ -11,7 +11,9 @@
 //	vfs/internal/ltxguard  checks an LTX stream against its name and limits
 //	                     before the decoder reads it
 //	vfs/replica          the local replica: base file, state, versions,
-//	                     folds, SQLite's file locks; knows no store
+//	                     folds, SQLite's file locks, a lazy bootstrap's
+//	                     hydration (fetching through a function it is
+//	                     handed); knows no store
 //	vfs/follow           keeps a replica current with a store (bootstrap,
 //	                     poll, plan, fetch, apply), and puts the two
 //	                     together: follow.Start, used by this package and

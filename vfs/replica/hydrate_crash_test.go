@@ -133,6 +133,11 @@ func TestHydrateCrash(t *testing.T) {
 			// It installed the image before the kill (or finished): the
 			// file must be the snapshot exactly; then start over from
 			// nothing, so that every counted kill lands in a hydration.
+			// An Open finishes an install the kill interrupted (after the
+			// rename, before the state's TXID).
+			r := w.openReplica()
+			w.checkHead(r, txid, "installed before a kill")
+			r.Close()
 			w.checkBase(txid, "installed before a kill")
 			integrityCheck(t, w.Path, "installed before a kill")
 			removeReplica(t, w.Path)
