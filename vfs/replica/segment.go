@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 
 	"github.com/superfly/ltx"
 
@@ -64,8 +65,6 @@ const (
 	segmentExt         = ".pages"
 )
 
-var crcTable = crc64.MakeTable(crc64.ISO)
-
 func segmentName(minTXID, maxTXID ltx.TXID) string {
 	return fmt.Sprintf("%016x-%016x%s", uint64(minTXID), uint64(maxTXID), segmentExt)
 }
@@ -88,7 +87,7 @@ func createSegment(dir string, pageSize uint32) (*segmentWriter, error) {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
 	return &segmentWriter{
-		dir: dir, f: f, bw: bufio.NewWriterSize(f, 256<<10), crc: crc64.New(crcTable),
+		dir: dir, f: f, bw: bufio.NewWriterSize(f, 256<<10), crc: crc64iso.New(),
 		pageSize: pageSize, pages: make(map[uint32]int64),
 	}, nil
 }
@@ -218,7 +217,7 @@ func readSegment(f *os.File) (*segment, error) {
 	if size != int64(meta.PageN)*recSize+segmentTrailerSize {
 		return nil, fmt.Errorf("size %d does not match %d pages", size, meta.PageN)
 	}
-	crc := crc64.New(crcTable)
+	crc := crc64iso.New()
 	pages := make(map[uint32]int64, meta.PageN)
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size-8), 256<<10)
 	rec := make([]byte, recSize)
