@@ -70,7 +70,7 @@ func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (
 	}
 
 	hook("apply:start")
-	seg, err := createSegment(r.logDir, hdr.PageSize)
+	seg, err := r.createSegment(hdr.PageSize)
 	if err != nil {
 		return nil, err
 	}

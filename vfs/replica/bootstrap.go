@@ -377,6 +377,7 @@ func (r *Replica) removeSegments() error {
 			return err
 		}
 	}
+	r.log.forget()
 	return nil
 }
 
