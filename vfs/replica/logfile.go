@@ -27,7 +27,7 @@ import (
 // segments is left; the one being appended to is replaced past
 // logFileMax, so that a segment a reader holds keeps at most that much
 // disk beside it.
-const logFileMax = 32 << 20
+var logFileMax int64 = 32 << 20 // a variable: the tests lower it
 
 const logFilePrefix = "log-"
 
