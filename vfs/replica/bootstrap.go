@@ -34,7 +34,8 @@ const stagedExt = ".staged"
 // StageSnapshot decodes an LTX snapshot stream into a staged database file.
 // Pages are written as they are decoded, so memory does not grow with the
 // database; the file checksum is checked at the end, and a file that fails
-// is removed.
+// is removed. The stream is read ahead on a goroutine of its own (see
+// prefetch), which is done with it when StageSnapshot returns.
 //
 // want is what the store's listing says the file is; as in Apply, errors
 // that prove the snapshot bad wrap ErrCorrupt, and no other does.
@@ -45,7 +46,9 @@ func (r *Replica) StageSnapshot(ctx context.Context, rd io.Reader, want ltxguard
 	if err != nil {
 		return nil, fmt.Errorf("stage snapshot: %w", err)
 	}
-	st, err := decodeSnapshot(ctx, f, rd, want)
+	pf := prefetch(rd)
+	st, err := decodeSnapshot(ctx, f, pf, want)
+	pf.Close() // the stream is not read after this: the caller may close it
 	if err == nil {
 		err = f.Sync()
 	}
