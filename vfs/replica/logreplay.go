@@ -81,6 +81,8 @@ func (r *Replica) replayLogFile(p string, seq uint64, discard *bool) (bool, erro
 		*discard = true
 		return false, nil
 	}
+	// Never appended to again (a new file takes what comes next); its
+	// directory entry is synced again before a fold relies on it.
 	lf := &logFile{log: &r.log, seq: seq, path: p, f: f}
 	segs, end, rerr := readLogFile(lf)
 	cut := end // where the first segment that cannot serve starts
@@ -94,7 +96,6 @@ func (r *Replica) replayLogFile(p string, seq uint64, discard *bool) (bool, erro
 		default:
 			lf.open++
 			lf.live++
-			lf.size = seg.end
 			r.publish(r.newVersion(seg))
 			continue
 		}
