@@ -120,10 +120,16 @@ func OpenOrigin(path string, origin Origin) (*Replica, error) {
 	return r, nil
 }
 
-func open(path string, origin Origin) (*Replica, error) {
-	source := origin.Source
+// newReplica is a replica of the file at path with nothing loaded yet.
+func newReplica(path string) *Replica {
 	r := &Replica{path: path, logDir: path + "-replica-log"}
 	r.log.dir = r.logDir
+	return r
+}
+
+func open(path string, origin Origin) (*Replica, error) {
+	source := origin.Source
+	r := newReplica(path)
 	st, err := ReadState(path)
 	if err != nil {
 		return nil, err
