@@ -122,6 +122,9 @@ func (l *segmentLog) appendTo() (*logFile, error) {
 		return lf, nil
 	}
 	l.retire()
+	if l.dir == "" { // never the working directory
+		return nil, errors.New("create log file: the replica has no log directory")
+	}
 	for range 100 {
 		l.seq++
 		path := filepath.Join(l.dir, logFileName(l.seq))
