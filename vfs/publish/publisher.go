@@ -1,7 +1,6 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -124,6 +123,12 @@ type Publisher struct {
 	noPos    string // why there is no usable position
 	verified bool   // the store was seen to end with pos.Last
 
+	// held is the read transaction kept open between publishes of a
+	// WAL-mode database, and chain says that it (or those it was handed
+	// over from) has been open since pos.WAL was read (walfollow.go).
+	held  *sql.Conn
+	chain bool
+
 	// The database's fingerprint before the last copy that found the
 	// database published, and when that copy ran: while both hold, Run's
 	// publishes need no copy.
@@ -168,7 +173,7 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	}
 	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, wd: wd}
 	if p.pos, p.hasPos, p.noPos, err = wd.load(); err == nil {
-		err = wd.tidy(p.pos.Image)
+		err = wd.tidy(p.pos.Image, p.pos.Redo)
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close(), wd.close())
@@ -186,7 +191,9 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.closed = true
-	return errors.Join(p.src.Close(), p.wd.close())
+	err := endRead(p.held)
+	p.held, p.chain = nil, false
+	return errors.Join(err, p.src.Close(), p.wd.close())
 }
 
 // Run publishes now and then every interval until ctx is done. A publish
@@ -204,7 +211,7 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 	for {
 		began := time.Now()
 		res, err := p.PublishOnce(context.WithoutCancel(ctx))
-		if errors.Is(err, ErrForked) {
+		if errors.Is(err, ErrForked) || errors.Is(err, ErrLitestream) {
 			return err // no later publish can fix that
 		}
 		switch {
@@ -260,7 +267,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	if err != nil {
 		err = fmt.Errorf("publish %s: %w", p.dbPath, err)
 		// Leave only the committed position behind.
-		err = errors.Join(err, p.wd.tidy(p.pos.Image))
+		err = errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo))
 	} else if !res.Empty {
 		p.upkeep(ctx, &res)
 	}
@@ -277,14 +284,25 @@ func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	}
 	p.printOK = false
 	defer func() {
-		// Only a publish that leaves the store holding this copy may
+		// Only a publish that leaves the store holding what it read may
 		// vouch for the fingerprint taken before it.
 		if err == nil && !res.Empty {
 			p.lastPrint, p.printOK, p.lastCheck = fp, fpOK, ts
 		}
 	}()
-	copyPath := p.wd.path(copyFile)
-	err = copyDatabase(ctx, p.src, copyPath, phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "copy", ""))
+	barrier := p.startBarrier(ctx)
+	defer func() {
+		if berr := p.endBarrier(ctx, barrier, err == nil); berr != nil && err == nil {
+			res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, berr)
+		}
+		if err == nil && barrier == nil {
+			if terr := p.truncateIfLong(ctx); terr != nil {
+				res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, terr)
+			}
+		}
+	}()
+
+	r, err := p.read(ctx)
 	if errors.Is(err, errEmptyDatabase) {
 		res = p.unchanged(ts)
 		res.Empty = true
@@ -292,52 +310,81 @@ func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	} else if err != nil {
 		return Result{}, err
 	}
-	cur, curFile, err := OpenImage(copyPath)
-	if err != nil {
-		return Result{}, err
-	}
-	defer curFile.Close()
+	defer func() { err = errors.Join(err, r.close()) }()
 
 	reason := p.noPos
-	if p.hasPos && p.pos.PageSize != cur.PageSize {
-		reason = fmt.Sprintf("page size changed from %d to %d", p.pos.PageSize, cur.PageSize)
+	if p.hasPos && p.pos.PageSize != r.hdr.PageSize {
+		reason = fmt.Sprintf("page size changed from %d to %d", p.pos.PageSize, r.hdr.PageSize)
 	}
-	if reason == "" {
-		stats, err := p.writeDelta(cur, ts)
+	if reason != "" {
+		head, _, err := p.checkStore(ctx)
 		if err != nil {
 			return Result{}, err
 		}
-		changed := stats.Pages > 0 || cur.Commit != p.pos.Commit
-		if !changed && p.verified {
-			return p.unchanged(ts), p.wd.tidy(p.pos.Image)
+		next := head + 1
+		if p.hasPos {
+			next = max(p.pos.TXID, head) + 1
 		}
-		head, why, err := p.checkStore(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		if why == "" {
-			p.verified = true
-			if !changed {
-				return p.unchanged(ts), p.wd.tidy(p.pos.Image)
-			}
-			return p.commit(ctx, stats, cur, ts, "")
-		}
-		return p.snapshot(ctx, cur, max(p.pos.TXID, head)+1, ts, why)
+		return p.snapshot(ctx, r, next, ts, reason)
 	}
-	head, _, err := p.checkStore(ctx)
+	var stats FileStats
+	changed := false
+	switch {
+	case r.follow && r.scan.Commit == 0:
+		// Nothing committed since the position.
+	case r.follow:
+		stats, err = p.writeWALDelta(r, r.scan.Commit, ts)
+	default:
+		stats, err = p.writeDelta(r, ts)
+	}
+	if err == nil {
+		err = r.stillValid()
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	next := head + 1
-	if p.hasPos {
-		next = max(p.pos.TXID, head) + 1
+	if stats.Header.MaxTXID != 0 {
+		changed = stats.Pages > 0 || stats.Header.Commit != p.pos.Commit
 	}
-	return p.snapshot(ctx, cur, next, ts, reason)
+	if !changed && p.verified {
+		return p.unchangedAt(r, ts)
+	}
+	head, why, err := p.checkStore(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if why == "" {
+		p.verified = true
+		if !changed {
+			return p.unchangedAt(r, ts)
+		}
+		return p.commit(ctx, stats, r, ts, "")
+	}
+	return p.snapshot(ctx, r, max(p.pos.TXID, head)+1, ts, why)
 }
 
 // unchanged is the Result of a publish that found nothing to do.
 func (p *Publisher) unchanged(ts time.Time) Result {
 	return Result{TXID: p.pos.TXID, Checksum: p.pos.Checksum, PageSize: p.pos.PageSize, Commit: p.pos.Commit, Timestamp: ts}
+}
+
+// unchangedAt is unchanged after reading r: the position moves to where r
+// reached in the log (frames that changed nothing, a new generation of
+// the log, a whole read), so that the next publish continues from there.
+func (p *Publisher) unchangedAt(r *reading, ts time.Time) (Result, error) {
+	w := r.pos()
+	if !r.walMode() || (p.pos.WAL != nil && *p.pos.WAL == *w) {
+		p.chain = r.walMode() && p.held != nil
+		return p.unchanged(ts), p.wd.tidy(p.pos.Image, p.pos.Redo)
+	}
+	pos := p.pos
+	pos.WAL = w
+	if err := p.wd.save(pos); err != nil {
+		return Result{}, err
+	}
+	p.pos = pos
+	p.chain = p.held != nil
+	return p.unchanged(ts), p.wd.tidy(p.pos.Image, p.pos.Redo)
 }
 
 // encodeOptions are the EncodeOptions of one phase of a publish.
@@ -348,9 +395,13 @@ func (p *Publisher) encodeOptions(phase, file string) *EncodeOptions {
 	}
 }
 
-// writeDelta diffs cur against the last published image into the pending
-// file.
-func (p *Publisher) writeDelta(cur Image, ts time.Time) (FileStats, error) {
+// writeDelta compares the whole database, as r reads it, with the last
+// published image into the pending file: the full compare.
+func (p *Publisher) writeDelta(r *reading, ts time.Time) (FileStats, error) {
+	cur, err := r.live()
+	if err != nil {
+		return FileStats{}, err
+	}
 	prev, prevFile, err := OpenImage(p.wd.path(p.pos.Image))
 	if err != nil {
 		return FileStats{}, err
@@ -364,133 +415,31 @@ func (p *Publisher) writeDelta(cur Image, ts time.Time) (FileStats, error) {
 	})
 }
 
-// snapshot publishes cur as a level-9 snapshot at txid.
-func (p *Publisher) snapshot(ctx context.Context, cur Image, txid ltx.TXID, ts time.Time, reason string) (Result, error) {
+// snapshot publishes the database as r reads it as a level-9 snapshot at
+// txid.
+func (p *Publisher) snapshot(ctx context.Context, r *reading, txid ltx.TXID, ts time.Time, reason string) (Result, error) {
+	if err := r.readAll(); err != nil {
+		return Result{}, err
+	}
+	cur, err := r.live()
+	if err != nil {
+		return Result{}, err
+	}
 	name := ltx.FormatFilename(1, txid)
 	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
 		return WriteSnapshot(f, cur, txid, ts, p.encodeOptions("snapshot", name))
 	})
+	if err == nil {
+		err = r.stillValid()
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := p.commit(ctx, stats, cur, ts, reason)
+	res, err := p.commit(ctx, stats, r, ts, reason)
 	if err != nil || txid == 1 {
 		return res, err
 	}
 	return res, p.announce(ctx, txid, ts)
-}
-
-// announce publishes, next to a snapshot at txid, a level-0 file for the
-// same TXID holding every page. An idle follower lists only level 0 after
-// its own TXID, one request per poll; without this file it would not see
-// that the store moved on through a snapshot alone (a page size change, a
-// lost position). It carries no database checksums, because what it
-// follows is not known here: a follower whose pages do not match its page
-// size re-bootstraps from the snapshot; otherwise, holding every page, it
-// brings any previous state to this one.
-func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) error {
-	cur, f, err := OpenImage(p.wd.path(p.pos.Image))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	empty := Image{R: bytes.NewReader(nil), PageSize: cur.PageSize}
-	name := ltx.FormatFilename(txid, txid)
-	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
-		opts := p.encodeOptions("announce", name)
-		opts.NoChecksum = true
-		return WriteDelta(f, empty, cur, ltx.Pos{TXID: txid - 1}, txid, ts, opts)
-	})
-	if err != nil {
-		return err
-	}
-	info := store.FileInfo{Level: 0, MinTXID: txid, MaxTXID: txid, Size: stats.Size}
-	if err := p.upload(ctx, info); err != nil {
-		return err
-	}
-	also := refOf(info)
-	pos := p.pos
-	pos.Also = &also
-	if err := p.wd.save(pos); err != nil {
-		return err
-	}
-	p.pos = pos
-	return nil
-}
-
-// writePending creates the pending LTX file, fills it with write and makes
-// it durable.
-func writePending(path string, write func(*os.File) (FileStats, error)) (FileStats, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return FileStats{}, fmt.Errorf("pending file: %w", err)
-	}
-	stats, err := write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("pending file: %w", cerr)
-	}
-	return stats, err
-}
-
-// commit uploads the pending file, then makes the copy the last published
-// image and saves the new position. A crash between the upload and the
-// saved position leaves the store ahead of the position, which the next
-// publish answers with a snapshot.
-func (p *Publisher) commit(ctx context.Context, stats FileStats, cur Image, ts time.Time, reason string) (Result, error) {
-	hdr := stats.Header
-	level := 0
-	if hdr.IsSnapshot() {
-		level = store.SnapshotLevel
-	}
-	info := store.FileInfo{Level: level, MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Size: stats.Size}
-	if err := p.upload(ctx, info); err != nil {
-		p.verified = false
-		return Result{}, err
-	}
-
-	image := imageName(hdr.MaxTXID)
-	if err := os.Rename(p.wd.path(copyFile), p.wd.path(image)); err != nil {
-		return Result{}, fmt.Errorf("keep image: %w", err)
-	}
-	pos := position{
-		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
-		PageSize: cur.PageSize, Commit: cur.Commit,
-		Image: image, Store: p.st.String(), Last: refOf(info),
-		RetainedThrough: p.pos.RetainedThrough,
-	}
-	if err := p.wd.save(pos); err != nil {
-		return Result{}, err
-	}
-	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
-	if err := p.wd.tidy(image); err != nil {
-		return Result{}, err
-	}
-	if level == store.SnapshotLevel {
-		info.ModTime = time.Now() // until a listing says when the store wrote it
-		p.addSnapshot(info)
-	}
-	return Result{
-		Changed: true, File: info, Snapshot: level == store.SnapshotLevel, Reason: reason, Pages: stats.Pages,
-		TXID: pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
-		Timestamp: ts,
-	}, nil
-}
-
-func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
-	f, err := os.Open(p.wd.path(pendingFile))
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", info, err)
-	}
-	defer f.Close()
-	r := &progressReader{r: f, total: info.Size,
-		progress: phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "upload", info.Name())}
-	if err := p.st.Put(ctx, info, r); err != nil {
-		return fmt.Errorf("upload %s to %s: %w", info, p.st, err)
-	}
-	return nil
 }
 
 // checkStore compares the store with the local position. head is the

@@ -1,0 +1,389 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// Following the log. A WAL-mode database is published from the frames
+// committed since the last publish: the newest image of each page they
+// hold, on top of the last published image. What makes that complete is
+// one read transaction of the publisher's, open at every instant from the
+// scan that reached the position on (p.held, handed from one connection
+// to the next with the new one begun before the old one ends):
+//
+//   - A reader whose snapshot uses the log (SQLite's read mark 1..4) keeps
+//     every checkpoint from copying frames past its snapshot into the
+//     database file and from restarting the log: no frame the publisher
+//     has not read can disappear.
+//   - A reader that began when the whole log was already copied into the
+//     database (read mark 0) stops checkpoints from copying anything. The
+//     log can then restart (new salts) only while it holds nothing the
+//     database file lacks — that is, nothing after the position, since the
+//     previous reader kept the copy from passing what had been read — and
+//     only until the next frame is written. So a new generation of the log
+//     holds, from its first frame, every commit after the position.
+//
+// Hence, while p.chain holds, a log with other salts is read from its
+// first frame. Without it (a publisher that just started, a TRUNCATE
+// checkpoint of its own, a connection that failed) continuity is only
+// believed when the log is the same generation and its frame at the
+// position still carries the position's running checksum; otherwise the
+// publish reads the whole database and compares it with the image (the
+// "full compare"), so no chain ever misses a write.
+//
+// Reading the database file and the log directly is consistent for the
+// same reason: no checkpoint copies past the held snapshot, and frames
+// after it are taken only up to a valid commit frame. The one change a
+// reader cannot stop — the log restarting under a read-mark-0 reader — is
+// caught by reading the log's header again after every page was read.
+//
+// The application's own checkpoints (wal_autocheckpoint, PASSIVE) can
+// therefore run as they like: they copy frames up to the held snapshot and
+// never restart the log. The publisher decides when the log restarts
+// (checkpoint.go).
+
+// walPos is where the publisher stands in the log: the last commit frame
+// published and the running checksum there, in one generation of the log
+// (salts), of a database file (inode).
+type walPos struct {
+	None      bool   `json:"none,omitempty"` // there was no log header
+	Salt1     uint32 `json:"salt1"`
+	Salt2     uint32 `json:"salt2"`
+	PageSize  uint32 `json:"page_size"`
+	BigEndian bool   `json:"big_endian,omitempty"`
+	Frames    uint32 `json:"frames"`
+	Sum       walSum `json:"sum"`
+	DBIno     uint64 `json:"db_inode"`
+}
+
+// header is the log header the position was read in.
+func (w walPos) header() walHeader {
+	return walHeader{BigEndian: w.BigEndian, PageSize: w.PageSize, Salt1: w.Salt1, Salt2: w.Salt2}
+}
+
+// reading is one publish's view of the database, inside a read
+// transaction.
+type reading struct {
+	conn   *sql.Conn // rollback mode: the read transaction, ended by close
+	db     *os.File
+	dbIno  uint64
+	hdr    dbHeader
+	wal    *os.File  // nil: rollback mode, or no log
+	walHdr walHeader // when wal != nil
+	// follow: scan continues the position (only its pages changed);
+	// otherwise scan starts at the log's first frame (full).
+	follow bool
+	scan   walScan
+}
+
+// release ends a rollback-mode read transaction once everything was read,
+// so that writers need not wait for the upload.
+func (r *reading) release() error {
+	err := endRead(r.conn)
+	r.conn = nil
+	return err
+}
+
+func (r *reading) close() error {
+	err := endRead(r.conn)
+	r.conn = nil
+	if r.db != nil {
+		r.db.Close()
+	}
+	if r.wal != nil {
+		r.wal.Close()
+	}
+	return err
+}
+
+// walMode says whether the reading is of a WAL-mode database.
+func (r *reading) walMode() bool { return r.hdr.WAL }
+
+// pos is the log position the reading reached.
+func (r *reading) pos() *walPos {
+	if !r.walMode() {
+		return nil
+	}
+	if r.wal == nil {
+		return &walPos{None: true, DBIno: r.dbIno}
+	}
+	h := r.walHdr
+	return &walPos{Salt1: h.Salt1, Salt2: h.Salt2, PageSize: h.PageSize, BigEndian: h.BigEndian,
+		Frames: r.scan.Frames, Sum: r.scan.Sum, DBIno: r.dbIno}
+}
+
+// commit is the database's size in pages as read: the last commit frame's,
+// else the in-header size, else the file's.
+func (r *reading) commit(fileSize int64) uint32 {
+	switch {
+	case r.scan.Commit != 0:
+		return r.scan.Commit
+	case r.hdr.Pages != 0:
+		return r.hdr.Pages
+	}
+	return uint32(fileSize / int64(r.hdr.PageSize))
+}
+
+// live is the whole database as read: only for a full reading.
+func (r *reading) live() (Image, error) {
+	if r.follow {
+		return Image{}, errors.New("internal error: a following reading has no whole image")
+	}
+	fi, err := r.db.Stat()
+	if err != nil {
+		return Image{}, fmt.Errorf("database: %w", err)
+	}
+	l := &liveImage{db: r.db, wal: r.wal, pages: r.scan.Pages, ps: int64(r.hdr.PageSize)}
+	return Image{R: l, PageSize: r.hdr.PageSize, Commit: r.commit(fi.Size())}, nil
+}
+
+// read takes the publish's read transaction and reads the database's
+// header and log: from the position when the log continues it (follow),
+// else from the log's first frame.
+func (p *Publisher) read(ctx context.Context) (*reading, error) {
+	conn, err := beginRead(ctx, p.src)
+	if err != nil {
+		return nil, err
+	}
+	r := &reading{}
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	// The new transaction is open: the old one may end (see above).
+	old := p.held
+	p.held = conn
+	if err := endRead(old); err != nil {
+		p.chain = false
+	}
+	if old == nil {
+		p.chain = false
+	}
+	if err := p.refuseLitestream(ctx, conn); err != nil {
+		return nil, err
+	}
+
+	if r.db, err = os.Open(p.dbPath); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	fi, err := r.db.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	r.dbIno = inode(fi)
+	var page1 [100]byte
+	if n, _ := r.db.ReadAt(page1[:], 0); n < len(page1) {
+		return nil, errEmptyDatabase
+	}
+	if r.hdr, err = parseDBHeader(page1[:]); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if !r.walMode() {
+		// Rollback mode: the file is the database while the SHARED lock
+		// lasts; nothing is held between publishes.
+		p.held, p.chain = nil, false
+		r.conn = conn
+		ok = true
+		return r, nil
+	}
+
+	if r.wal, err = openWAL(p.dbPath); errors.Is(err, errNoWAL) {
+		r.wal = nil
+	} else if err != nil {
+		return nil, err
+	}
+	if r.wal != nil {
+		if r.walHdr, err = readWALHeader(r.wal); errors.Is(err, errNoWAL) {
+			r.wal.Close()
+			r.wal = nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	if r.wal != nil && r.walHdr.PageSize != r.hdr.PageSize {
+		return nil, fmt.Errorf("the log's page size %d is not the database's %d", r.walHdr.PageSize, r.hdr.PageSize)
+	}
+	from, sum, follow, err := p.continues(r)
+	if err != nil {
+		return nil, err
+	}
+	r.follow = follow
+	if r.wal != nil {
+		if r.scan, err = scanWAL(r.wal, r.walHdr, from, sum); err != nil {
+			return nil, err
+		}
+	} else {
+		r.scan = walScan{Pages: map[uint32]int64{}}
+	}
+	ok = true
+	return r, nil
+}
+
+// continues says where the log continues the position: follow is false
+// when it does not (or there is no WAL position), and the publish must
+// read the whole database.
+func (p *Publisher) continues(r *reading) (from uint32, sum walSum, follow bool, err error) {
+	w := p.pos.WAL
+	full := func() (uint32, walSum, bool, error) { return 0, r.walHdr.Sum, false, nil }
+	switch {
+	case !p.hasPos || w == nil || w.DBIno != r.dbIno || p.pos.PageSize != r.hdr.PageSize:
+		return full()
+	case r.wal == nil:
+		// No log: a checkpoint truncated it. Only the held transaction
+		// vouches that nothing was copied and truncated unseen.
+		return 0, walSum{}, p.chain, nil
+	case !w.None && r.walHdr.sameGeneration(w.header()):
+		match, err := frameMatches(r.wal, r.walHdr, w.Frames, w.Sum)
+		if err != nil {
+			return 0, walSum{}, false, err
+		}
+		if !match {
+			return full()
+		}
+		return w.Frames, w.Sum, true, nil
+	case p.chain:
+		return 0, r.walHdr.Sum, true, nil // a new generation, read from its start
+	}
+	return full()
+}
+
+// stillValid checks, after every page of a reading was read, that the log
+// was not restarted meanwhile (a restart rewrites the header before any
+// frame).
+func (r *reading) stillValid() error {
+	if r.wal == nil {
+		return nil
+	}
+	h, err := readWALHeader(r.wal)
+	if err != nil || !h.sameGeneration(r.walHdr) {
+		return fmt.Errorf("the log was restarted while it was read (%v); the next publish reads it again", err)
+	}
+	return nil
+}
+
+// writeWALDelta writes the pending file from a following reading: the
+// pages its committed frames hold, each compared with the image (an equal
+// page is left out), pages a growing database never wrote as zeros, and
+// the running checksum moved by exactly those pages, so that nothing
+// reads the whole database.
+func (p *Publisher) writeWALDelta(r *reading, commit uint32, ts time.Time) (FileStats, error) {
+	prev, prevFile, err := OpenImage(p.wd.path(p.pos.Image))
+	if err != nil {
+		return FileStats{}, err
+	}
+	defer prevFile.Close()
+	txid := p.pos.TXID + 1
+	ps := r.hdr.PageSize
+	lock := ltx.LockPgno(ps)
+	pgnos := make([]uint32, 0, len(r.scan.Pages))
+	for _, pgno := range sortedPages(r.scan.Pages) {
+		if pgno <= commit && pgno != lock {
+			pgnos = append(pgnos, pgno)
+		}
+	}
+	// Pages past the old end that no frame holds read as zeros.
+	grown := map[uint32]int64{}
+	for pgno := prev.Commit + 1; pgno <= commit; pgno++ {
+		if _, ok := r.scan.Pages[pgno]; !ok && pgno != lock {
+			grown[pgno] = 0
+		}
+	}
+	if len(grown) > 0 {
+		for pgno := range grown {
+			pgnos = append(pgnos, pgno)
+		}
+		slices.Sort(pgnos)
+	}
+	live := &liveImage{db: nil, wal: r.wal, pages: r.scan.Pages, ps: int64(ps)}
+	return writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
+		hdr := newHeader(Image{PageSize: ps, Commit: commit}, txid, txid, ts, false)
+		hdr.PreApplyChecksum = p.pos.Checksum
+		enc, err := newFileEncoder(f, hdr, p.encodeOptions("follow", ltx.FormatFilename(txid, txid)))
+		if err != nil {
+			return FileStats{}, err
+		}
+		defer func() { _ = enc.cleanup() }()
+		sum := p.pos.Checksum
+		old, cur := make([]byte, ps), make([]byte, ps)
+		readOld := func(pgno uint32) error {
+			if _, err := prevFile.ReadAt(old, int64(pgno-1)*int64(ps)); err != nil {
+				return fmt.Errorf("read page %d of the image: %w", pgno, err)
+			}
+			return nil
+		}
+		for _, pgno := range pgnos {
+			if _, ok := grown[pgno]; ok {
+				clear(cur)
+			} else if err := live.walPage(pgno, cur); err != nil {
+				return FileStats{}, err
+			}
+			if pgno <= prev.Commit {
+				if err := readOld(pgno); err != nil {
+					return FileStats{}, err
+				}
+				if bytes.Equal(old, cur) {
+					continue
+				}
+				sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, old)
+			}
+			sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, cur)
+			if err := enc.page(pgno, cur); err != nil {
+				return FileStats{}, err
+			}
+		}
+		// A shrinking database drops the pages past its new end.
+		for pgno := commit + 1; pgno <= prev.Commit; pgno++ {
+			if pgno == lock {
+				continue
+			}
+			if err := readOld(pgno); err != nil {
+				return FileStats{}, err
+			}
+			sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, old)
+		}
+		return enc.close(ltx.ChecksumFlag | sum)
+	})
+}
+
+// walPage reads the log's image of pgno.
+func (l *liveImage) walPage(pgno uint32, buf []byte) error {
+	off, ok := l.pages[pgno]
+	if !ok {
+		return fmt.Errorf("internal error: page %d is not in the log", pgno)
+	}
+	if n, err := l.wal.ReadAt(buf[:l.ps], off); n < int(l.ps) {
+		return fmt.Errorf("read wal page %d: %w", pgno, errors.Join(err, io.ErrUnexpectedEOF))
+	}
+	return nil
+}
+
+// readAll turns a following reading into a whole one, for a snapshot: the
+// log is read again from its first frame, in the same read transaction.
+func (r *reading) readAll() error {
+	if !r.follow {
+		return nil
+	}
+	r.follow = false
+	if r.wal == nil {
+		r.scan = walScan{Pages: map[uint32]int64{}}
+		return nil
+	}
+	s, err := scanWAL(r.wal, r.walHdr, 0, r.walHdr.Sum)
+	if err != nil {
+		return err
+	}
+	r.scan = s
+	return nil
+}
