@@ -1,0 +1,163 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+)
+
+// wholeReads counts the publishes that read the whole database (the full
+// compare and snapshots), through Progress.
+func wholeReads(opts *Options) *atomic.Int64 {
+	var n atomic.Int64
+	opts.ProgressThreshold = 1
+	opts.Progress = func(pr Progress) {
+		if (pr.Phase == "compare" || pr.Phase == "snapshot") && pr.Done == pr.Total {
+			n.Add(1)
+		}
+	}
+	return &n
+}
+
+// The log is followed across restarts of the publisher as long as it is
+// the same log; a log that an application TRUNCATE checkpoint emptied
+// while the publisher was down makes the next publish read the whole
+// database, and the one after follows again.
+func TestFollowAcrossRestarts(t *testing.T) {
+	p := newPrimary(t, "wal", 4096)
+	st := newFileStore(t)
+	work := t.TempDir()
+	newTable(t, p)
+	opts := Options{WorkDir: work}
+	whole := wholeReads(&opts)
+	open := func() *Publisher {
+		pub, err := New(p.path, st, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pub.Close() })
+		return pub
+	}
+	pub := open()
+	expect(t, publishOnce(t, pub), true, true, 1)
+	insertRows(t, p, 100, 20, 300)
+	expect(t, publishOnce(t, pub), true, false, 2)
+	pub.Close()
+
+	// Restarted, same log: followed.
+	insertRows(t, p, 200, 20, 300)
+	pub = open()
+	expect(t, publishOnce(t, pub), true, false, 3)
+	if n := whole.Load(); n != 1 {
+		t.Fatalf("%d whole reads, want only the first snapshot's", n)
+	}
+	pub.Close()
+
+	// Down while the application wrote and truncated the log.
+	insertRows(t, p, 300, 20, 300)
+	p.exec("UPDATE t SET name = 'changed while down' WHERE id % 5 = 0")
+	p.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	insertRows(t, p, 400, 5, 300)
+	pub = open()
+	res := publishOnce(t, pub)
+	expect(t, res, true, false, 4)
+	if n := whole.Load(); n != 2 {
+		t.Fatalf("%d whole reads, want a full compare after the log was truncated unseen", n)
+	}
+	verifyStore(t, p, st, res)
+	insertRows(t, p, 500, 5, 300)
+	res = publishOnce(t, pub)
+	expect(t, res, true, false, 5)
+	if n := whole.Load(); n != 2 {
+		t.Fatalf("%d whole reads after the full compare, want the log followed again", n)
+	}
+	verifyStore(t, p, st, res)
+}
+
+// While the publisher runs, the log restarts only through its own
+// checkpoints, and it stays bounded: many transactions past the bound are
+// each published from the log, never read whole.
+func TestLogStaysBounded(t *testing.T) {
+	p := newPrimary(t, "wal", 4096)
+	st := newFileStore(t)
+	newTable(t, p)
+	opts := Options{WorkDir: t.TempDir()}
+	whole := wholeReads(&opts)
+	pub := publisherWith(t, p, st, opts)
+	expect(t, publishOnce(t, pub), true, true, 1)
+	var maxWAL int64
+	for i := range 16 {
+		insertRows(t, p, 1000*(i+1), 400, 4000) // about 400 frames each
+		res := publishOnce(t, pub)
+		expect(t, res, true, false, uint64(i+2))
+		fi, err := os.Stat(p.path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxWAL = max(maxWAL, fi.Size())
+	}
+	if n := whole.Load(); n != 1 {
+		t.Fatalf("%d whole reads, want only the first snapshot's", n)
+	}
+	// The bound is 1000 frames; a log past 1000 is restarted after the
+	// publish that sees it, so it never holds more than 1000 + two
+	// transactions' frames. Without checkpoints it would reach 6500.
+	if limit := int64(2000 * (4096 + 24)); maxWAL > limit {
+		t.Fatalf("the log grew to %d bytes, more than %d", maxWAL, limit)
+	}
+	res := publishOnce(t, pub)
+	pub.Close()
+	verifyStore(t, p, st, res)
+}
+
+// A crash while the image was being brought to the new position leaves a
+// damaged image; the next start applies the redo file again.
+func TestRedoAfterCrash(t *testing.T) {
+	p := newPrimary(t, "wal", 4096)
+	st := newFileStore(t)
+	work := t.TempDir()
+	newTable(t, p)
+	pub := publisherFor(t, p, st, work)
+	expect(t, publishOnce(t, pub), true, true, 1)
+	insertRows(t, p, 100, 50, 2000)
+	expect(t, publishOnce(t, pub), true, false, 2)
+	pub.Close()
+
+	// As if the image had been cut short while the pages were written.
+	image := filepath.Join(work, imageName(1))
+	if err := os.Truncate(image, 4096*2); err != nil {
+		t.Fatal(err)
+	}
+	pub = publisherFor(t, p, st, work)
+	insertRows(t, p, 200, 5, 100)
+	res := publishOnce(t, pub)
+	expect(t, res, true, false, 3)
+	pub.Close()
+	verifyStore(t, p, st, res)
+}
+
+// A database that Litestream replicates is refused, clearly.
+func TestRefuseLitestream(t *testing.T) {
+	for _, how := range []string{"table", "directory"} {
+		t.Run(how, func(t *testing.T) {
+			p := newPrimary(t, "wal", 4096)
+			newTable(t, p)
+			if how == "table" {
+				p.exec("CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)")
+			} else if err := os.Mkdir(p.path+"-litestream", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			pub := publisherFor(t, p, newFileStore(t), "")
+			_, err := pub.PublishOnce(context.Background())
+			if !errors.Is(err, ErrLitestream) {
+				t.Fatalf("publish beside Litestream: %v", err)
+			}
+			if err := pub.Run(context.Background(), 1e6); !errors.Is(err, ErrLitestream) {
+				t.Fatalf("Run beside Litestream returned %v", err)
+			}
+		})
+	}
+}
