@@ -113,11 +113,13 @@ type Publisher struct {
 	dbPath string
 	st     store.Store
 	opts   Options
-	src    *sql.DB
 	wd     *workDir
 
+	// mu guards everything below; publishes run under it.
 	mu       sync.Mutex
 	closed   bool
+	src      *sql.DB // the database's connections (source.go)
+	srcIno   uint64  // the database file they opened
 	pos      position
 	hasPos   bool
 	noPos    string // why there is no usable position
@@ -163,7 +165,7 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
-	src, err := openSource(abs, opts.BusyTimeout)
+	src, srcIno, err := openSource(abs, opts.BusyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dbPath, err)
 	}
@@ -171,7 +173,7 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close())
 	}
-	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, wd: wd}
+	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, srcIno: srcIno, wd: wd}
 	if p.pos, p.hasPos, p.noPos, err = wd.load(); err == nil {
 		err = wd.tidy(p.pos.Image, p.pos.Redo)
 	}

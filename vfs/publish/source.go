@@ -30,27 +30,53 @@ func sqliteURI(path string, query string) (string, error) {
 	return u.String(), nil
 }
 
-// openSource opens the database to publish. mode=rw: never create it. The
-// publisher reads the database's files itself, inside read transactions
-// of these connections (at most three: two for handing a held read
-// transaction over, one for checkpoints). In rollback-journal mode no
-// connection stays open between publishes; in WAL mode one read
-// transaction does (see walfollow.go).
-func openSource(path string, busyTimeout time.Duration) (*sql.DB, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("database %s: %w", path, err)
+// openSource opens the database to publish, and says which file (inode)
+// its connections will open. mode=rw: never create it. The publisher
+// reads the database's files itself, inside read transactions of these
+// connections (at most three: two for handing a held read transaction
+// over, one for checkpoints). Two stay open between publishes, so that a
+// publish opens no connection; they hold no lock, but in WAL mode one of
+// them holds the read transaction (see walfollow.go). A database file
+// replaced by another (a restore, a rename over it) gets new connections:
+// see Publisher.checkSource.
+func openSource(path string, busyTimeout time.Duration) (*sql.DB, uint64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("database %s: %w", path, err)
 	}
 	dsn, err := sqliteURI(path, fmt.Sprintf("mode=rw&_busy_timeout=%d", busyTimeout.Milliseconds()))
 	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", path, err)
+		return nil, 0, fmt.Errorf("database %s: %w", path, err)
 	}
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", path, err)
+		return nil, 0, fmt.Errorf("database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(3)
-	db.SetMaxIdleConns(0)
-	return db, nil
+	db.SetMaxIdleConns(2)
+	return db, inode(fi), nil
+}
+
+// checkSource starts over with new connections when the file at the
+// database's path is no longer the one they opened: reading the new file
+// under a read transaction of the old one would be reading without
+// protection. It breaks the chain; the next reading compares in full.
+func (p *Publisher) checkSource() error {
+	fi, err := os.Stat(p.dbPath)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if inode(fi) == p.srcIno {
+		return nil
+	}
+	err = errors.Join(endRead(p.held), p.src.Close())
+	p.held, p.chain = nil, false
+	src, ino, oerr := openSource(p.dbPath, p.opts.BusyTimeout)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	p.src, p.srcIno = src, ino
+	return err
 }
 
 // beginRead opens a read transaction on a connection of its own and makes

@@ -151,6 +151,9 @@ func (r *reading) live() (Image, error) {
 // header and log: from the position when the log continues it (follow),
 // else from the log's first frame.
 func (p *Publisher) read(ctx context.Context) (*reading, error) {
+	if err := p.checkSource(); err != nil {
+		return nil, err
+	}
 	conn, err := beginRead(ctx, p.src)
 	if err != nil {
 		return nil, err
@@ -183,6 +186,11 @@ func (p *Publisher) read(ctx context.Context) (*reading, error) {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	r.dbIno = inode(fi)
+	if r.dbIno != p.srcIno {
+		// Replaced since checkSource: the transaction may be the old
+		// file's. The next publish starts over with new connections.
+		return nil, fmt.Errorf("the database file was replaced while it was read; the next publish reads the new one")
+	}
 	var page1 [100]byte
 	if n, _ := r.db.ReadAt(page1[:], 0); n < len(page1) {
 		return nil, errEmptyDatabase

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -160,4 +161,61 @@ func TestRefuseLitestream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A database file replaced while the publisher was down (a restore) is
+// compared in full, even though its log may look like a continuation.
+func TestReplacedDatabase(t *testing.T) {
+	p := newPrimary(t, "wal", 4096)
+	st := newFileStore(t)
+	work := t.TempDir()
+	newTable(t, p)
+	opts := Options{WorkDir: work}
+	whole := wholeReads(&opts)
+	pub, err := New(p.path, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, publishOnce(t, pub), true, true, 1)
+	insertRows(t, p, 100, 20, 300)
+	expect(t, publishOnce(t, pub), true, false, 2)
+	pub.Close()
+
+	// Another database at the same path: a copy made now, changed, then
+	// moved over the primary.
+	other := filepath.Join(t.TempDir(), "other.db")
+	p.exec("VACUUM INTO ?", other)
+	p.db.Close()
+	q := &primary{t: t, path: other}
+	if q.db, err = sql.Open("sqlite3", "file:"+other+"?_busy_timeout=5000"); err != nil {
+		t.Fatal(err)
+	}
+	q.exec("PRAGMA journal_mode=wal")
+	q.exec("UPDATE t SET name = 'restored' WHERE id % 2 = 0")
+	q.db.Close()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(p.path + suffix)
+	}
+	if err := os.Rename(other, p.path); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(other+"-wal", p.path+"-wal")
+	if p.db, err = sql.Open("sqlite3", "file:"+p.path+"?_busy_timeout=5000"); err != nil {
+		t.Fatal(err)
+	}
+	p.db.SetMaxOpenConns(1)
+	t.Cleanup(func() { p.db.Close() })
+
+	pub, err = New(p.path, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	res := publishOnce(t, pub)
+	expect(t, res, true, false, 3)
+	if n := whole.Load(); n != 2 {
+		t.Fatalf("%d whole reads, want a full compare of the replaced file", n)
+	}
+	pub.Close()
+	verifyStore(t, p, st, res)
 }
