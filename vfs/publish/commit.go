@@ -104,7 +104,7 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 		return Result{}, err
 	}
 	// The position is saved: from here the image may change.
-	if err := applyRedo(p.wd.path(image), p.wd.path(redo), pos.TXID); err != nil {
+	if err := applyRedo(p.wd.path(image), p.wd.path(sumsFile), p.wd.path(redo), pos.TXID); err != nil {
 		p.hasPos, p.noPos, p.chain = false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), false
 		return Result{}, err
 	}

@@ -161,7 +161,7 @@ func TestWorkDirLeftoversRemoved(t *testing.T) {
 	work := t.TempDir()
 	p, st, pub := snapshotted(t, work)
 	pub.Close()
-	for _, name := range []string{copyFile, pendingFile, imageName(7), redoName(7), ".ltx-page-index-1.tmp"} {
+	for _, name := range []string{copyFile, pendingFile, imageName(7), redoName(7), sumsFile + ".tmp", ".ltx-page-index-1.tmp"} {
 		if err := os.WriteFile(filepath.Join(work, name), []byte("junk"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +175,7 @@ func TestWorkDirLeftoversRemoved(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := []string{imageName(1), lockFile, positionFile, redoName(1)}
+	want := []string{imageName(1), lockFile, positionFile, redoName(1), sumsFile}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("work directory holds %v, want %v", names, want)
 	}

@@ -397,23 +397,24 @@ func (p *Publisher) encodeOptions(phase, file string) *EncodeOptions {
 	}
 }
 
-// writeDelta compares the whole database, as r reads it, with the last
-// published image into the pending file: the full compare.
+// writeDelta compares the whole database, as r reads it, with the
+// published state's page checksums into the pending file: the full
+// compare.
 func (p *Publisher) writeDelta(r *reading, ts time.Time) (FileStats, error) {
 	cur, err := r.live()
 	if err != nil {
 		return FileStats{}, err
 	}
-	prev, prevFile, err := OpenImage(p.wd.path(p.pos.Image))
+	sums, err := os.Open(p.wd.path(sumsFile))
 	if err != nil {
-		return FileStats{}, err
+		return FileStats{}, fmt.Errorf("page checksums: %w", err)
 	}
-	defer prevFile.Close()
+	defer sums.Close()
 	txid := p.pos.TXID + 1
 	name := ltx.FormatFilename(txid, txid)
 	return writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
 		pre := ltx.Pos{TXID: p.pos.TXID, PostApplyChecksum: p.pos.Checksum}
-		return WriteDelta(f, prev, cur, pre, txid, ts, p.encodeOptions("compare", name))
+		return writeSumsDelta(f, sums, p.pos.Commit, cur, pre, txid, ts, p.encodeOptions("compare", name))
 	})
 }
 

@@ -40,12 +40,12 @@ func (w *workDir) keepRedo(txid ltx.TXID) (string, error) {
 	return name, nil
 }
 
-// applyRedo writes the pages of the LTX file redo into the image file,
-// cuts the image to the file's size in pages and syncs it. A snapshot
-// replaces the image as a whole. The file's checksum is verified as it is
+// applyRedo writes the pages of the LTX file redo into the image file and
+// their checksums into the sums file (sums.go), cuts both to the file's
+// size in pages and syncs them. A snapshot replaces them as a whole. The file's checksum is verified as it is
 // read; a file that fails it has already changed the image, so the error
 // says the image must not be used.
-func applyRedo(image, redo string, txid ltx.TXID) (err error) {
+func applyRedo(image, sums, redo string, txid ltx.TXID) (err error) {
 	in, err := os.Open(redo)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", redo, err)
@@ -72,6 +72,21 @@ func applyRedo(image, redo string, txid ltx.TXID) (err error) {
 			err = fmt.Errorf("apply %s: %w", redo, cerr)
 		}
 	}()
+	sf, err := os.OpenFile(sums, flags, durable.Mode)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", redo, err)
+	}
+	defer func() {
+		if cerr := sf.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("apply %s: %w", redo, cerr)
+		}
+	}()
+	// Pages come in ascending order: a snapshot's checksums are written
+	// in one stream, a delta's one by one.
+	sw := bufio.NewWriterSize(sf, 64<<10)
+	var next uint32 = 1 // the snapshot's next checksum slot
+	var b [sumSize]byte
+	h := ltx.NewHasher()
 	ps := int64(hdr.PageSize)
 	buf := make([]byte, ps)
 	for {
@@ -85,17 +100,38 @@ func applyRedo(image, redo string, txid ltx.TXID) (err error) {
 		if _, err := out.WriteAt(buf, int64(ph.Pgno-1)*ps); err != nil {
 			return fmt.Errorf("apply %s: %w", redo, err)
 		}
+		putSum(b[:], ltx.ChecksumPageWithHasher(h, ph.Pgno, buf))
+		if hdr.IsSnapshot() {
+			for ; next < ph.Pgno; next++ { // the lock page
+				_, err = sw.Write(make([]byte, sumSize))
+			}
+			_, err = sw.Write(b[:])
+			next++
+		} else {
+			_, err = sf.WriteAt(b[:], int64(ph.Pgno-1)*sumSize)
+		}
+		if err != nil {
+			return fmt.Errorf("apply %s: page checksums: %w", redo, err)
+		}
 	}
 	if err := dec.Close(); err != nil {
 		return fmt.Errorf("apply %s: the image is damaged: %w", redo, err)
 	}
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("apply %s: page checksums: %w", redo, err)
+	}
 	// Pages past the end are gone; pages a growing database never wrote
 	// (the lock page) read as zeros, as they do in SQLite's file.
-	if err := out.Truncate(int64(hdr.Commit) * ps); err != nil {
-		return fmt.Errorf("apply %s: %w", redo, err)
-	}
-	if err := out.Sync(); err != nil {
-		return fmt.Errorf("apply %s: %w", redo, err)
+	for _, f := range []struct {
+		f    *os.File
+		size int64
+	}{{out, int64(hdr.Commit) * ps}, {sf, int64(hdr.Commit) * sumSize}} {
+		if err := f.f.Truncate(f.size); err != nil {
+			return fmt.Errorf("apply %s: %w", redo, err)
+		}
+		if err := f.f.Sync(); err != nil {
+			return fmt.Errorf("apply %s: %w", redo, err)
+		}
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -282,16 +281,17 @@ func (r *reading) stillValid() error {
 }
 
 // writeWALDelta writes the pending file from a following reading: the
-// pages its committed frames hold, each compared with the image (an equal
-// page is left out), pages a growing database never wrote as zeros, and
-// the running checksum moved by exactly those pages, so that nothing
+// pages its committed frames hold whose checksum differs from the
+// published one (sums.go), pages a growing database never wrote as zeros,
+// and the running checksum moved by exactly those pages, so that nothing
 // reads the whole database.
 func (p *Publisher) writeWALDelta(r *reading, commit uint32, ts time.Time) (FileStats, error) {
-	prev, prevFile, err := OpenImage(p.wd.path(p.pos.Image))
+	sums, err := os.Open(p.wd.path(sumsFile))
 	if err != nil {
-		return FileStats{}, err
+		return FileStats{}, fmt.Errorf("page checksums: %w", err)
 	}
-	defer prevFile.Close()
+	defer sums.Close()
+	prevCommit := p.pos.Commit
 	txid := p.pos.TXID + 1
 	ps := r.hdr.PageSize
 	lock := ltx.LockPgno(ps)
@@ -302,19 +302,17 @@ func (p *Publisher) writeWALDelta(r *reading, commit uint32, ts time.Time) (File
 		}
 	}
 	// Pages past the old end that no frame holds read as zeros.
-	grown := map[uint32]int64{}
-	for pgno := prev.Commit + 1; pgno <= commit; pgno++ {
+	grown := map[uint32]bool{}
+	for pgno := prevCommit + 1; pgno <= commit; pgno++ {
 		if _, ok := r.scan.Pages[pgno]; !ok && pgno != lock {
-			grown[pgno] = 0
+			grown[pgno] = true
+			pgnos = append(pgnos, pgno)
 		}
 	}
 	if len(grown) > 0 {
-		for pgno := range grown {
-			pgnos = append(pgnos, pgno)
-		}
 		slices.Sort(pgnos)
 	}
-	live := &liveImage{db: nil, wal: r.wal, pages: r.scan.Pages, ps: int64(ps)}
+	live := &liveImage{wal: r.wal, pages: r.scan.Pages, ps: int64(ps)}
 	return writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
 		hdr := newHeader(Image{PageSize: ps, Commit: commit}, txid, txid, ts, false)
 		hdr.PreApplyChecksum = p.pos.Checksum
@@ -324,42 +322,39 @@ func (p *Publisher) writeWALDelta(r *reading, commit uint32, ts time.Time) (File
 		}
 		defer func() { _ = enc.cleanup() }()
 		sum := p.pos.Checksum
-		old, cur := make([]byte, ps), make([]byte, ps)
-		readOld := func(pgno uint32) error {
-			if _, err := prevFile.ReadAt(old, int64(pgno-1)*int64(ps)); err != nil {
-				return fmt.Errorf("read page %d of the image: %w", pgno, err)
-			}
-			return nil
-		}
+		cur := make([]byte, ps)
 		for _, pgno := range pgnos {
-			if _, ok := grown[pgno]; ok {
+			if grown[pgno] {
 				clear(cur)
 			} else if err := live.walPage(pgno, cur); err != nil {
 				return FileStats{}, err
 			}
-			if pgno <= prev.Commit {
-				if err := readOld(pgno); err != nil {
+			now := ltx.ChecksumPageWithHasher(enc.hasher, pgno, cur)
+			if pgno <= prevCommit {
+				old, err := readSum(sums, pgno)
+				if err != nil {
 					return FileStats{}, err
 				}
-				if bytes.Equal(old, cur) {
+				if old == now {
 					continue
 				}
-				sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, old)
+				sum ^= old
 			}
-			sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, cur)
+			sum ^= now
 			if err := enc.page(pgno, cur); err != nil {
 				return FileStats{}, err
 			}
 		}
 		// A shrinking database drops the pages past its new end.
-		for pgno := commit + 1; pgno <= prev.Commit; pgno++ {
+		for pgno := commit + 1; pgno <= prevCommit; pgno++ {
 			if pgno == lock {
 				continue
 			}
-			if err := readOld(pgno); err != nil {
+			old, err := readSum(sums, pgno)
+			if err != nil {
 				return FileStats{}, err
 			}
-			sum ^= ltx.ChecksumPageWithHasher(enc.hasher, pgno, old)
+			sum ^= old
 		}
 		return enc.close(ltx.ChecksumFlag | sum)
 	})

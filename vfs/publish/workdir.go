@@ -152,7 +152,7 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 		return position{}, false, "local position is not one this version wrote", nil
 	}
 	if pos.Redo != "" {
-		if err := applyRedo(w.path(pos.Image), w.path(pos.Redo), pos.TXID); err != nil {
+		if err := applyRedo(w.path(pos.Image), w.path(sumsFile), w.path(pos.Redo), pos.TXID); err != nil {
 			return position{}, false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), nil
 		}
 	}
@@ -162,6 +162,9 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 	}
 	if fi.Size() != int64(pos.PageSize)*int64(pos.Commit) {
 		return position{}, false, "local image does not match the local position", nil
+	}
+	if err := w.checkSums(pos.Image, pos.Commit, pos.Checksum); err != nil {
+		return position{}, false, fmt.Sprintf("local image does not match the local position (%v)", err), nil
 	}
 	return pos, true, "", nil
 }
@@ -199,7 +202,7 @@ func (w *workDir) tidy(keep ...string) error {
 		case name == lockFile || name == positionFile || slices.Contains(keep, name):
 			continue
 		case strings.HasPrefix(name, imagePrefix), strings.HasPrefix(name, copyFile), strings.HasPrefix(name, redoPrefix),
-			name == pendingFile, name == positionFile+".tmp", strings.HasPrefix(name, ".ltx-page-index-"):
+			name == pendingFile, name == positionFile+".tmp", name == sumsFile+".tmp", strings.HasPrefix(name, ".ltx-page-index-"):
 			if err := os.Remove(w.path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
