@@ -169,14 +169,33 @@ func (b *bench) runPublisher(who, walrust, litestream, src string, burst bool) [
 		t.Fatal(err)
 	}
 	defer proc.stop()
-	// Startup: the first snapshot, then a quiet moment.
+	// Startup: the first snapshot, then until the process is quiet (its
+	// snapshot and whatever follows it done), so that the phases measure
+	// the steady state.
 	testtool.Eventually(t, who+"'s first snapshot", 5*time.Minute, func() error {
-		if entries, _ := os.ReadDir(filepath.Join(storeDir, "ltx", "9")); len(entries) == 0 {
-			return fmt.Errorf("no snapshot yet; stderr: %s", proc.stderr.String())
+		entries, _ := os.ReadDir(filepath.Join(storeDir, "ltx", "9"))
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".ltx") {
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("no snapshot yet; stderr: %s", proc.stderr.String())
 	})
-	time.Sleep(2*cfg.pubInterval + 500*time.Millisecond)
+	quiet := 0
+	prev, _ := sampleProc(proc.cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Minute); quiet < 2 && time.Now().Before(deadline); {
+		time.Sleep(cfg.pubInterval + 200*time.Millisecond)
+		cur, err := sampleProc(proc.cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cur.sub(prev); d.cpu < 50*time.Millisecond && d.wrote < 1<<20 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		prev = cur
+	}
 	w := watchStore(storeDir)
 	defer w.close()
 
