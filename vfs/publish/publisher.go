@@ -18,9 +18,10 @@ import (
 
 // Options configure a Publisher. The zero value is usable.
 type Options struct {
-	// WorkDir keeps the publisher's position and the last published image
-	// (a full copy of the database). Default: "<db>-walrust-publish" next
-	// to the database.
+	// WorkDir keeps the publisher's position, the image of the last
+	// published state (as large as the database) with its page checksums,
+	// and the last published file. Default: "<db>-walrust-publish" next to
+	// the database.
 	WorkDir string
 
 	// Progress, if set, receives progress reports of phases of at least
@@ -39,8 +40,9 @@ type Options struct {
 	// ones: since the first of them, and how many failed.
 	OnRecover func(since time.Time, failed int)
 
-	// BusyTimeout is how long a copy waits for a rollback-mode writer to
-	// finish before the publish fails (and is retried by Run). Default 5s.
+	// BusyTimeout is how long a publish waits for a rollback-mode writer
+	// to finish (and a TRUNCATE checkpoint for readers) before it fails
+	// (and is retried by Run). Default 5s.
 	BusyTimeout time.Duration
 
 	// SnapshotInterval, if positive, bounds the age of the newest snapshot:
@@ -81,7 +83,7 @@ type Result struct {
 	PageSize uint32
 	Commit   uint32
 
-	Timestamp time.Time     // when the copy was taken; File's header carries it
+	Timestamp time.Time     // when the database was read; File's header carries it
 	Duration  time.Duration // the whole publish
 
 	// Upkeep after the publish (Options.SnapshotInterval and Retention):
@@ -131,9 +133,9 @@ type Publisher struct {
 	held  *sql.Conn
 	chain bool
 
-	// The database's fingerprint before the last copy that found the
-	// database published, and when that copy ran: while both hold, Run's
-	// publishes need no copy.
+	// The database's fingerprint before the last reading that found the
+	// database published, and when that reading ran: while both hold,
+	// Run's publishes read nothing.
 	lastPrint fingerprint
 	printOK   bool
 	lastCheck time.Time
@@ -251,13 +253,14 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
-// PublishOnce takes a consistent copy of the database and publishes what
+// PublishOnce reads the database in a read transaction and publishes what
 // changed since the last publish: a level-0 file with the changed pages, a
 // level-9 snapshot when there is no usable position (first publish, page
 // size change, a store that is ahead of or disagrees with the position),
 // or nothing when nothing changed. Then it does the upkeep Options ask for
 // (a periodic snapshot, a retention pass); their failures go to
-// Result.UpkeepErr, not err.
+// Result.UpkeepErr, not err. It fails with ErrLitestream for a database
+// that Litestream replicates too.
 func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
