@@ -145,7 +145,8 @@ func (w *workload) step() string {
 }
 
 // TestRandomWorkload runs random workloads on a WAL-mode primary while a
-// publisher, in a child process, follows its log, and kills the publisher
+// publisher, in a child process, follows its log (and on a rollback-mode
+// one, which it compares in full), and kills the publisher
 // with SIGKILL at random instants; between runs, with the publisher down,
 // the application writes and checkpoints with TRUNCATE. After each round
 // a publisher catches up, and the store, rebuilt file by file, restored
@@ -153,10 +154,18 @@ func (w *workload) step() string {
 // primary.
 func TestRandomWorkload(t *testing.T) {
 	litestream := testtool.Built(t, "litestream")
+	for _, mode := range []string{"wal", "delete"} {
+		t.Run(mode, func(t *testing.T) { randomWorkload(t, litestream, mode) })
+	}
+}
+
+// randomWorkload is TestRandomWorkload in one journal mode (in rollback
+// mode the checkpoints do nothing, and every publish compares in full).
+func randomWorkload(t *testing.T, litestream, mode string) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	p := newPrimary(t, "wal", 4096)
+	p := newPrimary(t, mode, 4096)
 	p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
 	w := &workload{t: t, p: p, rng: rng}
 	storeDir, work := t.TempDir(), t.TempDir()
@@ -165,6 +174,9 @@ func TestRandomWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	rounds := 5
+	if mode != "wal" {
+		rounds = 3
+	}
 	if testing.Short() {
 		rounds = 2
 	}
