@@ -160,6 +160,8 @@ func printResult(e *env, r publish.Result, retention time.Duration) {
 		if r.Snapshot {
 			kind = "snapshot "
 			why = " (" + r.Reason + ")"
+		} else if r.Compared != "" {
+			why = " (compared in full: " + r.Compared + ")"
 		}
 		e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Published %s%s (%s, %s) TXID %d%s",
 			kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why),

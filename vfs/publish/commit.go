@@ -73,6 +73,10 @@ func writePending(path string, write func(*os.File) (FileStats, error)) (FileSta
 // store ahead of the position, which the next publish answers with a
 // snapshot; one after it leaves an image that the next load finishes.
 func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts time.Time, reason string) (Result, error) {
+	compared := ""
+	if !stats.Header.IsSnapshot() {
+		compared = r.whole
+	}
 	hdr := stats.Header
 	level := 0
 	if hdr.IsSnapshot() {
@@ -119,7 +123,8 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	}
 	return Result{
 		Changed: true, File: info, Snapshot: level == store.SnapshotLevel, Reason: reason, Pages: stats.Pages,
-		TXID: pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
+		Compared: compared,
+		TXID:     pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
 		Timestamp: ts,
 	}, nil
 }

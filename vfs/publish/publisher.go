@@ -74,7 +74,12 @@ type Result struct {
 	File     store.FileInfo // the published file (zero when !Changed)
 	Snapshot bool           // File is a level-9 snapshot
 	Reason   string         // why a snapshot was written
-	Pages    int            // page frames in File
+	// Compared says why this publish of a WAL database read and compared
+	// the whole database instead of following the log (the log did not
+	// vouch for the change: it was restarted unseen, the database file
+	// was replaced, ...). A rollback-journal database is always compared.
+	Compared string
+	Pages    int // page frames in File
 
 	// The position after this publish (the previous one when nothing
 	// changed): TXID, database checksum, page size and size in pages.

@@ -80,8 +80,10 @@ type reading struct {
 	wal    *os.File  // nil: rollback mode, or no log
 	walHdr walHeader // when wal != nil
 	// follow: scan continues the position (only its pages changed);
-	// otherwise scan starts at the log's first frame (full).
+	// otherwise scan starts at the log's first frame (full), and whole
+	// says why.
 	follow bool
+	whole  string
 	scan   walScan
 }
 
@@ -243,27 +245,39 @@ func (p *Publisher) read(ctx context.Context) (*reading, error) {
 // read the whole database.
 func (p *Publisher) continues(r *reading) (from uint32, sum walSum, follow bool, err error) {
 	w := p.pos.WAL
-	full := func() (uint32, walSum, bool, error) { return 0, r.walHdr.Sum, false, nil }
+	full := func(why string) (uint32, walSum, bool, error) {
+		r.whole = why
+		return 0, r.walHdr.Sum, false, nil
+	}
+	const unseen = "the log was restarted or truncated since the last publish, and walrust did not hold it meanwhile"
 	switch {
-	case !p.hasPos || w == nil || w.DBIno != r.dbIno || p.pos.PageSize != r.hdr.PageSize:
-		return full()
-	case r.wal == nil:
+	case !p.hasPos:
+		return 0, r.walHdr.Sum, false, nil // a snapshot: p.noPos says why
+	case w == nil:
+		return full("no position in the log yet")
+	case w.DBIno != r.dbIno:
+		return full("the database file was replaced")
+	case p.pos.PageSize != r.hdr.PageSize:
+		return 0, r.walHdr.Sum, false, nil // a snapshot
+	case r.wal == nil && p.chain:
 		// No log: a checkpoint truncated it. Only the held transaction
 		// vouches that nothing was copied and truncated unseen.
-		return 0, walSum{}, p.chain, nil
+		return 0, walSum{}, true, nil
+	case r.wal == nil:
+		return full(unseen)
 	case !w.None && r.walHdr.sameGeneration(w.header()):
 		match, err := frameMatches(r.wal, r.walHdr, w.Frames, w.Sum)
 		if err != nil {
 			return 0, walSum{}, false, err
 		}
 		if !match {
-			return full()
+			return full("the log no longer holds the frame of the last publish")
 		}
 		return w.Frames, w.Sum, true, nil
 	case p.chain:
 		return 0, r.walHdr.Sum, true, nil // a new generation, read from its start
 	}
-	return full()
+	return full(unseen)
 }
 
 // stillValid checks, after every page of a reading was read, that the log

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -65,14 +66,14 @@ func TestFollowAcrossRestarts(t *testing.T) {
 	pub = open()
 	res := publishOnce(t, pub)
 	expect(t, res, true, false, 4)
-	if n := whole.Load(); n != 2 {
-		t.Fatalf("%d whole reads, want a full compare after the log was truncated unseen", n)
+	if n := whole.Load(); n != 2 || !strings.Contains(res.Compared, "restarted or truncated") {
+		t.Fatalf("%d whole reads (%q), want a full compare after the log was truncated unseen", n, res.Compared)
 	}
 	verifyStore(t, p, st, res)
 	insertRows(t, p, 500, 5, 300)
 	res = publishOnce(t, pub)
 	expect(t, res, true, false, 5)
-	if n := whole.Load(); n != 2 {
+	if n := whole.Load(); n != 2 || res.Compared != "" {
 		t.Fatalf("%d whole reads after the full compare, want the log followed again", n)
 	}
 	verifyStore(t, p, st, res)
@@ -229,8 +230,8 @@ func TestReplacedDatabase(t *testing.T) {
 	defer pub.Close()
 	res := publishOnce(t, pub)
 	expect(t, res, true, false, 3)
-	if n := whole.Load(); n != 2 {
-		t.Fatalf("%d whole reads, want a full compare of the replaced file", n)
+	if n := whole.Load(); n != 2 || res.Compared != "the database file was replaced" {
+		t.Fatalf("%d whole reads (%q), want a full compare of the replaced file", n, res.Compared)
 	}
 	pub.Close()
 	verifyStore(t, p, st, res)
