@@ -29,8 +29,8 @@ last publish): the cost follows the change, not the database. walrust then
 holds a read transaction and decides when the log restarts (PASSIVE
 checkpoints; see the README), so it refuses a database Litestream
 replicates too, and the application cannot leave WAL mode while it runs. A
-rollback-journal database is compared page by page with the last published
-image, in one read transaction.
+rollback-journal database is read once and compared, page by page, with the
+checksums of the published state, in one read transaction.
 
 DEST is file:///absolute/dir (created if missing) or s3://bucket/prefix.
 
