@@ -87,6 +87,25 @@ $(BIN)/versitygw:
 $(BIN)/litestream:
 	GOBIN=$(BIN) $(GO) install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
+# The Litestream v0.5.18 VFS, the peer column of `make bench`, built from the
+# module (downloaded through the Go module proxy into GOMODCACHE) the way its
+# own Makefile's vfs-linux-amd64 does: cmd/litestream-vfs as a c-archive with
+# -tags vfs,SQLITE3VFS_LOADABLE_EXT, linked with its src/litestream-vfs.c into
+# a loadable extension whose entry point is sqlite3_litestreamvfs_init. The
+# build runs in the module's own directory, so that its go.mod and go.sum
+# pick the dependencies. It takes minutes, so `make test` does not build it:
+# the smoke run of vfs/bench has no peer column (it runs without -peer).
+LITESTREAM_VFS := $(BUILD)/litestream-vfs.so
+LITESTREAM_MOD := github.com/benbjohnson/litestream@v0.5.18
+
+$(LITESTREAM_VFS):
+	@mkdir -p $(BUILD)/litestream-vfs
+	dir=$$($(GO) mod download -json $(LITESTREAM_MOD) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && test -n "$$dir" && \
+	out=$(abspath $(BUILD))/litestream-vfs && \
+	cd "$$dir" && $(GO) build -tags vfs,SQLITE3VFS_LOADABLE_EXT -buildmode=c-archive -o "$$out/litestream-vfs.a" ./cmd/litestream-vfs && \
+	$(CC) -DSQLITE3VFS_LOADABLE_EXT -I"$$out" -g -fPIC -shared -o "$$out.so.tmp" src/litestream-vfs.c "$$out/litestream-vfs.a" -lpthread -ldl -lm && \
+	mv "$$out.so.tmp" "$$out.so" && rm -f "$$out/litestream-vfs.a"
+
 test: all wheel tools npm hygiene
 	$(GO) vet ./...
 	CGO_CFLAGS="$(CSHIM_CFLAGS)" $(GO) vet -tags SQLITE3VFS_LOADABLE_EXT ./cshim
@@ -128,9 +147,9 @@ demo: all
 # poller, each pair interleaved in one run. Progress goes to stderr, the
 # Markdown table to stdout (and to build/bench.md). `make test` runs the same
 # scenarios at a tiny size, checking only that they produce sane numbers.
-bench: all tools
+bench: all tools $(LITESTREAM_VFS)
 	@$(GO) test -c -o $(BUILD)/walrust-bench.test ./vfs/bench
-	@$(BUILD)/walrust-bench.test -test.run '^TestBench$$' -test.timeout 30m -full -out $(BUILD)/bench.md >&2
+	@$(BUILD)/walrust-bench.test -test.run '^TestBench$$' -test.timeout 30m -full -peer $(LITESTREAM_VFS) -out $(BUILD)/bench.md >&2
 	@cat $(BUILD)/bench.md
 
 clean:

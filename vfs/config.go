@@ -34,6 +34,7 @@ type Config struct {
 	SnapshotCheck time.Duration // snapshot_check=, WALRUST_SNAPSHOT_CHECK: the snapshot level listed at least this often; 0: 1m
 	MaxSize       int64         // max_size=, WALRUST_MAX_SIZE: the largest database a file may describe; 0: 1TiB (replica.DefaultMaxSize)
 	MaxHeld       int64         // max_held=, WALRUST_MAX_HELD: what long readers may keep unfolded; 0: the follower's default
+	MaxLag        time.Duration // max_lag=, WALRUST_MAX_LAG: refuse read transactions while the replica is staler (stale.go); 0: never
 	Store         store.Options // endpoint=, region=, path_style= (S3-compatible stores)
 	Sources       *sourceList   // WALRUST_SOURCES: the stores an open may follow; nil: any
 	// AsOf (as_of=) opens a read-only view of the database as of a past
@@ -79,6 +80,11 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	}
 	if s := get("max_interval", "WALRUST_MAX_INTERVAL"); s != "" {
 		if c.MaxInterval, err = parseDuration("max_interval", s); err != nil {
+			return c, err
+		}
+	}
+	if s := get("max_lag", "WALRUST_MAX_LAG"); s != "" {
+		if c.MaxLag, err = parseDuration("max_lag", s); err != nil {
 			return c, err
 		}
 	}

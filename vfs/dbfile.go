@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/psanford/sqlite3vfs"
 	"github.com/walrust/walrust/vfs/replica"
@@ -20,9 +21,11 @@ import (
 // is dropped, and so sees exactly one TXID per transaction.
 type dbFile struct {
 	s       *shared
+	maxLag  time.Duration    // this connection's max_lag: refuse transactions on a staler replica
 	pinned  *replica.Version // set between SHARED lock and unlock
 	end     func()           // ends the pinned transaction
 	revoker replica.Revoker  // set while the C layer reads pinned directly
+	direct  *directOut       // the C layer's struct for this file (layer.go); nil without the layer
 }
 
 var (
@@ -52,7 +55,7 @@ func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*
 	if err != nil {
 		return nil, err
 	}
-	return &dbFile{s: s}, nil
+	return &dbFile{s: s, maxLag: cfg.MaxLag}, nil
 }
 
 func (f *dbFile) Close() (err error) {
@@ -119,12 +122,19 @@ func (f *dbFile) Lock(l sqlite3vfs.LockType) (err error) {
 		return sqlite3vfs.ReadOnlyError
 	}
 	if f.pinned == nil {
+		if f.maxLag > 0 {
+			if why := f.s.staleness(f.maxLag); why != "" {
+				f.s.refuseStale(why)
+				return sqlite3vfs.IOError
+			}
+		}
 		v, end, err := f.s.begin()
 		if err != nil {
 			logger.Error("begin read transaction", "db", f.s.path, "err", err)
 			return sqlite3vfs.BusyError
 		}
 		f.pinned, f.end = v, end
+		f.fillDirect()
 	}
 	return nil
 }

@@ -15,7 +15,8 @@
 //	vfs/follow           keeps a replica current with a store (bootstrap,
 //	                     poll, plan, fetch, apply), and puts the two
 //	                     together: follow.Start, used by this package and
-//	                     by walrust replicate
+//	                     by walrust replicate; follow.BuildAt builds a
+//	                     replica as of a past point (walrust restore)
 //	vfs                  the VFS: one follower per file per process
 //	                     (registry.go, role.go), read transactions pinned
 //	                     to one version (dbfile.go), the C layer that serves

@@ -4,12 +4,19 @@
 //
 // Direct reads. At a read transaction's SHARED lock the Go side says once
 // how its version's pages can be read from the base file (the descriptor,
-// how far, and a bitmap of the pages that are in versions not folded yet),
-// and the layer then serves the transaction's other page reads with
-// pread(2) itself, without a C-to-Go call per page. Usually nothing waits
-// to be folded and every page but page 1 (whose header Go patches) is
-// read so. Why the base file's pages cannot change under the transaction
-// is told at replica.Version.Direct.
+// how far, a bitmap of the pages that are in versions not folded yet, and
+// whether page 1 on disk is the version's as served), and the layer then
+// serves the transaction's page reads with pread(2) itself, without a
+// C-to-Go call per page. Usually nothing waits to be folded and every page
+// is read so, page 1 too. Why the base file's pages cannot change under
+// the transaction is told at replica.Version.Direct.
+//
+// The calls SQLite makes around each read transaction are answered here
+// too, so that an autocommit query enters Go twice (its SHARED lock and
+// its unlock), not six times: the hot-journal check (xAccess on -journal:
+// a replica never has one, which is all Go answers), xCheckReservedLock (no
+// connection ever writes a replica), and xFileSize (the pinned version's
+// size, which Go gave at the lock).
 //
 // The fork guard. Go's runtime does not survive fork(): in the child only
 // the forking thread exists, so the goroutines that follow replicas are
@@ -128,7 +135,7 @@ static int readDirect(layerFile *lf, void *buf, int amt, int64_t off) {
 // them in a version not folded yet (its bit set; the bits are written by Go
 // with atomic operations).
 static int inBase(const wl_direct *d, int amt, int64_t off) {
-  if (d->fd < 0 || off < d->pageSize || off + amt > d->limit) {
+  if (d->fd < 0 || (off < d->pageSize && !d->page1) || off + amt > d->limit) {
     return 0;
   }
   if (d->bits == NULL) {
@@ -196,23 +203,22 @@ static int layerFileSize(wl_file *f, int64_t *size) {
   if (forked) {
     return refuse(rcIOErrFstat);
   }
+  // In a transaction the size is its pinned version's, which never
+  // changes (Go answers the same, expired or not).
+  if (LF(f)->direct.fd >= 0) {
+    *size = LF(f)->direct.size;
+    return rcOK;
+  }
   return IO(f)->xFileSize(INNER(f), size);
 }
 
-// layerLock asks Go, once the SHARED lock has pinned a version, whether the
-// transaction can read the base file directly.
+// layerLock: Go's SHARED lock pins a version and, when the transaction can
+// read the base file directly, fills the file's wl_direct in the same call.
 static int layerLock(wl_file *f, int lock) {
   if (forked) {
     return refuse(rcIOErrLock);
   }
-  int rc = IO(f)->xLock(INNER(f), lock);
-  layerFile *lf = LF(f);
-  if (rc == rcOK && lock == lockShared && lf->main && lf->direct.fd < 0) {
-    if (!walrustDirect(INNER_ID(f), &lf->direct)) {
-      lf->direct.fd = -1;
-    }
-  }
-  return rc;
+  return IO(f)->xLock(INNER(f), lock);
 }
 
 static int layerUnlock(wl_file *f, int lock) {
@@ -225,12 +231,14 @@ static int layerUnlock(wl_file *f, int lock) {
   return IO(f)->xUnlock(INNER(f), lock);
 }
 
+// No connection holds a RESERVED lock on a replica: they cannot write.
 static int layerCheckReservedLock(wl_file *f, int *out) {
+  (void)f;
+  *out = 0;
   if (forked) {
-    *out = 0;
     return refuse(rcIOErrCheckReservedLock);
   }
-  return IO(f)->xCheckReservedLock(INNER(f), out);
+  return rcOK;
 }
 
 static int layerFileControl(wl_file *f, int op, void *arg) {
@@ -268,7 +276,7 @@ static int layerOpen(wl_vfs *vfs, const char *name, wl_file *f, int flags, int *
   // sqlite3vfs sets its methods even when the open fails, and SQLite then
   // calls xClose; mirror that so the close reaches it.
   f->pMethods = INNER(f)->pMethods != NULL ? &layerIO : NULL;
-  if (rc == rcOK && lf->main && !walrustKnowsFile(INNER_ID(f))) {
+  if (rc == rcOK && lf->main && !walrustKnowsFile(INNER_ID(f), &lf->direct)) {
     // The layer finds Go's file by the id after SQLite's header (see
     // vfs/seam.go): if that no longer names one, reading on would misread.
     fprintf(stderr, "walrust: psanford/sqlite3vfs does not lay out its files as walrust was built "
@@ -286,13 +294,17 @@ static int layerDelete(wl_vfs *vfs, const char *name, int syncDir) {
   return inner->xDelete(inner, name, syncDir);
 }
 
+// No -journal or -wal file exists next to a replica, so SQLite never tries
+// to roll one back or open a WAL; Go's xAccess says the same of any name.
 static int layerAccess(wl_vfs *vfs, const char *name, int flags, int *out) {
   (void)vfs;
+  (void)name;
+  (void)flags;
+  *out = 0;
   if (forked) {
-    *out = 0;
     return refuse(rcIOErrAccess);
   }
-  return inner->xAccess(inner, name, flags, out);
+  return rcOK;
 }
 
 // xFullPathname is the first call of every open, before xOpen.

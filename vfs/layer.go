@@ -8,22 +8,19 @@ package vfs
 */
 import "C"
 
-// walrustDirect is called by the layer right after a main database file's
-// SHARED lock: it fills out and returns 1 when the transaction can read
-// pages of its version from the base file without Go (see
-// replica.Version.Direct); 0 otherwise.
-//
-//export walrustDirect
-func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
-	defer func() {
-		if p := recover(); p != nil { // no panic may cross into C
-			logger.Error("internal error", "op", "direct", "panic", p)
-			ok = 0
-		}
-	}()
-	f, _ := sqlite3vfsFile(uint64(id)).(*dbFile)
-	if f == nil || f.pinned == nil || readHook.Load() != nil {
-		return 0 // a test watching reads sees them all
+// fillDirect, called at the SHARED lock that pinned f.pinned, tells the
+// layer (f.direct, bound at the open) whether and how the transaction can
+// read pages of its version from the base file without Go (see
+// replica.Version.Direct), and the version's size. Without a layer (a
+// file opened by sqlite3vfs alone) there is nothing to fill.
+func (f *dbFile) fillDirect() {
+	out := f.direct
+	if out == nil {
+		return
+	}
+	out.fd = -1
+	if readHook.Load() != nil {
+		return // a test watching reads sees them all
 	}
 	// A fresh transaction: no revocation of an earlier one can be under
 	// way (Undirect, at its unlock, waited for any), and none of this one
@@ -32,16 +29,23 @@ func walrustDirect(id C.uint64_t, out *C.wl_direct) (ok C.int) {
 	rv := cRevoker{out}
 	d, direct := f.pinned.Direct(rv)
 	if !direct {
-		return 0
+		return
 	}
 	f.revoker = rv
-	out.fd = C.int(d.FD)
 	out.pageSize = C.int(f.pinned.PageSize)
 	out.limit = C.int64_t(d.Limit)
+	out.size = C.int64_t(f.pinned.Size())
 	out.bits = (*C.uint64_t)(d.Bits) // outside Go's heap: C may keep it
 	out.pages = C.uint32_t(d.Pages)
-	return 1
+	out.page1 = 0
+	if d.Page1 {
+		out.page1 = 1
+	}
+	out.fd = C.int(d.FD) // last: the layer reads directly once fd is set
 }
+
+// directOut is the layer's wl_direct, for the files that do not import C.
+type directOut = C.wl_direct
 
 // cRevoker revokes one transaction's direct reads in the layer; its
 // wl_direct lives in the layer's file, which outlives the transaction.

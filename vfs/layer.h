@@ -56,13 +56,17 @@ struct wl_vfs {
   int (*xCurrentTimeInt64)(wl_vfs *, int64_t *); // version 2
 };
 
-// What the Go side tells the layer at the start of a read transaction.
+// What the Go side tells the layer at the start of a read transaction,
+// from inside the SHARED lock's call (the layer gives Go this struct's
+// address once, at the open: walrustKnowsFile).
 typedef struct wl_direct {
-  int fd;                // the base file
-  int pageSize;          // page 1 (below this offset) is patched by Go: never direct
+  int fd;                // the base file; -1: no transaction reads it directly
+  int pageSize;          // page 1 is below this offset
   int64_t limit;         // bytes of the transaction's version the base file serves
+  int64_t size;          // the version's size in bytes: what xFileSize answers
   const uint64_t *bits;  // pages to read through Go (one bit per page number); NULL: none
   uint32_t pages;        // pages bits covers; those past it are the base file's
+  int32_t page1;         // the base file's page 1 is the version's as served; else Go patches it
   // Revocation (walrustRevoke), when the version expires: set, the layer
   // reads through Go; inflight counts the direct reads under way.
   int32_t revoked;

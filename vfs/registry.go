@@ -51,6 +51,11 @@ type shared struct {
 	// view is set, once started, for an as_of view (view.go), which is
 	// read through passive and never followed.
 	view *viewFiles
+
+	// Transactions refused by max_lag (stale.go): how many since the last
+	// log line, and when that was. Guarded by mu.
+	staleRefused int
+	staleLogged  time.Time
 }
 
 // acquire returns the shared replica of path, starting it on first use,

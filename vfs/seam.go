@@ -52,16 +52,19 @@ func skipFileIDZero() {
 // walrustKnowsFile is called by the layer right after it opened a main
 // database through sqlite3vfs: 1 when the id it read from the C file (2)
 // names a walrust database file sqlite3vfs holds (1), 0 when an assumption
-// no longer holds (then the layer refuses the open, saying so).
+// no longer holds (then the layer refuses the open, saying so). The file
+// keeps direct, the layer's struct for it, to fill at each SHARED lock
+// (layer.go); it lives in the C file, which outlives the Go one.
 //
 //export walrustKnowsFile
-func walrustKnowsFile(id C.uint64_t) (ok C.int) {
+func walrustKnowsFile(id C.uint64_t, direct *C.wl_direct) (ok C.int) {
 	defer func() {
 		if p := recover(); p != nil { // no panic may cross into C
 			ok = 0
 		}
 	}()
-	if _, is := sqlite3vfsFile(uint64(id)).(*dbFile); is {
+	if f, is := sqlite3vfsFile(uint64(id)).(*dbFile); is {
+		f.direct = direct
 		return 1
 	}
 	return 0

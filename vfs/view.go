@@ -37,7 +37,8 @@ var viewsKept = 8
 const (
 	viewDB       = "view.db" // the view's replica, inside its directory
 	viewLockFile = "in-use"
-	buildPrefix  = ".build-" // a view being built; renamed into place when done
+	buildPrefix  = ".build-"   // a view being built; renamed into place when done
+	evictPrefix  = ".evicted-" // a view being removed; renamed out of place first
 	// staleBuild is the age past which a build directory is taken for a
 	// build that a crash abandoned, and removed.
 	staleBuild = time.Hour
@@ -83,6 +84,11 @@ func (s *shared) openView(ctx context.Context) error {
 		if !s.cfg.mayCreate {
 			return fmt.Errorf("%s as of %s: the view is not built yet, and this open may not create files (a read-only connection, mode=ro, or no SQLITE_OPEN_CREATE)", s.path, s.cfg.AsOf)
 		}
+		// Views are kept beside the replica: never beside a file that
+		// walrust did not make (a plain database, a promoted replica).
+		if err := replica.RefuseForeign(s.path); err != nil {
+			return fmt.Errorf("%s as of %s: no view is built beside it: %w", s.path, s.cfg.AsOf, err)
+		}
 		if err = buildView(ctx, s.path, dir, source, opts, s.cfg); err == nil {
 			v, p, err = openBuiltView(dir, source)
 		}
@@ -126,19 +132,16 @@ func (s *shared) viewSource() (string, store.Options, error) {
 	return source, opts, nil
 }
 
+// viewLockHook runs between the open of a view's lock file and its flock:
+// tests evict the view there.
+var viewLockHook = func(dir string) {}
+
 // openBuiltView opens the view in dir for reading, or returns nils when
 // there is none.
 func openBuiltView(dir, source string) (*viewFiles, *replica.Passive, error) {
-	lock, err := os.Open(filepath.Join(dir, viewLockFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("open view %s: %w", dir, err)
-	}
-	// Waits only while an eviction removes the view.
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
-		lock.Close()
-		return nil, nil, fmt.Errorf("lock view %s: %w", dir, err)
+	lock, err := lockView(dir)
+	if lock == nil || err != nil {
+		return nil, nil, err
 	}
 	p, err := replica.OpenPassive(filepath.Join(dir, viewDB), "")
 	switch {
@@ -158,6 +161,46 @@ func openBuiltView(dir, source string) (*viewFiles, *replica.Passive, error) {
 	return &viewFiles{dir: dir, lock: lock}, p, nil
 }
 
+// lockView takes the shared lock of the view in dir, or returns nil when
+// there is none. The lock taken must be that of the view that has the name
+// now: a view evicted between the open and the flock (which waits for the
+// eviction) and built again under its name has a new lock file, and a lock
+// on the old one would not keep the next eviction from the view read.
+func lockView(dir string) (*os.File, error) {
+	name := filepath.Join(dir, viewLockFile)
+	for try := 0; ; try++ {
+		lock, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("open view %s: %w", dir, err)
+		}
+		viewLockHook(dir)
+		// Waits only while an eviction removes the view.
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		held, err := lock.Stat()
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		now, err := os.Stat(name)
+		switch {
+		case err == nil && os.SameFile(held, now):
+			return lock, nil
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			lock.Close()
+			return nil, fmt.Errorf("lock view %s: %w", dir, err)
+		}
+		lock.Close() // evicted meanwhile: the view under that name, if any, is another
+		if try == 10 {
+			return nil, fmt.Errorf("lock view %s: evicted and built again at every try", dir)
+		}
+	}
+}
+
 // close releases the view's lock.
 func (v *viewFiles) close() { v.lock.Close() }
 
@@ -166,10 +209,10 @@ func (v *viewFiles) close() { v.lock.Close() }
 // processes may build the same view at once; the first rename wins.
 func buildView(ctx context.Context, path, dir, source string, opts store.Options, cfg Config) error {
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, durable.DirMode); err != nil {
 		return fmt.Errorf("%s as of %s: %w", path, cfg.AsOf, err)
 	}
-	tmp, err := os.MkdirTemp(parent, buildPrefix+"*")
+	tmp, err := durable.MkdirTemp(parent, buildPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("%s as of %s: %w", path, cfg.AsOf, err)
 	}
@@ -232,6 +275,8 @@ func evictViews(parent, keep string) {
 			if time.Since(fi.ModTime()) > staleBuild {
 				os.RemoveAll(p)
 			}
+		case strings.HasPrefix(e.Name(), evictPrefix):
+			os.RemoveAll(p) // a removal that was interrupted
 		case p != keep:
 			views = append(views, kept{p, fi.ModTime()})
 		}
@@ -252,7 +297,8 @@ func evictViews(parent, keep string) {
 }
 
 // removeView removes a view that no process reads: it takes the view's
-// lock exclusively, or leaves the view alone.
+// lock exclusively, or leaves the view alone. The view leaves its name at
+// once, by rename, so that no open ever finds it half removed.
 func removeView(dir string) (bool, error) {
 	lock, err := os.Open(filepath.Join(dir, viewLockFile))
 	if err != nil {
@@ -264,5 +310,9 @@ func removeView(dir string) (bool, error) {
 	} else if err != nil {
 		return false, err
 	}
-	return true, os.RemoveAll(dir)
+	gone := filepath.Join(filepath.Dir(dir), fmt.Sprintf("%s%d-%d", evictPrefix, os.Getpid(), time.Now().UnixNano()))
+	if err := os.Rename(dir, gone); err != nil {
+		return false, err
+	}
+	return true, os.RemoveAll(gone)
 }

@@ -83,9 +83,9 @@ func init() {
 				}
 				p.TXID = n
 			case *at != "":
-				t, err := time.Parse(time.RFC3339Nano, *at)
+				t, err := follow.ParseTime(*at)
 				if err != nil {
-					return usagef("--time %q: want an RFC 3339 time (2025-03-01T12:00:00Z)", *at)
+					return usagef("--time %v", err)
 				}
 				p.Time = t
 			}
@@ -169,6 +169,15 @@ func checkRestoreTarget(out, work string, force bool) error {
 	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory", out)
 	}
+	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("cannot write %s: its directory %s does not exist", out, filepath.Dir(out))
+	}
+	// Not even --force replaces a replica's base file: its state file would
+	// describe another database, and the process that follows it would go
+	// on patching the file restored.
+	if _, err := os.Lstat(out + "-replica-state"); err == nil {
+		return fmt.Errorf("%s is a walrust replica (it has %s-replica-state); restore to another path, or make it a plain database with walrust promote", out, out)
+	}
 	for _, p := range []string{out, out + "-wal", out + "-shm", out + "-journal"} {
 		if _, err := os.Lstat(p); err == nil && !force {
 			return fmt.Errorf("%s exists; --force overwrites it", p)
@@ -217,7 +226,7 @@ func (p *restoreProgress) plan(target ltx.TXID, files []store.FileInfo) {
 	}
 	p.files = len(files)
 	p.e.log.line(p.e.stderr, slog.LevelInfo,
-		fmt.Sprintf("Restoring TXID %d: snapshot %s and %d more files, %s", uint64(target), fileName(files[0]), len(files)-1, formatBytes(p.total)),
+		fmt.Sprintf("Restoring TXID %d: snapshot %s and %s after it, %s", uint64(target), fileName(files[0]), plural(len(files)-1, "file", "files"), formatBytes(p.total)),
 		"txid", uint64(target), "files", len(files), "bytes", p.total)
 }
 

@@ -48,6 +48,9 @@ type config struct {
 	rangesCold  int
 	rangeRows   int64
 	unfolded    int // versions applied behind a long read transaction
+	// samples per read case in the peer's children (-peer): the Litestream
+	// VFS is two orders of magnitude slower, so it gets fewer
+	peerPairs, peerScanPairs int
 
 	// lag
 	lagIntervals []time.Duration
@@ -83,6 +86,7 @@ func smoke() config {
 		name:   "smoke",
 		readMB: 4, readPairs: 2, scanPairs: 1,
 		lookupsWarm: 50, lookupsCold: 20, rangesWarm: 5, rangesCold: 2, rangeRows: 100, unfolded: 20,
+		peerPairs: 1, peerScanPairs: 1,
 		lagIntervals: []time.Duration{50 * time.Millisecond}, lagSamples: 3,
 		bootMB: []int{1, 4}, bootReps: 1,
 		applyFiles: 20, applyPages: 10, applyReps: 1,
@@ -98,6 +102,7 @@ func full() config {
 		name:   "full",
 		readMB: 256, readPairs: 40, scanPairs: 6,
 		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000, unfolded: 1000,
+		peerPairs: 5, peerScanPairs: 3,
 		lagIntervals: []time.Duration{100 * time.Millisecond, time.Second}, lagSamples: 100,
 		bootMB: []int{64, 256}, bootReps: 3,
 		applyFiles: 2000, applyPages: 10, applyReps: 3,
@@ -122,13 +127,24 @@ type row struct {
 	noise    string  // spread of the per-pair ratios, when there are pairs
 	target   string
 	meets    string // "yes", "no", or "" when there is no target
+
+	// Read rows have a second baseline (the rollback-mode copy; the first
+	// is the WAL-mode copy) and are shown in a table of their own.
+	base2  string
+	ratio2 float64
+	noise2 string
+
+	// peer is the Litestream VFS's figure for the same scenario, measured
+	// in the same run ("" when it has none).
+	peer string
 }
 
 type bench struct {
-	t    *testing.T
-	cfg  config
-	dir  string
-	rows []row
+	t          *testing.T
+	peerSQLite string // the SQLite of the peer's python3 children, once one ran
+	cfg        config
+	dir        string
+	rows       []row
 }
 
 func (b *bench) want(s string) bool {
@@ -199,6 +215,9 @@ func TestBench(t *testing.T) {
 		t.Log("\n" + out)
 	}
 	for _, r := range b.rows {
+		if r.base2 != "" && (!(r.ratio2 > 0) || math.IsInf(r.ratio2, 0)) {
+			t.Errorf("%s / %s: not a sane measurement against the second baseline: %s, ratio %v", r.group, r.what, r.base2, r.ratio2)
+		}
 		if !(r.a > 0) || !(r.b > 0) || !(r.ratio > 0) || math.IsInf(r.ratio, 0) || math.IsNaN(r.ratio) {
 			t.Errorf("%s / %s: not a sane measurement: walrust %v (%s), baseline %v (%s), ratio %v",
 				r.group, r.what, r.a, r.walrust, r.b, r.baseline, r.ratio)
@@ -215,24 +234,66 @@ func (b *bench) add(r row) {
 	}
 	b.rows = append(b.rows, r)
 	b.logf("%-9s %-58s %s | %s | ratio %.2f %s", r.group, r.what, r.walrust, r.baseline, r.ratio, r.noise)
+	if r.base2 != "" {
+		b.logf("%-9s %-58s   | %s | ratio %.2f %s", "", "", r.base2, r.ratio2, r.noise2)
+	}
+	if r.peer != "" {
+		b.logf("%-9s %-58s   | peer: %s", "", "", r.peer)
+	}
 }
 
-// table is the Markdown the README shows.
+// peerHead names the peer column.
+const peerHead = "Litestream v0.5.18 VFS (same run)"
+
+// table is the Markdown the README shows: the read rows, each against both
+// of SQLite's own baselines and the peer, then every other row.
 func (b *bench) table(d *data, m string, took time.Duration) string {
 	var s strings.Builder
+	if b.peerSQLite != "" {
+		m += fmt.Sprintf("; peer children: %s with SQLite %s", peerPython, b.peerSQLite)
+	}
 	fmt.Fprintf(&s, "Machine: %s\n\n", m)
-	fmt.Fprintf(&s, "| scenario | walrust | baseline (same run, interleaved) | ratio | target | meets |\n")
-	fmt.Fprintf(&s, "|---|---|---|---|---|---|\n")
-	for _, r := range b.rows {
-		ratio := fmt.Sprintf("%.2f", r.ratio)
-		if r.noise != "" {
-			ratio += " " + r.noise
+	withNoise := func(r float64, noise string) string {
+		if noise == "" {
+			return fmt.Sprintf("%.2f", r)
 		}
-		fmt.Fprintf(&s, "| %s: %s | %s | %s | %s | %s | %s |\n", r.group, r.what, r.walrust, r.baseline, ratio, r.target, r.meets)
+		return fmt.Sprintf("%.2f %s", r, noise)
+	}
+	var reads, rest []row
+	for _, r := range b.rows {
+		if r.base2 != "" {
+			reads = append(reads, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(reads) > 0 {
+		fmt.Fprintf(&s, "| reads | walrust | default VFS, WAL-mode copy | walrust ÷ WAL copy | default VFS, rollback-mode copy | walrust ÷ rollback copy | %s | target (÷ WAL copy) | meets |\n", peerHead)
+		fmt.Fprintf(&s, "|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range reads {
+			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.what, r.walrust, r.baseline,
+				withNoise(r.ratio, r.noise), r.base2, withNoise(r.ratio2, r.noise2), dash(r.peer), r.target, r.meets)
+		}
+		fmt.Fprintf(&s, "\n")
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(&s, "| scenario | walrust | baseline (same run, interleaved) | ratio | target | meets | %s |\n", peerHead)
+		fmt.Fprintf(&s, "|---|---|---|---|---|---|---|\n")
+		for _, r := range rest {
+			fmt.Fprintf(&s, "| %s: %s | %s | %s | %s | %s | %s | %s |\n", r.group, r.what, r.walrust, r.baseline,
+				withNoise(r.ratio, r.noise), r.target, r.meets, dash(r.peer))
+		}
 	}
 	fmt.Fprintf(&s, "\n%s\n", d.describe(b.cfg))
 	fmt.Fprintf(&s, "Whole run: %s.\n", took.Round(time.Second))
 	return s.String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
 
 // machine is the line that says what the numbers were measured on.
@@ -266,89 +327,4 @@ func machine() string {
 	}
 	return fmt.Sprintf("%s, %d cores, %s, Linux %s, %s %s/%s, SQLite %s (mattn/go-sqlite3), versitygw v1.8.0 on loopback",
 		model, runtime.NumCPU(), mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, sqliteVersion)
-}
-
-// --- statistics ---------------------------------------------------------
-
-func median(xs []float64) float64 { return quantile(xs, 0.5) }
-
-// quantile by linear interpolation between closest ranks.
-func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	pos := q * float64(len(s)-1)
-	lo := int(math.Floor(pos))
-	hi := int(math.Ceil(pos))
-	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
-}
-
-func durs(ds []time.Duration) []float64 {
-	out := make([]float64, len(ds))
-	for i, d := range ds {
-		out[i] = d.Seconds()
-	}
-	return out
-}
-
-// pairs are interleaved samples of A (walrust) and B (the baseline).
-type pairs struct{ a, b []time.Duration }
-
-// interleave takes n samples of each, alternating which goes first
-// (A B, B A, A B, ...), so that a slow spell of the machine, or being
-// second, does not favour either.
-func interleave(n int, a, b func(i int) time.Duration) pairs {
-	var p pairs
-	for i := range n {
-		if i%2 == 0 {
-			p.a = append(p.a, a(i))
-			p.b = append(p.b, b(i))
-		} else {
-			p.b = append(p.b, b(i))
-			p.a = append(p.a, a(i))
-		}
-	}
-	return p
-}
-
-// ratio is median(A)/median(B); noise is the spread (p25–p75) of the
-// per-pair ratios.
-func (p pairs) ratio() (med float64, noise string) {
-	var rs []float64
-	for i := range p.a {
-		if p.b[i] > 0 {
-			rs = append(rs, float64(p.a[i])/float64(p.b[i]))
-		}
-	}
-	med = median(durs(p.a)) / median(durs(p.b))
-	if len(rs) >= 4 {
-		noise = fmt.Sprintf("(pairs p25–p75 %.2f–%.2f)", quantile(rs, 0.25), quantile(rs, 0.75))
-	}
-	return med, noise
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= 10*time.Second:
-		return fmt.Sprintf("%.1f s", d.Seconds())
-	case d >= time.Second:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
-	}
-}
-
-func fmtSec(s float64) string { return fmtDur(time.Duration(s * float64(time.Second))) }
-
-func meets(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
 }

@@ -134,10 +134,19 @@ func (b *bench) idle() {
 			target: "= 1", meets: meets(len(reqs) == polls),
 		})
 	}
+	// The peer, on the same store and at the same interval, with as many
+	// connections open in one process.
+	peer := func() {
+		if b.peerOn() {
+			b.rows[len(b.rows)-1].peer = b.peerIdleCell(srv, "bkt", "idle", iv, b.cfg.scaled(b.cfg.idlePolls), len(conns))
+		}
+	}
 	measure()
+	peer()
 	for len(conns) < 8 {
 		addConn()
 	}
 	measure()
+	peer()
 	b.idleBackoff(srv)
 }

@@ -190,3 +190,35 @@ func TestLongReaderExpires(t *testing.T) {
 		return changed > 0, err
 	})
 }
+
+// TestTransactionHeaderDirect: on a replica whose head is folded, each read
+// transaction's look at page 1's header (SQLite's change counter check, at
+// every transaction even when its page cache holds every page) is served
+// by the C layer from the file, as are its xFileSize and hot-journal
+// checks: a warm autocommit query enters Go only for its lock and unlock.
+func TestTransactionHeaderDirect(t *testing.T) {
+	_, db := directSetup(t, "")
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v string
+	query := func() {
+		if err := conn.QueryRowContext(context.Background(), "SELECT v FROM t WHERE id = 7").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	query() // the pages are in SQLite's cache from here on
+	before := testhooks.DirectReads()
+	const n = 100
+	for range n {
+		query()
+	}
+	if got := testhooks.DirectReads() - before; got < n {
+		t.Fatalf("%d reads without Go in %d warm transactions; want at least one each (page 1's header)", got, n)
+	}
+	if !strings.HasPrefix(v, "0006 ") {
+		t.Fatalf("row 7 reads %.16q", v)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
 	"github.com/walrust/walrust/vfs/store"
 	"github.com/walrust/walrust/vfs/testkit/s3test"
 )
@@ -45,7 +46,13 @@ func TestLitestreamFile(t *testing.T) {
 func TestLitestreamS3(t *testing.T) {
 	srv := s3test.Start(t, "walrust")
 	srv.Env(t) // walrust's S3 credentials, for this process and its children
-	followLitestream(t, t.TempDir(), lsTarget{
+	followLitestream(t, t.TempDir(), s3Target(srv))
+}
+
+// s3Target is bucket "walrust", prefix "app" of srv, as Litestream and
+// walrust each name it; wipe deletes it.
+func s3Target(srv *s3test.Server) lsTarget {
+	return lsTarget{
 		replicaYAML: fmt.Sprintf(`      type: s3
       bucket: walrust
       path: app
@@ -65,7 +72,7 @@ func TestLitestreamS3(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-	})
+	}
 }
 
 // The application's transactions.

@@ -146,8 +146,12 @@ func TestMultiProcess(t *testing.T) {
 		return other.role.Load() == "follower"
 	})
 	t.Logf("%s took over %v after the kill (interval %v)", other.name, took.Round(time.Millisecond), mpInterval)
-	if took > 5*mpInterval {
-		t.Errorf("takeover took %v, more than 5 poll intervals (%v)", took, 5*mpInterval)
+	// A takeover retries every poll interval; on a loaded machine (CI
+	// beside other builds) the kill, the retry and the child's report of
+	// its new role take a few more. A takeover that waited for anything
+	// else (a lock timeout, a backoff) would take seconds.
+	if took > 20*mpInterval {
+		t.Errorf("takeover took %v, more than 20 poll intervals (%v)", took, 20*mpInterval)
 	}
 	produce(time.Second)
 

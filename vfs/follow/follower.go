@@ -2,7 +2,8 @@
 // it bootstraps it from the newest snapshot, polls for new LTX files, plans
 // the chain that reaches furthest, fetches and applies it, and folds. Start
 // is the one place where a store, a replica and a follower are put
-// together, for the extension and the command line alike.
+// together, for the extension and the command line alike. BuildAt uses
+// the same plan, fetch and apply to build a replica as of a past point.
 package follow
 
 import (

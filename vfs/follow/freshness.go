@@ -181,3 +181,16 @@ func (f *Follower) checkSnapshots(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Freshness is what a staleness bound needs, without the whole Status:
+// when the replica was last confirmed current (the commit time of its head
+// before any poll has; zero before a bootstrap), and the last poll's error.
+func (f *Follower) Freshness() (current time.Time, lastErr string) {
+	f.mu.Lock()
+	current, lastErr = f.status.Current, f.status.LastError
+	f.mu.Unlock()
+	if h := f.r.Head(); current.IsZero() && h != nil {
+		current = h.Timestamp
+	}
+	return current, lastErr
+}

@@ -51,9 +51,28 @@ func ParsePoint(s string) (Point, error) {
 		return Point{}, fmt.Errorf("as_of %q: %w", s, err)
 	}
 	if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s)); err == nil {
+		if t.IsZero() {
+			return Point{}, fmt.Errorf("as_of %q: %w", s, errZeroTime)
+		}
 		return Point{Time: t}, nil
 	}
 	return Point{}, fmt.Errorf("as_of %q: want a TXID (decimal, or 16 hex digits) or an RFC 3339 time (2006-01-02T15:04:05Z)", s)
+}
+
+// errZeroTime refuses 0001-01-01T00:00:00Z: a Point with that time is the
+// zero Point, the store's newest TXID, the opposite of what it asks for.
+var errZeroTime = errors.New("the time 0001-01-01T00:00:00Z is older than anything a store holds")
+
+// ParseTime reads an RFC 3339 time as walrust restore --time takes it.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time (2025-03-01T12:00:00Z)", s)
+	case t.IsZero():
+		return time.Time{}, fmt.Errorf("%q: %w", s, errZeroTime)
+	}
+	return t, nil
 }
 
 // ParseTXID reads a TXID in decimal or as 16 hex digits.

@@ -262,7 +262,9 @@ func TestParsePoint(t *testing.T) {
 			t.Errorf("ParsePoint(%q) = %+v, %v: the time does not read back", c.in, back, err)
 		}
 	}
-	for _, in := range []string{"", "abc", "0", "-1", "0x2a", "18446744073709551616", "2025-03-01", "2025-03-01 12:00:05", "00000000000000zz", "1.5"} {
+	for _, in := range []string{"", "abc", "0", "-1", "0x2a", "18446744073709551616", "2025-03-01", "2025-03-01 12:00:05", "00000000000000zz", "1.5",
+		// The zero time, which would read as the zero Point: the newest TXID.
+		"0001-01-01T00:00:00Z", "0001-01-01T01:00:00+01:00"} {
 		if p, err := ParsePoint(in); err == nil {
 			t.Errorf("ParsePoint(%q) = %+v; want an error", in, p)
 		} else if !strings.HasPrefix(err.Error(), "as_of ") {
@@ -272,5 +274,30 @@ func TestParsePoint(t *testing.T) {
 	_, err := ParsePoint("abc")
 	if want := `as_of "abc": want a TXID (decimal, or 16 hex digits) or an RFC 3339 time`; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("ParsePoint(abc): %v; want %q", err, want)
+	}
+}
+
+// TestBuildAtFromFirstFile: a store with no snapshot yet, as Litestream's
+// is before its first snapshot interval: its first L0 file (and any
+// compaction from TXID 1) holds the whole database, and litestream
+// restore starts from it; so does BuildAt.
+func TestBuildAtFromFirstFile(t *testing.T) {
+	w := newWorld(t, 1024, true)
+	for txid := ltx.TXID(2); txid <= 4; txid++ {
+		w.InsertRows(2, 150)
+		w.AdvanceRef()
+	}
+	for txid := ltx.TXID(1); txid <= 4; txid++ {
+		putAt(w, 0, txid, txid, at(float64(txid)))
+	}
+	putAt(w, 1, 1, 3, at(3))
+	w.Remove(worldtest.L0(1))
+	w.Remove(worldtest.L0(2))
+	w.mustBuildAt(Point{TXID: 3}, 3)
+	w.mustBuildAt(Point{TXID: 4}, 4)
+	w.mustBuildAt(Point{Time: at(3.5)}, 3)
+	w.mustBuildAt(Point{}, 4)
+	if _, _, err := w.buildAt(Point{TXID: 2}); err == nil || !strings.Contains(err.Error(), "older than anything") || !strings.Contains(err.Error(), "TXID 3 at "+at(3).Format(time.RFC3339Nano)) {
+		t.Fatalf("TXID 2: %v; want an error naming TXID 3, the oldest point", err)
 	}
 }

@@ -25,9 +25,10 @@ func PromotedPath(dbPath string) string { return dbPath + "-promoted" }
 //     (Export renames it into place only then);
 //  2. the state file is removed, and the directory synced: the commit
 //     point, after which the file is no longer a replica;
-//  3. the promoted file is renamed over the base file (processes that hold
+//  3. the log directory is removed;
+//  4. the promoted file is renamed over the base file (processes that hold
 //     the old file open keep reading the old one), the directory synced;
-//  4. the log directory and, at Close, the lock file are removed.
+//     at Close, the lock file is removed.
 func (r *Replica) Promote() error {
 	err := r.promote()
 	r.mu.Lock()
@@ -78,8 +79,16 @@ func ResumePromote(dbPath string) (bool, error) {
 	return err == nil, err
 }
 
-// finishPromote is steps 3 and 4 of Promote, but the lock file.
+// finishPromote is steps 3 and 4 of Promote, but the lock file. The log
+// goes before the rename: the rename is what ResumePromote detects an
+// unfinished promotion by (the promoted file beside the database), so
+// whatever a crash leaves after it stays for good; the log may be as large
+// as the database.
 func finishPromote(dbPath string) error {
+	if err := os.RemoveAll(dbPath + "-replica-log"); err != nil {
+		return fmt.Errorf("promote %s: remove the replica's log: %w", dbPath, err)
+	}
+	hook("promote:log-removed")
 	if err := os.Rename(PromotedPath(dbPath), dbPath); err != nil {
 		return fmt.Errorf("promote %s: %w", dbPath, err)
 	}
@@ -87,8 +96,5 @@ func finishPromote(dbPath string) error {
 		return fmt.Errorf("promote %s: %w", dbPath, err)
 	}
 	hook("promote:renamed")
-	if err := os.RemoveAll(dbPath + "-replica-log"); err != nil {
-		return fmt.Errorf("promote %s: remove the replica's log: %w", dbPath, err)
-	}
 	return nil
 }

@@ -206,6 +206,11 @@ func refuseForeign(path, source string) error {
 	return nil
 }
 
+// RefuseForeign refuses a local file at path that walrust did not make (it
+// exists without a state file): nothing may be put beside it, not even an
+// as_of view's directory.
+func RefuseForeign(path string) error { return refuseForeign(path, "") }
+
 func errForeign(path string) error {
 	return fmt.Errorf("%s exists but has no %s: it was not made by walrust; refusing to overwrite it (move it away or pick another path)", path, filepath.Base(statePath(path)))
 }

@@ -67,10 +67,15 @@ type DirectRead struct {
 	Limit int64          // bytes of the version the base file can serve
 	Bits  unsafe.Pointer // a pageBits mapping: pages to read through ReadAt instead; nil: none
 	Pages uint32         // pages Bits covers; pages past it are the base file's
+	// Page1 says the base file's page 1 is v's as ReadAt serves it (v is
+	// the version the file holds: a fold or an install wrote page 1 with
+	// its header patched for v), so it too can be read directly.
+	Page1 bool
 }
 
-// Direct says how v's pages past page 1 (whose header ReadAt patches) can
-// be read from the base file without ReadAt, or false when they cannot.
+// Direct says how v's pages can be read from the base file without ReadAt
+// (page 1 too when DirectRead.Page1 says so: otherwise ReadAt patches its
+// header), or false when they cannot.
 //
 // Why the base file's pages stay right for v while it is pinned: a fold
 // writes into the file only versions that no pinned version is older than,
@@ -93,7 +98,7 @@ func (v *Version) Direct(rv Revoker) (DirectRead, bool) {
 		v.locks.addRevoker(v, rv)
 	}
 	if v.seg == nil || v.folded { // the file holds v
-		return DirectRead{FD: v.base.fd, Limit: v.Size()}, true
+		return DirectRead{FD: v.base.fd, Limit: v.Size(), Page1: true}, true
 	}
 	c := v.chain
 	if c == nil || c.full != nil || c.root == nil || c.noDirect {

@@ -35,3 +35,29 @@ func CreateTemp(dir, pattern string) (*os.File, error) {
 		return f, err
 	}
 }
+
+// DirMode is the mode walrust creates directories with (less the umask),
+// as the replica's log directory: others may read and search them, so that
+// another user reads what they hold.
+const DirMode fs.FileMode = 0o755
+
+// MkdirTemp is os.MkdirTemp with DirMode: os.MkdirTemp makes 0700
+// directories whatever the umask, and one that is renamed into place (an
+// as_of view) would keep that, unreadable to any other user.
+func MkdirTemp(dir, pattern string) (string, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndex(pattern, "*"); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
+	}
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36)+suffix)
+		err := os.Mkdir(name, DirMode)
+		if errors.Is(err, fs.ErrExist) && try < 100 {
+			continue // another directory took the name: draw again
+		}
+		if err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+}

@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMaxLag: with max_lag, read transactions fail while the replica has
+// not been confirmed current for longer than the bound (its store is
+// gone), with a log line that says it is stale and why, and succeed again
+// once a poll confirms it current; a connection without the bound reads
+// the last good state all along.
+func TestMaxLag(t *testing.T) {
+	w := newWorld(t, 4096, false)
+	bounded := w.openReplica("&max_lag=300ms")
+	bounded.SetMaxOpenConns(1)
+	w.waitCaughtUp(bounded)
+	free := openDB(t, w.followURI(""))
+	count := func(db querier) error {
+		_, err := tableRows(db)
+		return err
+	}
+	if err := count(bounded); err != nil {
+		t.Fatalf("a current replica refused a read: %v", err)
+	}
+
+	if err := os.Rename(w.StoreDir, w.StoreDir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reads refused as stale", func() error {
+		err := count(bounded)
+		if err == nil {
+			return errors.New("reads still succeed")
+		}
+		if !strings.Contains(err.Error(), "disk I/O error") {
+			t.Fatalf("a stale read failed with %v; want disk I/O error", err)
+		}
+		return nil
+	})
+	logs := w.Logs.String()
+	if !strings.Contains(logs, "the replica is stale: last confirmed current") || !strings.Contains(logs, "past max_lag 300ms; last poll error: ") {
+		t.Fatalf("no log line says why reads are refused:\n%s", logs)
+	}
+	if err := count(free); err != nil {
+		t.Fatalf("a connection without max_lag: %v", err)
+	}
+
+	if err := os.Rename(w.StoreDir+".away", w.StoreDir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reads again once current", func() error { return count(bounded) })
+}
