@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,6 +210,17 @@ func TestEmptyDatabase(t *testing.T) {
 	if st.Stats().Puts != 0 {
 		t.Fatal("published an empty database")
 	}
+	// The publisher holds no lock on it: a writer that does not wait
+	// gets through, and the next publish sees what it wrote.
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatalf("a write after an empty publish: %v", err)
+	}
+	expect(t, publishOnce(t, pub), true, true, 1)
 }
 
 func TestMissingDatabase(t *testing.T) {

@@ -159,25 +159,15 @@ func (p *Publisher) read(ctx context.Context) (*reading, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &reading{}
+	// Until the mode is known, conn is this reading's: a rollback-mode
+	// database must not be left under a SHARED lock.
+	r := &reading{conn: conn}
 	ok := false
 	defer func() {
 		if !ok {
 			r.close()
 		}
 	}()
-	// The new transaction is open: the old one may end (see above).
-	old := p.held
-	p.held = conn
-	if err := endRead(old); err != nil {
-		p.chain = false
-	}
-	if old == nil {
-		p.chain = false
-	}
-	if err := p.refuseLitestream(ctx, conn); err != nil {
-		return nil, err
-	}
 
 	if r.db, err = os.Open(p.dbPath); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -199,11 +189,22 @@ func (p *Publisher) read(ctx context.Context) (*reading, error) {
 	if r.hdr, err = parseDBHeader(page1[:]); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	if !r.walMode() {
+	// The new transaction is open: the old one may end (see above).
+	old := p.held
+	if r.walMode() {
+		p.held, r.conn = conn, nil
+	} else {
 		// Rollback mode: the file is the database while the SHARED lock
 		// lasts; nothing is held between publishes.
-		p.held, p.chain = nil, false
-		r.conn = conn
+		p.held = nil
+	}
+	if err := endRead(old); err != nil || old == nil || !r.walMode() {
+		p.chain = false
+	}
+	if err := p.refuseLitestream(ctx, conn); err != nil {
+		return nil, err
+	}
+	if !r.walMode() {
 		ok = true
 		return r, nil
 	}
