@@ -15,12 +15,15 @@ import (
 //   - once the log holds checkpointFrames frames, a publish runs under a
 //     barrier: the publisher takes the write lock (BEGIN IMMEDIATE, waiting
 //     at most barrierWaitMs for the application's writer, else trying again
-//     at the next publish), publishes everything the log holds — nothing
-//     can be added meanwhile — ends its held transaction, runs a PASSIVE
-//     checkpoint (which never waits for anyone), begins a new held
-//     transaction and lets writers go. When the checkpoint copied the whole
-//     log, the next commit restarts it, and holds nothing unpublished.
-//     Writers wait for that one publish (with a local store, milliseconds).
+//     at the next publish), reads everything the log holds — nothing can
+//     be added meanwhile — and writes its LTX file locally, then ends its
+//     held transaction, runs a PASSIVE checkpoint (which never waits for
+//     anyone), begins a new held transaction and lets writers go, before
+//     the upload. When the checkpoint copied the whole log, the next
+//     commit restarts it; it held nothing that is not in the file being
+//     uploaded, and if that upload fails the chain is broken, so the next
+//     publish compares in full. Writers wait for reading the log and
+//     encoding the file (milliseconds), never for the store.
 //   - past truncateFrames (application readers kept the PASSIVE
 //     checkpoints from finishing), a TRUNCATE checkpoint, which waits for
 //     readers and writers up to the busy timeout. Commits made between the
@@ -58,18 +61,24 @@ func (p *Publisher) startBarrier(ctx context.Context) *sql.Conn {
 	return conn
 }
 
-// endBarrier checkpoints under the barrier when the publish left the
-// position at the end of the log (published is true), then releases the
-// write lock.
-func (p *Publisher) endBarrier(ctx context.Context, barrier *sql.Conn, published bool) error {
+// endBarrier checkpoints under the barrier when the publish read the log
+// to its end without error (read is true), then releases the write lock.
+// A publish that uploads a file calls it just before the upload, so that
+// writers never wait for the store; if that upload then fails, the
+// position stays where it was while the log may restart past it, so the
+// caller must break the chain (commit does).
+func (p *Publisher) endBarrier(ctx context.Context, read bool) error {
+	barrier := p.barrier
+	p.barrier = nil
 	if barrier == nil {
 		return nil
 	}
 	var err error
-	if published && p.chain {
+	if read && p.chain {
 		// No writer since the log was read: between the end of the old
 		// held transaction and the begin of the new one, the log holds
-		// nothing unpublished, so the chain is not broken.
+		// nothing that this publish has not read, so the chain holds for
+		// the position it is about to reach.
 		err = endRead(p.held)
 		p.held = nil
 		if err == nil {

@@ -86,8 +86,17 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	if err := r.release(); err != nil {
 		return Result{}, err
 	}
+	danced := p.barrier != nil
+	if err := p.endBarrier(ctx, true); err != nil {
+		p.chain = false
+		return Result{}, err
+	}
 	if err := p.upload(ctx, info); err != nil {
 		p.verified = false
+		if danced {
+			// The log may restart past the position (checkpoint.go).
+			p.chain = false
+		}
 		return Result{}, err
 	}
 	redo, err := p.wd.keepRedo(hdr.MaxTXID)

@@ -137,6 +137,9 @@ type Publisher struct {
 	// over from) has been open since pos.WAL was read (walfollow.go).
 	held  *sql.Conn
 	chain bool
+	// barrier holds the write lock during a publish that checkpoints
+	// (checkpoint.go).
+	barrier *sql.Conn
 
 	// The database's fingerprint before the last reading that found the
 	// database published, and when that reading ran: while both hold,
@@ -300,12 +303,16 @@ func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 			p.lastPrint, p.printOK, p.lastCheck = fp, fpOK, ts
 		}
 	}()
-	barrier := p.startBarrier(ctx)
+	p.barrier = p.startBarrier(ctx)
+	barrier := p.barrier != nil
 	defer func() {
-		if berr := p.endBarrier(ctx, barrier, err == nil); berr != nil && err == nil {
+		// A publish that uploaded ended the barrier before its upload
+		// (commit.go); one that had nothing to upload ends it here.
+		berr := p.endBarrier(ctx, err == nil)
+		if berr != nil && err == nil {
 			res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, berr)
 		}
-		if err == nil && barrier == nil {
+		if err == nil && !barrier {
 			if terr := p.truncateIfLong(ctx); terr != nil {
 				res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, terr)
 			}

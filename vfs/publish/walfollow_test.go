@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // wholeReads counts the publishes that read the whole database (the full
@@ -232,6 +234,38 @@ func TestReplacedDatabase(t *testing.T) {
 	expect(t, res, true, false, 3)
 	if n := whole.Load(); n != 2 || res.Compared != "the database file was replaced" {
 		t.Fatalf("%d whole reads (%q), want a full compare of the replaced file", n, res.Compared)
+	}
+	pub.Close()
+	verifyStore(t, p, st, res)
+}
+
+// A publish that checkpoints lets writers go before its upload; when that
+// upload fails, the log may restart past the position, so the next
+// publish must not follow a new log from its start: it compares in full,
+// and the store stays whole.
+func TestUploadFailsAfterCheckpoint(t *testing.T) {
+	p := newPrimary(t, "wal", 4096)
+	fs := newFileStore(t)
+	var fail atomic.Bool
+	st := &faultyStore{Store: fs, failPut: func(store.FileInfo) bool { return fail.Load() }}
+	newTable(t, p)
+	pub := publisherWith(t, p, st, Options{WorkDir: t.TempDir()})
+	expect(t, publishOnce(t, pub), true, true, 1)
+	insertRows(t, p, 1000, 1100, 4000) // past the checkpoint bound
+	expect(t, publishOnce(t, pub), true, false, 2)
+
+	insertRows(t, p, 5000, 20, 300)
+	fail.Store(true)
+	if _, err := pub.PublishOnce(context.Background()); !errors.Is(err, errInjected) {
+		t.Fatalf("publish with a failing store: %v", err)
+	}
+	fail.Store(false)
+	// The checkpoint copied the whole log: this commit restarts it.
+	insertRows(t, p, 6000, 20, 300)
+	res := publishOnce(t, pub)
+	expect(t, res, true, false, 3)
+	if res.Compared == "" {
+		t.Fatal("the publish after the failed upload followed the restarted log")
 	}
 	pub.Close()
 	verifyStore(t, p, st, res)
