@@ -72,7 +72,7 @@ func writePending(path string, write func(*os.File) (FileStats, error)) (FileSta
 // (redo.go). A crash between the upload and the saved position leaves the
 // store ahead of the position, which the next publish answers with a
 // snapshot; one after it leaves an image that the next load finishes.
-func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts time.Time, reason string) (Result, error) {
+func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts time.Time, reason string) (_ Result, err error) {
 	compared := ""
 	if !stats.Header.IsSnapshot() {
 		compared = r.whole
@@ -86,17 +86,20 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	if err := r.release(); err != nil {
 		return Result{}, err
 	}
-	danced := p.barrier != nil
+	if p.barrier != nil {
+		defer func() {
+			if err != nil {
+				// Writers went on before the upload and the log may
+				// restart past the position (checkpoint.go).
+				p.chain = false
+			}
+		}()
+	}
 	if err := p.endBarrier(ctx, true); err != nil {
-		p.chain = false
 		return Result{}, err
 	}
 	if err := p.upload(ctx, info); err != nil {
 		p.verified = false
-		if danced {
-			// The log may restart past the position (checkpoint.go).
-			p.chain = false
-		}
 		return Result{}, err
 	}
 	redo, err := p.wd.keepRedo(hdr.MaxTXID)
