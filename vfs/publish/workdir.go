@@ -163,7 +163,11 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 	if fi.Size() != int64(pos.PageSize)*int64(pos.Commit) {
 		return position{}, false, "local image does not match the local position", nil
 	}
-	if err := w.checkSums(pos.Image, pos.Commit, pos.Checksum); err != nil {
+	if err := w.checkSums(pos.Image, pos.Commit, pos.Checksum); err != nil && pos.Promoted {
+		// Starting over with a snapshot would lose the check that no
+		// other primary publishes there (checkPromoted).
+		return position{}, false, "", fmt.Errorf("the image walrust promote left does not match its position: %w", err)
+	} else if err != nil {
 		return position{}, false, fmt.Sprintf("local image does not match the local position (%v)", err), nil
 	}
 	return pos, true, "", nil
