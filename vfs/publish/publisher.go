@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"sync"
@@ -208,59 +207,6 @@ func (p *Publisher) Close() error {
 	return errors.Join(err, p.src.Close(), p.wd.close())
 }
 
-// Run publishes now and then every interval until ctx is done. A publish
-// that has started when ctx is done is finished, not abandoned; then Run
-// returns nil. Failed publishes go to Options.OnError and are retried at
-// the next tick, but for ErrForked, which Run returns.
-func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return fmt.Errorf("publish %s: interval must be positive, not %s", p.dbPath, interval)
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var failedSince time.Time // the first failure of the current run of them
-	failed := 0
-	for {
-		began := time.Now()
-		res, err := p.PublishOnce(context.WithoutCancel(ctx))
-		if errors.Is(err, ErrForked) || errors.Is(err, ErrLitestream) {
-			return err // no later publish can fix that
-		}
-		switch {
-		case err != nil:
-			if failed == 0 {
-				failedSince = began
-			}
-			failed++
-		case failed > 0:
-			if p.opts.OnRecover != nil {
-				p.opts.OnRecover(failedSince, failed)
-			}
-			failed = 0
-		}
-		switch {
-		case err != nil && p.opts.OnError != nil:
-			p.opts.OnError(err)
-		case err != nil:
-			log.Print(err)
-		default:
-			if res.UpkeepErr != nil && p.opts.OnError != nil {
-				p.opts.OnError(res.UpkeepErr)
-			} else if res.UpkeepErr != nil {
-				log.Print(res.UpkeepErr)
-			}
-			if (res.Changed || res.Periodic != nil || res.Retention != nil) && p.opts.OnPublish != nil {
-				p.opts.OnPublish(res)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
 // PublishOnce reads the database in a read transaction and publishes what
 // changed since the last publish: a level-0 file with the changed pages, a
 // level-9 snapshot when there is no usable position (first publish, page
@@ -458,51 +404,4 @@ func (p *Publisher) snapshot(ctx context.Context, r *reading, txid ltx.TXID, ts 
 		return res, err
 	}
 	return res, p.announce(ctx, txid, ts)
-}
-
-// checkStore compares the store with the local position. head is the
-// newest TXID among the store's level-0 files from the position on and its
-// snapshots. reason is empty when the store ends exactly with the file that
-// reached the position; otherwise it says why a snapshot must follow.
-// Without a position only head matters.
-func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason string, err error) {
-	var after ltx.TXID
-	if p.hasPos {
-		after = p.pos.TXID - 1
-	}
-	l0, err := p.st.ListAfter(ctx, 0, after)
-	if err != nil {
-		return 0, "", fmt.Errorf("check store: %w", err)
-	}
-	l9, err := p.st.ListAfter(ctx, store.SnapshotLevel, 0)
-	if err != nil {
-		return 0, "", fmt.Errorf("check store: %w", err)
-	}
-	p.noteSnapshots(l9)
-	last := p.pos.Last.info()
-	var found bool
-	var other *store.FileInfo
-	for _, f := range append(l0, l9...) {
-		head = max(head, f.MaxTXID)
-		switch {
-		case p.pos.Last.is(f):
-			found = true
-		case p.pos.ours(f):
-		case p.hasPos && f.MaxTXID == p.pos.TXID:
-			other = &f
-		}
-	}
-	switch {
-	case !p.hasPos:
-		return head, "", nil
-	case p.pos.Promoted:
-		return p.checkPromoted(head)
-	case head > p.pos.TXID:
-		return head, fmt.Sprintf("the store is ahead of the local position (TXID %d > %d)", head, p.pos.TXID), nil
-	case !found:
-		return head, fmt.Sprintf("the store no longer holds %s, the last file published from here", last), nil
-	case other != nil:
-		return head, fmt.Sprintf("the store holds %s, which is not the file published from here", other), nil
-	}
-	return head, "", nil
 }
