@@ -21,10 +21,16 @@ var publishCommand = &command{
 	summary: "publish a SQLite database's changes as LTX files",
 	nargs:   2,
 	about: `
-Takes a consistent copy of the SQLite database DB (rollback or WAL mode,
-through SQLite's online backup API) and writes what changed since the last
-publish to DEST, in Litestream v0.5's layout: a snapshot (level 9) the first
-time, then one level-0 LTX file per change holding only the changed pages.
+Publishes what changed in the SQLite database DB since the last publish to
+DEST, in Litestream v0.5's layout: a snapshot (level 9) the first time, then
+one level-0 LTX file per change holding only the changed pages. A WAL-mode
+database is published from its -wal file (the frames committed since the
+last publish): the cost follows the change, not the database. walrust then
+holds a read transaction and decides when the log restarts (PASSIVE
+checkpoints; see the README), so it refuses a database Litestream
+replicates too, and the application cannot leave WAL mode while it runs. A
+rollback-journal database is read once and compared, page by page, with the
+checksums of the published state, in one read transaction.
 
 DEST is file:///absolute/dir (created if missing) or s3://bucket/prefix.
 
@@ -32,9 +38,10 @@ Without --interval, walrust publishes once and exits. With it, walrust keeps
 publishing until SIGINT or SIGTERM, finishes the file in hand and exits 0
 (a second signal stops it at once; the next run picks up safely).
 
-The position (last TXID, checksum, a copy of the last published image) is
-kept in DB-walrust-publish/ next to the database, so that a restart
-continues the TXID sequence. It needs as much disk space as the database.
+The position (last TXID, checksum, where it stands in the log, an image of
+the last published state, updated in place) is kept in DB-walrust-publish/
+next to the database, so that a restart continues the TXID sequence. It
+needs as much disk space as the database.
 
 Like Litestream, walrust writes a new snapshot of the published state once
 the newest one is older than --snapshot-interval, and deletes the files that
@@ -153,6 +160,8 @@ func printResult(e *env, r publish.Result, retention time.Duration) {
 		if r.Snapshot {
 			kind = "snapshot "
 			why = " (" + r.Reason + ")"
+		} else if r.Compared != "" {
+			why = " (compared in full: " + r.Compared + ")"
 		}
 		e.log.line(e.stdout, slog.LevelInfo, fmt.Sprintf("Published %s%s (%s, %s) TXID %d%s",
 			kind, r.File.Name(), plural(r.Pages, "page", "pages"), formatBytes(r.File.Size), r.TXID, why),

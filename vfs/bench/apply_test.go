@@ -189,7 +189,7 @@ func (b *bench) apply(d *data) {
 		walrust:  fmt.Sprintf("%.0f pages/s (%s; all visible after %s)", pages/wt, fmtSec(wt), fmtSec(vt)),
 		baseline: fmt.Sprintf("%.0f pages/s (%s): pwrite the same pages, fsync per file", pages/rt, fmtSec(rt)),
 		a:        wt, b: rt, noise: noise,
-		target: "—",
+		target: "≤ 1.3", meets: meets(wt <= 1.3*rt),
 	})
 }
 

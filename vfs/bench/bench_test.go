@@ -20,7 +20,7 @@ import (
 
 var (
 	fullFlag    = flag.Bool("full", false, "run every scenario at full size and print the Markdown table on stdout (make bench)")
-	onlyFlag    = flag.String("only", "", "comma-separated scenarios to run: reads,lag,bootstrap,apply,idle,fleet (default: all)")
+	onlyFlag    = flag.String("only", "", "comma-separated scenarios to run: reads,lag,bootstrap,apply,idle,fleet,publish (default: all)")
 	childProf   = flag.String("child-cpuprofile", "", "write a CPU profile of each walrust bootstrap child to this path (the last one wins)")
 	outFlag     = flag.String("out", "", "with -full, write the table to this file instead of stdout")
 	samplesFlag = flag.Float64("samples", 1, "scale the number of samples of every scenario by this factor")
@@ -72,6 +72,13 @@ type config struct {
 	// fleet: replica counts, and their poll interval
 	fleetSizes    []int
 	fleetInterval time.Duration
+
+	// publish: database sizes, the interval of both publishers, how long
+	// the updates run, and the size that also gets the insert burst
+	pubMB                     []int
+	pubInterval               time.Duration
+	pubUpdateFor, pubBurstFor time.Duration
+	pubBurstMB                int
 }
 
 func smoke() config {
@@ -86,6 +93,7 @@ func smoke() config {
 		idleInterval: 30 * time.Millisecond, idlePolls: 4,
 		backoffInterval: 20 * time.Millisecond, backoffMax: 200 * time.Millisecond, backoffWindow: 2 * time.Second,
 		fleetSizes: []int{5, 20}, fleetInterval: 100 * time.Millisecond,
+		pubMB: []int{4}, pubInterval: 200 * time.Millisecond, pubUpdateFor: 2 * time.Second, pubBurstFor: time.Second, pubBurstMB: 4,
 	}
 }
 
@@ -101,6 +109,7 @@ func full() config {
 		idleInterval: 100 * time.Millisecond, idlePolls: 30,
 		backoffInterval: 100 * time.Millisecond, backoffMax: 2 * time.Second, backoffWindow: 30 * time.Second,
 		fleetSizes: []int{10, 100, 1000}, fleetInterval: time.Second,
+		pubMB: []int{20, 200, 1024}, pubInterval: time.Second, pubUpdateFor: time.Minute, pubBurstFor: 20 * time.Second, pubBurstMB: 200,
 	}
 }
 
@@ -191,6 +200,9 @@ func TestBench(t *testing.T) {
 	}
 	if b.want("fleet") {
 		b.fleet()
+	}
+	if b.want("publish") {
+		b.publish()
 	}
 	out := b.table(d, m, time.Since(start))
 	if *fullFlag && *outFlag != "" {

@@ -34,6 +34,12 @@ func listCatalog(ctx context.Context, st store.Reader, skip func(store.FileInfo)
 	if err != nil {
 		return nil, err
 	}
+	return newCatalog(all, skip), nil
+}
+
+// newCatalog sorts listed files into a catalog, setting apart those skip
+// says true for.
+func newCatalog(all []store.FileInfo, skip func(store.FileInfo) bool) *catalog {
 	c := &catalog{}
 	for _, f := range all {
 		if skip(f) {
@@ -53,7 +59,7 @@ func listCatalog(ctx context.Context, st store.Reader, skip func(store.FileInfo)
 		}
 		c.head = max(c.head, f.MaxTXID)
 	}
-	return c, nil
+	return c
 }
 
 // chainFrom picks, step by step, the file that covers the next TXID and

@@ -143,29 +143,66 @@ func (f *Follower) rejectedCovering(cat *catalog, txid ltx.TXID) string {
 }
 
 // bootstrap fills an empty replica from the newest snapshot and the chain
-// after it.
+// after it. It lists the snapshot level first, and the other levels while
+// the snapshot downloads (ten requests in a row, a fifth of a small
+// bootstrap's time on loopback), in ascending order as listCatalog does:
+// a file compacted into a higher level meanwhile is found in one or the
+// other. Files listed after the snapshot was chosen can only be newer.
 func (f *Follower) bootstrap(ctx context.Context) error {
-	cat, err := f.listAll(ctx)
+	f.lastCheck = time.Now()
+	f.mu.Lock()
+	f.status.FullListings++
+	f.mu.Unlock()
+	snaps, err := f.st.ListAfter(ctx, store.SnapshotLevel, 0)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	skip := func(fi store.FileInfo) bool { return f.rejected(fi) != nil }
+	cat := newCatalog(snaps, skip)
 	p, err := cat.fromNewestSnapshot()
 	if err != nil {
 		var rejected strings.Builder
 		for _, fi := range cat.rejected {
-			if fi.Level == store.SnapshotLevel {
-				fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.rejected(fi))
-			}
+			fmt.Fprintf(&rejected, "; rejected %s: %v", fi, f.rejected(fi))
 		}
 		if rejected.Len() > 0 {
 			return fmt.Errorf("bootstrap from %s: no usable snapshot%s", f.st, rejected.String())
 		}
 		return fmt.Errorf("bootstrap from %s: %w", f.st, err)
 	}
+	type listing struct {
+		files []store.FileInfo
+		err   error
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rest := make(chan listing, 1)
+	go func() {
+		var l listing
+		for level := 0; level < store.SnapshotLevel && l.err == nil; level++ {
+			var files []store.FileInfo
+			files, l.err = f.st.ListAfter(lctx, level, 0)
+			l.files = append(l.files, files...)
+		}
+		rest <- l
+	}()
+	err = f.installSnapshot(ctx, *p.snapshot)
+	if err != nil {
+		cancel()
+	}
+	l := <-rest // always: the listing never outlives the bootstrap
+	if err != nil {
+		return err
+	}
+	if l.err != nil {
+		// The snapshot is in; the next poll lists every level again.
+		return fmt.Errorf("bootstrap: %w", l.err)
+	}
 	// run marks the follower ready after this step, once the whole plan is
 	// applied (or failed part-way with a version to serve), so that an open
 	// sees the newest state the store had, not just the snapshot.
-	return f.follow(ctx, p)
+	cat = newCatalog(append(l.files, snaps...), skip)
+	return f.applyAll(ctx, cat.chainFrom(p.snapshot.MaxTXID, nil).steps)
 }
 
 // follow carries out a plan: install its snapshot, if any, then apply its

@@ -9,7 +9,8 @@ import (
 )
 
 // fullCheckEvery bounds how long a publisher trusts an unchanged
-// fingerprint before it copies and compares the database anyway.
+// fingerprint before it reads the database anyway (for a followed WAL
+// database, just the log after the position).
 const fullCheckEvery = time.Minute
 
 // fingerprint is a cheap summary of a database's files that every commit
@@ -17,9 +18,9 @@ const fullCheckEvery = time.Minute
 // file's size and time); in WAL mode the -wal file grows with every commit
 // and its header (salts, checkpoint sequence) changes when it restarts from
 // the beginning. Equal fingerprints mean no commit happened in between, so a
-// publisher may skip the copy. A fingerprint that misses a change could only
+// publisher may skip the reading. A fingerprint that misses a change could only
 // delay a publish until the next commit or full check, never lose one: the
-// next copy holds everything.
+// next reading sees everything.
 type fingerprint struct {
 	dbIno, dbSize, dbMtime int64
 	counter                [4]byte // page 1, offset 24
@@ -29,8 +30,8 @@ type fingerprint struct {
 }
 
 // takeFingerprint reads the fingerprint of the database at path. ok is
-// false when the files cannot be read; then the publish copies, and the
-// copy reports the error if there is one.
+// false when the files cannot be read; then the publish reads, and the
+// reading reports the error if there is one.
 func takeFingerprint(path string) (fp fingerprint, ok bool) {
 	var err error
 	if fp.dbIno, fp.dbSize, fp.dbMtime, err = readStamp(path, 24, fp.counter[:]); err != nil {

@@ -1,4 +1,4 @@
-// Package publish turns successive consistent copies of a SQLite database
+// Package publish turns the successive states of a live SQLite database
 // into LTX files in a store: a snapshot first, then one file per change that
 // holds only the pages that changed.
 //
@@ -6,8 +6,11 @@
 // LTX files from database images read page by page through io.ReaderAt; it
 // knows nothing of SQLite connections or stores and is meant to be reused,
 // for example by tests that need LTX streams. The Publisher is the other
-// half: it copies a live database with SQLite's online backup API, diffs the
-// copy against the last published image and writes the result to a store.
+// half: inside a read transaction of the live database it reads what
+// changed — a WAL database's committed log frames (wal.go, walfollow.go),
+// or a rollback database compared page by page with the published state's
+// checksums (sums.go) — and writes the result to a store, keeping an image
+// of the published state in place (redo.go).
 package publish
 
 import (

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,7 +162,7 @@ func TestWorkDirLeftoversRemoved(t *testing.T) {
 	work := t.TempDir()
 	p, st, pub := snapshotted(t, work)
 	pub.Close()
-	for _, name := range []string{copyFile, pendingFile, imageName(7), ".ltx-page-index-1.tmp"} {
+	for _, name := range []string{copyFile, pendingFile, imageName(7), redoName(7), sumsFile + ".tmp", ".ltx-page-index-1.tmp"} {
 		if err := os.WriteFile(filepath.Join(work, name), []byte("junk"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +176,7 @@ func TestWorkDirLeftoversRemoved(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := []string{imageName(1), lockFile, positionFile}
+	want := []string{imageName(1), lockFile, positionFile, redoName(1), sumsFile}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("work directory holds %v, want %v", names, want)
 	}
@@ -209,6 +210,17 @@ func TestEmptyDatabase(t *testing.T) {
 	if st.Stats().Puts != 0 {
 		t.Fatal("published an empty database")
 	}
+	// The publisher holds no lock on it: a writer that does not wait
+	// gets through, and the next publish sees what it wrote.
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatalf("a write after an empty publish: %v", err)
+	}
+	expect(t, publishOnce(t, pub), true, true, 1)
 }
 
 func TestMissingDatabase(t *testing.T) {

@@ -7,9 +7,11 @@ import (
 
 // Progress reports how far one phase of a publish has come.
 type Progress struct {
-	// Phase is "copy" (taking the consistent copy), "compare" (diffing it
-	// with the last published image), "snapshot" (encoding a snapshot) or
-	// "upload" (writing the LTX file to the store).
+	// Phase is "compare" (reading the whole database and comparing it
+	// with the published state), "follow" (encoding the pages of a WAL
+	// database's new log frames), "snapshot" (encoding a snapshot),
+	// "announce" (the level-0 file beside a snapshot) or "upload" (writing
+	// the LTX file to the store).
 	Phase   string
 	File    string // the LTX file's name, once it is known
 	Done    int64  // bytes

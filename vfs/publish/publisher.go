@@ -1,12 +1,10 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,9 +17,10 @@ import (
 
 // Options configure a Publisher. The zero value is usable.
 type Options struct {
-	// WorkDir keeps the publisher's position and the last published image
-	// (a full copy of the database). Default: "<db>-walrust-publish" next
-	// to the database.
+	// WorkDir keeps the publisher's position, the image of the last
+	// published state (as large as the database) with its page checksums,
+	// and the last published file. Default: "<db>-walrust-publish" next to
+	// the database.
 	WorkDir string
 
 	// Progress, if set, receives progress reports of phases of at least
@@ -40,8 +39,9 @@ type Options struct {
 	// ones: since the first of them, and how many failed.
 	OnRecover func(since time.Time, failed int)
 
-	// BusyTimeout is how long a copy waits for a rollback-mode writer to
-	// finish before the publish fails (and is retried by Run). Default 5s.
+	// BusyTimeout is how long a publish waits for a rollback-mode writer
+	// to finish (and a TRUNCATE checkpoint for readers) before it fails
+	// (and is retried by Run). Default 5s.
 	BusyTimeout time.Duration
 
 	// SnapshotInterval, if positive, bounds the age of the newest snapshot:
@@ -73,7 +73,12 @@ type Result struct {
 	File     store.FileInfo // the published file (zero when !Changed)
 	Snapshot bool           // File is a level-9 snapshot
 	Reason   string         // why a snapshot was written
-	Pages    int            // page frames in File
+	// Compared says why this publish of a WAL database read and compared
+	// the whole database instead of following the log (the log did not
+	// vouch for the change: it was restarted unseen, the database file
+	// was replaced, ...). A rollback-journal database is always compared.
+	Compared string
+	Pages    int // page frames in File
 
 	// The position after this publish (the previous one when nothing
 	// changed): TXID, database checksum, page size and size in pages.
@@ -82,7 +87,7 @@ type Result struct {
 	PageSize uint32
 	Commit   uint32
 
-	Timestamp time.Time     // when the copy was taken; File's header carries it
+	Timestamp time.Time     // when the database was read; File's header carries it
 	Duration  time.Duration // the whole publish
 
 	// Upkeep after the publish (Options.SnapshotInterval and Retention):
@@ -114,19 +119,30 @@ type Publisher struct {
 	dbPath string
 	st     store.Store
 	opts   Options
-	src    *sql.DB
 	wd     *workDir
 
+	// mu guards everything below; publishes run under it.
 	mu       sync.Mutex
 	closed   bool
+	src      *sql.DB // the database's connections (source.go)
+	srcIno   uint64  // the database file they opened
 	pos      position
 	hasPos   bool
 	noPos    string // why there is no usable position
 	verified bool   // the store was seen to end with pos.Last
 
-	// The database's fingerprint before the last copy that found the
-	// database published, and when that copy ran: while both hold, Run's
-	// publishes need no copy.
+	// held is the read transaction kept open between publishes of a
+	// WAL-mode database, and chain says that it (or those it was handed
+	// over from) has been open since pos.WAL was read (walfollow.go).
+	held  *sql.Conn
+	chain bool
+	// barrier holds the write lock during a publish that checkpoints
+	// (checkpoint.go).
+	barrier *sql.Conn
+
+	// The database's fingerprint before the last reading that found the
+	// database published, and when that reading ran: while both hold,
+	// Run's publishes read nothing.
 	lastPrint fingerprint
 	printOK   bool
 	lastCheck time.Time
@@ -158,7 +174,7 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
-	src, err := openSource(abs, opts.BusyTimeout)
+	src, srcIno, err := openSource(abs, opts.BusyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dbPath, err)
 	}
@@ -166,9 +182,9 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close())
 	}
-	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, wd: wd}
+	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, srcIno: srcIno, wd: wd}
 	if p.pos, p.hasPos, p.noPos, err = wd.load(); err == nil {
-		err = wd.tidy(p.pos.Image)
+		err = wd.tidy(p.pos.Image, p.pos.Redo)
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close(), wd.close())
@@ -186,69 +202,19 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.closed = true
-	return errors.Join(p.src.Close(), p.wd.close())
+	err := endRead(p.held)
+	p.held, p.chain = nil, false
+	return errors.Join(err, p.src.Close(), p.wd.close())
 }
 
-// Run publishes now and then every interval until ctx is done. A publish
-// that has started when ctx is done is finished, not abandoned; then Run
-// returns nil. Failed publishes go to Options.OnError and are retried at
-// the next tick, but for ErrForked, which Run returns.
-func (p *Publisher) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return fmt.Errorf("publish %s: interval must be positive, not %s", p.dbPath, interval)
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var failedSince time.Time // the first failure of the current run of them
-	failed := 0
-	for {
-		began := time.Now()
-		res, err := p.PublishOnce(context.WithoutCancel(ctx))
-		if errors.Is(err, ErrForked) {
-			return err // no later publish can fix that
-		}
-		switch {
-		case err != nil:
-			if failed == 0 {
-				failedSince = began
-			}
-			failed++
-		case failed > 0:
-			if p.opts.OnRecover != nil {
-				p.opts.OnRecover(failedSince, failed)
-			}
-			failed = 0
-		}
-		switch {
-		case err != nil && p.opts.OnError != nil:
-			p.opts.OnError(err)
-		case err != nil:
-			log.Print(err)
-		default:
-			if res.UpkeepErr != nil && p.opts.OnError != nil {
-				p.opts.OnError(res.UpkeepErr)
-			} else if res.UpkeepErr != nil {
-				log.Print(res.UpkeepErr)
-			}
-			if (res.Changed || res.Periodic != nil || res.Retention != nil) && p.opts.OnPublish != nil {
-				p.opts.OnPublish(res)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// PublishOnce takes a consistent copy of the database and publishes what
+// PublishOnce reads the database in a read transaction and publishes what
 // changed since the last publish: a level-0 file with the changed pages, a
 // level-9 snapshot when there is no usable position (first publish, page
 // size change, a store that is ahead of or disagrees with the position),
 // or nothing when nothing changed. Then it does the upkeep Options ask for
 // (a periodic snapshot, a retention pass); their failures go to
-// Result.UpkeepErr, not err.
+// Result.UpkeepErr, not err. It fails with ErrLitestream for a database
+// that Litestream replicates too.
 func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -260,7 +226,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	if err != nil {
 		err = fmt.Errorf("publish %s: %w", p.dbPath, err)
 		// Leave only the committed position behind.
-		err = errors.Join(err, p.wd.tidy(p.pos.Image))
+		err = errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo))
 	} else if !res.Empty {
 		p.upkeep(ctx, &res)
 	}
@@ -277,14 +243,29 @@ func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	}
 	p.printOK = false
 	defer func() {
-		// Only a publish that leaves the store holding this copy may
+		// Only a publish that leaves the store holding what it read may
 		// vouch for the fingerprint taken before it.
 		if err == nil && !res.Empty {
 			p.lastPrint, p.printOK, p.lastCheck = fp, fpOK, ts
 		}
 	}()
-	copyPath := p.wd.path(copyFile)
-	err = copyDatabase(ctx, p.src, copyPath, phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "copy", ""))
+	p.barrier = p.startBarrier(ctx)
+	barrier := p.barrier != nil
+	defer func() {
+		// A publish that uploaded ended the barrier before its upload
+		// (commit.go); one that had nothing to upload ends it here.
+		berr := p.endBarrier(ctx, err == nil)
+		if berr != nil && err == nil {
+			res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, berr)
+		}
+		if err == nil && !barrier {
+			if terr := p.truncateIfLong(ctx); terr != nil {
+				res.UpkeepErr = fmt.Errorf("publish %s: %w", p.dbPath, terr)
+			}
+		}
+	}()
+
+	r, err := p.read(ctx)
 	if errors.Is(err, errEmptyDatabase) {
 		res = p.unchanged(ts)
 		res.Empty = true
@@ -292,52 +273,81 @@ func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	} else if err != nil {
 		return Result{}, err
 	}
-	cur, curFile, err := OpenImage(copyPath)
-	if err != nil {
-		return Result{}, err
-	}
-	defer curFile.Close()
+	defer func() { err = errors.Join(err, r.close()) }()
 
 	reason := p.noPos
-	if p.hasPos && p.pos.PageSize != cur.PageSize {
-		reason = fmt.Sprintf("page size changed from %d to %d", p.pos.PageSize, cur.PageSize)
+	if p.hasPos && p.pos.PageSize != r.hdr.PageSize {
+		reason = fmt.Sprintf("page size changed from %d to %d", p.pos.PageSize, r.hdr.PageSize)
 	}
-	if reason == "" {
-		stats, err := p.writeDelta(cur, ts)
+	if reason != "" {
+		head, _, err := p.checkStore(ctx)
 		if err != nil {
 			return Result{}, err
 		}
-		changed := stats.Pages > 0 || cur.Commit != p.pos.Commit
-		if !changed && p.verified {
-			return p.unchanged(ts), p.wd.tidy(p.pos.Image)
+		next := head + 1
+		if p.hasPos {
+			next = max(p.pos.TXID, head) + 1
 		}
-		head, why, err := p.checkStore(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		if why == "" {
-			p.verified = true
-			if !changed {
-				return p.unchanged(ts), p.wd.tidy(p.pos.Image)
-			}
-			return p.commit(ctx, stats, cur, ts, "")
-		}
-		return p.snapshot(ctx, cur, max(p.pos.TXID, head)+1, ts, why)
+		return p.snapshot(ctx, r, next, ts, reason)
 	}
-	head, _, err := p.checkStore(ctx)
+	var stats FileStats
+	changed := false
+	switch {
+	case r.follow && r.scan.Commit == 0:
+		// Nothing committed since the position.
+	case r.follow:
+		stats, err = p.writeWALDelta(r, r.scan.Commit, ts)
+	default:
+		stats, err = p.writeDelta(r, ts)
+	}
+	if err == nil {
+		err = r.stillValid()
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	next := head + 1
-	if p.hasPos {
-		next = max(p.pos.TXID, head) + 1
+	if stats.Header.MaxTXID != 0 {
+		changed = stats.Pages > 0 || stats.Header.Commit != p.pos.Commit
 	}
-	return p.snapshot(ctx, cur, next, ts, reason)
+	if !changed && p.verified {
+		return p.unchangedAt(r, ts)
+	}
+	head, why, err := p.checkStore(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if why == "" {
+		p.verified = true
+		if !changed {
+			return p.unchangedAt(r, ts)
+		}
+		return p.commit(ctx, stats, r, ts, "")
+	}
+	return p.snapshot(ctx, r, max(p.pos.TXID, head)+1, ts, why)
 }
 
 // unchanged is the Result of a publish that found nothing to do.
 func (p *Publisher) unchanged(ts time.Time) Result {
 	return Result{TXID: p.pos.TXID, Checksum: p.pos.Checksum, PageSize: p.pos.PageSize, Commit: p.pos.Commit, Timestamp: ts}
+}
+
+// unchangedAt is unchanged after reading r: the position moves to where r
+// reached in the log (frames that changed nothing, a new generation of
+// the log, a whole read), so that the next publish continues from there.
+func (p *Publisher) unchangedAt(r *reading, ts time.Time) (Result, error) {
+	w := r.pos()
+	if !r.walMode() || (p.pos.WAL != nil && *p.pos.WAL == *w) {
+		p.chain = r.walMode() && p.held != nil
+		return p.unchanged(ts), p.wd.tidy(p.pos.Image, p.pos.Redo)
+	}
+	pos := p.pos
+	pos.WAL = w
+	if err := p.wd.save(pos); err != nil {
+		return Result{}, err
+	}
+	p.pos = pos
+	p.chain = p.held != nil
+	return p.unchanged(ts), p.wd.tidy(p.pos.Image, p.pos.Redo)
 }
 
 // encodeOptions are the EncodeOptions of one phase of a publish.
@@ -348,194 +358,50 @@ func (p *Publisher) encodeOptions(phase, file string) *EncodeOptions {
 	}
 }
 
-// writeDelta diffs cur against the last published image into the pending
-// file.
-func (p *Publisher) writeDelta(cur Image, ts time.Time) (FileStats, error) {
-	prev, prevFile, err := OpenImage(p.wd.path(p.pos.Image))
+// writeDelta compares the whole database, as r reads it, with the
+// published state's page checksums into the pending file: the full
+// compare.
+func (p *Publisher) writeDelta(r *reading, ts time.Time) (FileStats, error) {
+	cur, err := r.live()
 	if err != nil {
 		return FileStats{}, err
 	}
-	defer prevFile.Close()
+	sums, err := os.Open(p.wd.path(sumsFile))
+	if err != nil {
+		return FileStats{}, fmt.Errorf("page checksums: %w", err)
+	}
+	defer sums.Close()
 	txid := p.pos.TXID + 1
 	name := ltx.FormatFilename(txid, txid)
 	return writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
 		pre := ltx.Pos{TXID: p.pos.TXID, PostApplyChecksum: p.pos.Checksum}
-		return WriteDelta(f, prev, cur, pre, txid, ts, p.encodeOptions("compare", name))
+		return writeSumsDelta(f, sums, p.pos.Commit, cur, pre, txid, ts, p.encodeOptions("compare", name))
 	})
 }
 
-// snapshot publishes cur as a level-9 snapshot at txid.
-func (p *Publisher) snapshot(ctx context.Context, cur Image, txid ltx.TXID, ts time.Time, reason string) (Result, error) {
+// snapshot publishes the database as r reads it as a level-9 snapshot at
+// txid.
+func (p *Publisher) snapshot(ctx context.Context, r *reading, txid ltx.TXID, ts time.Time, reason string) (Result, error) {
+	if err := r.readAll(); err != nil {
+		return Result{}, err
+	}
+	cur, err := r.live()
+	if err != nil {
+		return Result{}, err
+	}
 	name := ltx.FormatFilename(1, txid)
 	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
 		return WriteSnapshot(f, cur, txid, ts, p.encodeOptions("snapshot", name))
 	})
+	if err == nil {
+		err = r.stillValid()
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := p.commit(ctx, stats, cur, ts, reason)
+	res, err := p.commit(ctx, stats, r, ts, reason)
 	if err != nil || txid == 1 {
 		return res, err
 	}
 	return res, p.announce(ctx, txid, ts)
-}
-
-// announce publishes, next to a snapshot at txid, a level-0 file for the
-// same TXID holding every page. An idle follower lists only level 0 after
-// its own TXID, one request per poll; without this file it would not see
-// that the store moved on through a snapshot alone (a page size change, a
-// lost position). It carries no database checksums, because what it
-// follows is not known here: a follower whose pages do not match its page
-// size re-bootstraps from the snapshot; otherwise, holding every page, it
-// brings any previous state to this one.
-func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) error {
-	cur, f, err := OpenImage(p.wd.path(p.pos.Image))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	empty := Image{R: bytes.NewReader(nil), PageSize: cur.PageSize}
-	name := ltx.FormatFilename(txid, txid)
-	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
-		opts := p.encodeOptions("announce", name)
-		opts.NoChecksum = true
-		return WriteDelta(f, empty, cur, ltx.Pos{TXID: txid - 1}, txid, ts, opts)
-	})
-	if err != nil {
-		return err
-	}
-	info := store.FileInfo{Level: 0, MinTXID: txid, MaxTXID: txid, Size: stats.Size}
-	if err := p.upload(ctx, info); err != nil {
-		return err
-	}
-	also := refOf(info)
-	pos := p.pos
-	pos.Also = &also
-	if err := p.wd.save(pos); err != nil {
-		return err
-	}
-	p.pos = pos
-	return nil
-}
-
-// writePending creates the pending LTX file, fills it with write and makes
-// it durable.
-func writePending(path string, write func(*os.File) (FileStats, error)) (FileStats, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return FileStats{}, fmt.Errorf("pending file: %w", err)
-	}
-	stats, err := write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("pending file: %w", cerr)
-	}
-	return stats, err
-}
-
-// commit uploads the pending file, then makes the copy the last published
-// image and saves the new position. A crash between the upload and the
-// saved position leaves the store ahead of the position, which the next
-// publish answers with a snapshot.
-func (p *Publisher) commit(ctx context.Context, stats FileStats, cur Image, ts time.Time, reason string) (Result, error) {
-	hdr := stats.Header
-	level := 0
-	if hdr.IsSnapshot() {
-		level = store.SnapshotLevel
-	}
-	info := store.FileInfo{Level: level, MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Size: stats.Size}
-	if err := p.upload(ctx, info); err != nil {
-		p.verified = false
-		return Result{}, err
-	}
-
-	image := imageName(hdr.MaxTXID)
-	if err := os.Rename(p.wd.path(copyFile), p.wd.path(image)); err != nil {
-		return Result{}, fmt.Errorf("keep image: %w", err)
-	}
-	pos := position{
-		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
-		PageSize: cur.PageSize, Commit: cur.Commit,
-		Image: image, Store: p.st.String(), Last: refOf(info),
-		RetainedThrough: p.pos.RetainedThrough,
-	}
-	if err := p.wd.save(pos); err != nil {
-		return Result{}, err
-	}
-	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
-	if err := p.wd.tidy(image); err != nil {
-		return Result{}, err
-	}
-	if level == store.SnapshotLevel {
-		info.ModTime = time.Now() // until a listing says when the store wrote it
-		p.addSnapshot(info)
-	}
-	return Result{
-		Changed: true, File: info, Snapshot: level == store.SnapshotLevel, Reason: reason, Pages: stats.Pages,
-		TXID: pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
-		Timestamp: ts,
-	}, nil
-}
-
-func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
-	f, err := os.Open(p.wd.path(pendingFile))
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", info, err)
-	}
-	defer f.Close()
-	r := &progressReader{r: f, total: info.Size,
-		progress: phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "upload", info.Name())}
-	if err := p.st.Put(ctx, info, r); err != nil {
-		return fmt.Errorf("upload %s to %s: %w", info, p.st, err)
-	}
-	return nil
-}
-
-// checkStore compares the store with the local position. head is the
-// newest TXID among the store's level-0 files from the position on and its
-// snapshots. reason is empty when the store ends exactly with the file that
-// reached the position; otherwise it says why a snapshot must follow.
-// Without a position only head matters.
-func (p *Publisher) checkStore(ctx context.Context) (head ltx.TXID, reason string, err error) {
-	var after ltx.TXID
-	if p.hasPos {
-		after = p.pos.TXID - 1
-	}
-	l0, err := p.st.ListAfter(ctx, 0, after)
-	if err != nil {
-		return 0, "", fmt.Errorf("check store: %w", err)
-	}
-	l9, err := p.st.ListAfter(ctx, store.SnapshotLevel, 0)
-	if err != nil {
-		return 0, "", fmt.Errorf("check store: %w", err)
-	}
-	p.noteSnapshots(l9)
-	last := p.pos.Last.info()
-	var found bool
-	var other *store.FileInfo
-	for _, f := range append(l0, l9...) {
-		head = max(head, f.MaxTXID)
-		switch {
-		case p.pos.Last.is(f):
-			found = true
-		case p.pos.ours(f):
-		case p.hasPos && f.MaxTXID == p.pos.TXID:
-			other = &f
-		}
-	}
-	switch {
-	case !p.hasPos:
-		return head, "", nil
-	case p.pos.Promoted:
-		return p.checkPromoted(head)
-	case head > p.pos.TXID:
-		return head, fmt.Sprintf("the store is ahead of the local position (TXID %d > %d)", head, p.pos.TXID), nil
-	case !found:
-		return head, fmt.Sprintf("the store no longer holds %s, the last file published from here", last), nil
-	case other != nil:
-		return head, fmt.Sprintf("the store holds %s, which is not the file published from here", other), nil
-	}
-	return head, "", nil
 }

@@ -177,19 +177,20 @@ func TestProgress(t *testing.T) {
 	res := publishOnce(t, pub)
 	mu.Lock()
 	defer mu.Unlock()
-	for _, phase := range []string{"copy", "snapshot", "upload"} {
+	for _, phase := range []string{"snapshot", "upload"} {
 		pr, ok := phases[phase]
 		if !ok || pr.Done != pr.Total || pr.Percent() != 100 {
 			t.Fatalf("phase %s: last report %+v (all: %+v)", phase, pr, phases)
 		}
 	}
-	if phases["upload"].Total != res.File.Size || phases["copy"].Total != int64(res.Commit)*4096 {
+	if phases["upload"].Total != res.File.Size || phases["snapshot"].Total != int64(res.Commit)*4096 {
 		t.Fatalf("totals: %+v, result %+v", phases, res)
 	}
 }
 
-// Once a publish found the database published, publishes that follow copy
-// nothing until the database's files change.
+// Once a publish found the database published, publishes that follow read
+// nothing whole until the database's files change; in WAL mode not even
+// then: changes are read from the log.
 func TestIdleSkipsCopy(t *testing.T) {
 	for _, mode := range []string{"delete", "wal"} {
 		t.Run(mode, func(t *testing.T) {
@@ -201,7 +202,7 @@ func TestIdleSkipsCopy(t *testing.T) {
 				WorkDir:           t.TempDir(),
 				ProgressThreshold: 1,
 				Progress: func(pr Progress) {
-					if pr.Phase == "copy" && pr.Done == pr.Total {
+					if (pr.Phase == "compare" || pr.Phase == "snapshot") && pr.Done == pr.Total {
 						copies.Add(1)
 					}
 				},
@@ -215,14 +216,21 @@ func TestIdleSkipsCopy(t *testing.T) {
 				expect(t, publishOnce(t, pub), false, false, 1)
 			}
 			if n := copies.Load(); n != 1 {
-				t.Fatalf("%d copies for one change and five idle publishes", n)
+				t.Fatalf("%d whole reads for one change and five idle publishes", n)
 			}
 			for i := range 3 { // back-to-back commits, each seen
 				insertRows(t, p, 1000+i, 1, 10)
 				res := publishOnce(t, pub)
 				expect(t, res, true, false, uint64(2+i))
-				verifyStore(t, p, st, res)
 			}
+			want := int64(4) // rollback mode compares the whole database
+			if mode == "wal" {
+				want = 1
+			}
+			if n := copies.Load(); n != want {
+				t.Fatalf("%s mode: %d whole reads for four changes, want %d", mode, n, want)
+			}
+			verifyStore(t, p, st, publishOnce(t, pub))
 		})
 	}
 }

@@ -74,14 +74,14 @@ func (p *Publisher) periodicSnapshot(ctx context.Context, ts, now time.Time) (*P
 		return WriteSnapshot(f, img, txid, ts, p.encodeOptions("snapshot", name))
 	})
 	if err != nil {
-		return nil, errors.Join(err, p.wd.tidy(p.pos.Image))
+		return nil, errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo))
 	}
 	if stats.PostApplyChecksum != p.pos.Checksum {
 		// The image is what every replica at this TXID holds; a snapshot
 		// that says otherwise would fork them.
 		return nil, errors.Join(
 			fmt.Errorf("local image %s has checksum %s, the position says %s", p.pos.Image, stats.PostApplyChecksum, p.pos.Checksum),
-			p.wd.tidy(p.pos.Image))
+			p.wd.tidy(p.pos.Image, p.pos.Redo))
 	}
 	info := store.FileInfo{Level: store.SnapshotLevel, MinTXID: 1, MaxTXID: txid, Size: stats.Size}
 
@@ -94,11 +94,11 @@ func (p *Publisher) periodicSnapshot(ctx context.Context, ts, now time.Time) (*P
 	pos := p.pos
 	pos.Snapshot = &ref
 	if err := p.wd.save(pos); err != nil {
-		return nil, errors.Join(err, p.wd.tidy(p.pos.Image))
+		return nil, errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo))
 	}
 	p.pos = pos
 	err = p.upload(ctx, info)
-	if err = errors.Join(err, p.wd.tidy(p.pos.Image)); err != nil {
+	if err = errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo)); err != nil {
 		return nil, err
 	}
 	info.ModTime = time.Now() // until a listing says when the store wrote it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -19,12 +20,14 @@ import (
 const (
 	positionFile = "position.json"
 	lockFile     = "lock"
-	copyFile     = "copy.db"     // the copy being taken
+	copyFile     = "copy.db"     // the copy earlier versions took; removed by tidy
 	pendingFile  = "pending.ltx" // the LTX file being written
 	imagePrefix  = "image-"      // image-<txid>.db: the last published image
 	// positionVer is the version save writes. Version 2 added Snapshot and
 	// RetainedThrough; a version-1 position is the same without them.
-	positionVer = 2
+	// Version 3 added Redo and WAL, and lets Image keep its name across
+	// TXIDs (it is updated in place).
+	positionVer = 3
 )
 
 // position is where publishing stands: the last published TXID, the
@@ -56,6 +59,14 @@ type position struct {
 	// yet, whichever file reached TXID continues the lineage, and a store
 	// that is ahead of TXID has another primary (checkStore).
 	Promoted bool `json:"promoted,omitempty"`
+	// Redo is the LTX file (redo-<txid>.ltx) that reached TXID, kept in the
+	// work directory: load applies it to Image again, which finishes an
+	// update of the image that a crash interrupted (see redo.go).
+	Redo string `json:"redo,omitempty"`
+	// WAL is where the publisher stands in a WAL-mode database's log (see
+	// walfollow.go); nil for a rollback-mode database, or before the first
+	// publish that read the log.
+	WAL *walPos `json:"wal,omitempty"`
 }
 
 // ours says whether a listed file is one that position names as published
@@ -136,8 +147,14 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 	if err := json.Unmarshal(b, &pos); err != nil {
 		return position{}, false, fmt.Sprintf("local position is unreadable (%v)", err), nil
 	}
-	if (pos.Version != 1 && pos.Version != positionVer) || pos.TXID == 0 || pos.Image != imageName(pos.TXID) {
+	if pos.Version < 1 || pos.Version > positionVer || pos.TXID == 0 || !validImageName(pos.Image) ||
+		(pos.Version < 3 && pos.Image != imageName(pos.TXID)) || (pos.Redo != "" && !validRedoName(pos.Redo)) {
 		return position{}, false, "local position is not one this version wrote", nil
+	}
+	if pos.Redo != "" {
+		if err := applyRedo(w.path(pos.Image), w.path(sumsFile), w.path(pos.Redo), pos.TXID); err != nil {
+			return position{}, false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), nil
+		}
 	}
 	fi, err := os.Stat(w.path(pos.Image))
 	if err != nil {
@@ -145,6 +162,13 @@ func (w *workDir) load() (pos position, ok bool, reason string, err error) {
 	}
 	if fi.Size() != int64(pos.PageSize)*int64(pos.Commit) {
 		return position{}, false, "local image does not match the local position", nil
+	}
+	if err := w.checkSums(pos.Image, pos.Commit, pos.Checksum); err != nil && pos.Promoted {
+		// Starting over with a snapshot would lose the check that no
+		// other primary publishes there (checkPromoted).
+		return position{}, false, "", fmt.Errorf("the image walrust promote left does not match its position: %w", err)
+	} else if err != nil {
+		return position{}, false, fmt.Sprintf("local image does not match the local position (%v)", err), nil
 	}
 	return pos, true, "", nil
 }
@@ -162,10 +186,15 @@ func (w *workDir) save(pos position) error {
 	return nil
 }
 
-// tidy removes everything but the lock, the position and the image it
-// names: copies, pending files and encoder spill files of an interrupted
-// publish, and older images.
-func (w *workDir) tidy(keepImage string) error {
+// validImageName says whether name is one imageName gives.
+func validImageName(name string) bool {
+	return strings.HasPrefix(name, imagePrefix) && strings.HasSuffix(name, ".db") && !strings.ContainsRune(name, os.PathSeparator)
+}
+
+// tidy removes everything but the lock, the position and the files it
+// names (keep: its image and redo file): copies, pending files and encoder
+// spill files of an interrupted publish, older images and redo files.
+func (w *workDir) tidy(keep ...string) error {
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {
 		return fmt.Errorf("tidy work directory: %w", err)
@@ -174,10 +203,10 @@ func (w *workDir) tidy(keepImage string) error {
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case name == lockFile || name == positionFile || name == keepImage:
+		case name == lockFile || name == positionFile || slices.Contains(keep, name):
 			continue
-		case strings.HasPrefix(name, imagePrefix), strings.HasPrefix(name, copyFile),
-			name == pendingFile, name == positionFile+".tmp", strings.HasPrefix(name, ".ltx-page-index-"):
+		case strings.HasPrefix(name, imagePrefix), strings.HasPrefix(name, copyFile), strings.HasPrefix(name, redoPrefix),
+			name == pendingFile, name == positionFile+".tmp", name == sumsFile+".tmp", strings.HasPrefix(name, ".ltx-page-index-"):
 			if err := os.Remove(w.path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}

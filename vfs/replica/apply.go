@@ -9,6 +9,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )
 
@@ -69,7 +70,7 @@ func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (
 	}
 
 	hook("apply:start")
-	seg, err := createSegment(r.logDir, hdr.PageSize)
+	seg, err := r.createSegment(hdr.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +95,8 @@ func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (
 // snapshot's memory would grow with the database); the index is verified
 // either way, and nothing here uses it.
 //
+// Its file checksum is computed with crc64iso (see fastFileChecksum).
+//
 // The stream passes through an ltxguard.Reader first, so that the decoder
 // never acts on a header or frame that breaks want or walrust's limits.
 func newDecoder(rd io.Reader, want ltxguard.Want) *ltx.Decoder {
@@ -102,6 +105,7 @@ func newDecoder(rd io.Reader, want ltxguard.Want) *ltx.Decoder {
 	}
 	dec := ltx.NewDecoder(bufio.NewReaderSize(ltxguard.NewReader(rd, want), 256<<10))
 	dec.SetRetainPageIndex(false)
+	fastFileChecksum(dec)
 	return dec
 }
 
@@ -134,7 +138,7 @@ func (r *Replica) decodePages(ctx context.Context, dec *ltx.Decoder, head *Versi
 	lockPgno := ltx.LockPgno(hdr.PageSize)
 	data := make([]byte, hdr.PageSize)
 	old := make([]byte, hdr.PageSize)
-	hasher := ltx.NewHasher()
+	hasher := crc64iso.New()
 	sum, page1Sum := headSum, head.Page1Checksum
 	// An unknown checksum stays unknown: no old page is read, no page
 	// hashed but page 1 (whose checksum a later computation starts from).
@@ -207,7 +211,7 @@ func (r *Replica) decodePages(ctx context.Context, dec *ltx.Decoder, head *Versi
 // pages: for a replica whose checksum is unknown (its snapshot carried
 // none) when a file that carries one arrives.
 func (r *Replica) checksumOf(ctx context.Context, v *Version) (ltx.Checksum, error) {
-	hasher := ltx.NewHasher()
+	hasher := crc64iso.New()
 	buf := make([]byte, v.PageSize)
 	lockPgno := ltx.LockPgno(v.PageSize)
 	// Page 1 as the primary wrote it: the copy here carries the header

@@ -11,6 +11,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
@@ -130,7 +131,7 @@ func (r *Replica) foldAll(ctx context.Context) error {
 func copyPages(ctx context.Context, w io.WriterAt, base io.ReaderAt, st *State) (ltx.Checksum, error) {
 	ps := int64(st.PageSize)
 	page := make([]byte, ps)
-	hasher := ltx.NewHasher()
+	hasher := crc64iso.New()
 	lockPgno := ltx.LockPgno(st.PageSize)
 	sum := ltx.ChecksumFlag
 	for pgno := uint32(1); pgno <= st.Commit; pgno++ {

@@ -24,7 +24,11 @@ const foldLockWait = 50 * time.Millisecond
 // that readers prevent is not an error.
 //
 // Write ordering, so that a crash at any instant restarts into one TXID:
-//  1. sync the segments being folded (until now they were only written);
+//  1. sync the segments being folded (until now they were only written):
+//     the log files that hold them, every older log file (a restart drops
+//     all that follows a torn segment, so none before them may be lost),
+//     and the log directory when a file is new — one fsync per log file,
+//     however many applied files its segments stand for;
 //  2. under SQLite's exclusive lock, write their pages into the base file
 //     (page 1 last, with a new change counter) and sync it — the file is a
 //     mix of TXIDs now, but the state still names the old root and the
@@ -136,10 +140,17 @@ func (r *Replica) foldable() ([]*Version, *Version) {
 // writeFold performs steps 1 and 2 of Fold; the caller holds the lock. It
 // returns the primary's header of page 1 at target (see State.Page1Header).
 func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
-	for _, v := range fold {
-		if err := v.seg.f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync segment: %w", err)
+	segs := make([]*segment, len(fold))
+	for i, v := range fold {
+		segs[i] = v.seg
+		if v.seg.log == nil { // a staged snapshot, an old segment file
+			if err := v.seg.f.Sync(); err != nil {
+				return nil, fmt.Errorf("sync segment: %w", err)
+			}
 		}
+	}
+	if err := r.log.sync(segs); err != nil {
+		return nil, err
 	}
 	wf := r.base.f
 	ps := int64(target.PageSize)

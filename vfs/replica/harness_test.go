@@ -227,14 +227,49 @@ func (w *world) checkBase(txid ltx.TXID, what string) {
 	worldtest.CheckBaseFile(w.T, w.Path, w.Image(txid), w.Pub.PageSize, st.Counter, what)
 }
 
-// segments counts the files in the replica's log directory.
+// segments counts the segments the replica holds unfolded (several share a
+// log file); when it holds none, the files left in its log directory, of
+// which there should be none.
 func segments(t testing.TB, r *Replica) int {
 	t.Helper()
+	r.mu.Lock()
+	n := 0
+	for v := r.head; v != nil && v != r.root; v = v.parent {
+		if v.seg != nil && !v.folded {
+			n++
+		}
+	}
+	n += len(r.abandoned)
+	r.mu.Unlock()
+	if n > 0 {
+		return n
+	}
 	entries, err := os.ReadDir(r.logDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return len(entries)
+}
+
+// logSegments counts the segments in the log files of a log directory
+// (each file read up to its first torn segment).
+func logSegments(t testing.TB, dir string) int {
+	t.Helper()
+	paths, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs, _, _ := readLogFile(&logFile{path: p, f: f})
+		f.Close()
+		n += len(segs)
+	}
+	return n
 }
 
 // applyFile applies an LTX file under the name its own header gives (the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 	"github.com/walrust/walrust/vfs/internal/durable"
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
 )
@@ -147,7 +147,7 @@ func (r *Replica) openImage(lay *snapshotLayout, src LazySnapshot) (*Hydration, 
 	hdr := lay.hdr
 	base := filepath.Join(r.logDir, fmt.Sprintf("%s%016x-%x", hydratePrefix, uint64(hdr.MaxTXID), lay.size))
 	path, ckPath := base+imageExt, base+checkpointExt
-	hdrSum := crc64.Checksum(lay.hdrRaw, crcTable)
+	hdrSum := crc64iso.Update(0, lay.hdrRaw)
 	dbSize := int64(hdr.Commit) * int64(hdr.PageSize)
 	ck, err := readCheckpoint(ckPath)
 	if err == nil && (ck.txid != hdr.MaxTXID || ck.size != lay.size || ck.hdrSum != hdrSum || ck.next < 1 || ck.next > hdr.Commit+1) {
@@ -177,10 +177,7 @@ func (r *Replica) openImage(lay *snapshotLayout, src LazySnapshot) (*Hydration, 
 			img.Close()
 			return nil, nil, fmt.Errorf("lazy bootstrap: size image: %w", err)
 		}
-		crc := crc64.New(crcTable)
-		crc.Write(lay.hdrRaw)
-		state, _ := crc.(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
-		ck = &checkpoint{path: ckPath, txid: hdr.MaxTXID, size: lay.size, hdrSum: hdrSum, next: 1, crcState: state}
+		ck = &checkpoint{path: ckPath, txid: hdr.MaxTXID, size: lay.size, hdrSum: hdrSum, next: 1, crc: hdrSum}
 		if !hdr.NoChecksum() {
 			ck.dbSum = ltx.ChecksumFlag
 		}

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"slices"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 	"github.com/walrust/walrust/vfs/internal/durable"
 )
 
@@ -74,10 +73,7 @@ func (h *Hydration) Run(ck *checkpoint) {
 }
 
 func (h *Hydration) run(ck *checkpoint) error {
-	crc := crc64.New(crcTable)
-	if err := crc.(interface{ UnmarshalBinary([]byte) error }).UnmarshalBinary(ck.crcState); err != nil {
-		return fmt.Errorf("hydrate: checkpoint: %w", err)
-	}
+	crc := &runningCRC{v: ck.crc}
 	from := h.lay.offs[ck.next-1]
 	h.streamFrom.Store(from)
 	rc, err := h.fetch(h.ctx, from, h.lay.size-from)
@@ -113,7 +109,7 @@ func (h *Hydration) run(ck *checkpoint) error {
 	if err := h.lay.parseIndex(io.MultiReader(io.LimitReader(cr, rest-ltx.ChecksumSize), br)); err != nil {
 		return err
 	}
-	sum := ltx.ChecksumFlag | ltx.Checksum(crc.Sum64())
+	sum := ltx.ChecksumFlag | ltx.Checksum(crc.v)
 	if sum != h.lay.trailer.FileChecksum {
 		return corrupt(fmt.Errorf("snapshot file checksum %s, not the %s its trailer says", sum, h.lay.trailer.FileChecksum))
 	}
@@ -131,7 +127,16 @@ func (h *Hydration) run(ck *checkpoint) error {
 // hashingReader hashes every byte read through it.
 type hashingReader struct {
 	r io.Reader
-	h hash.Hash64
+	h io.Writer
+}
+
+// runningCRC is the file checksum's CRC-64 so far: its whole state is its
+// value, which a checkpoint keeps.
+type runningCRC struct{ v uint64 }
+
+func (c *runningCRC) Write(p []byte) (int, error) {
+	c.v = crc64iso.Update(c.v, p)
+	return len(p), nil
 }
 
 func (c *hashingReader) Read(p []byte) (int, error) {
@@ -154,11 +159,11 @@ func (c *countedReader) Read(p []byte) (int, error) {
 
 // A checkpoint records how far the stream has come, durably: pages before
 // next are in the image (synced before the checkpoint is written), and
-// crcState is the file checksum's state over every byte before next's
+// crc is the file checksum's CRC-64 over every byte before next's
 // frame. Layout: checkpointMagic, the snapshot it belongs to (MaxTXID,
 // size, CRC of its header), next, the database checksum and page 1's
-// checksum so far, page 1's original header, the CRC state, and a CRC-64
-// of all of it.
+// checksum so far, page 1's original header, the file checksum's CRC so
+// far, and a CRC-64 of all of it.
 type checkpoint struct {
 	path        string
 	txid        ltx.TXID
@@ -168,10 +173,10 @@ type checkpoint struct {
 	dbSum       ltx.Checksum
 	page1Sum    ltx.Checksum
 	page1Header []byte // headerSize bytes once page 1 is streamed
-	crcState    []byte
+	crc         uint64 // the file checksum's CRC-64 of every byte before next's frame
 }
 
-const checkpointMagic = "WALRHYD1"
+const checkpointMagic = "WALRHYD2"
 
 func (c *checkpoint) encode() []byte {
 	b := []byte(checkpointMagic)
@@ -184,9 +189,8 @@ func (c *checkpoint) encode() []byte {
 	hdr := make([]byte, headerSize)
 	copy(hdr, c.page1Header)
 	b = append(b, hdr...)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(c.crcState)))
-	b = append(b, c.crcState...)
-	return binary.BigEndian.AppendUint64(b, crc64.Checksum(b, crcTable))
+	b = binary.BigEndian.AppendUint64(b, c.crc)
+	return binary.BigEndian.AppendUint64(b, crc64iso.Update(0, b))
 }
 
 // write replaces the checkpoint file durably (durable.WriteFile: written
@@ -204,12 +208,12 @@ func readCheckpoint(path string) (*checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	const fixed = 8 + 8 + 8 + 8 + 4 + 8 + 8 + headerSize + 2
-	if len(b) < fixed+8 || string(b[:8]) != checkpointMagic {
+	const size = 8 + 8 + 8 + 8 + 4 + 8 + 8 + headerSize + 8 + 8
+	if len(b) != size || string(b[:8]) != checkpointMagic {
 		return nil, errors.New("bad checkpoint")
 	}
 	body, sum := b[:len(b)-8], binary.BigEndian.Uint64(b[len(b)-8:])
-	if crc64.Checksum(body, crcTable) != sum {
+	if crc64iso.Update(0, body) != sum {
 		return nil, errors.New("checkpoint checksum mismatch")
 	}
 	c := &checkpoint{path: path}
@@ -221,11 +225,7 @@ func readCheckpoint(path string) (*checkpoint, error) {
 	c.dbSum = ltx.Checksum(binary.BigEndian.Uint64(p[28:]))
 	c.page1Sum = ltx.Checksum(binary.BigEndian.Uint64(p[36:]))
 	c.page1Header = slices.Clone(p[44 : 44+headerSize])
-	n := int(binary.BigEndian.Uint16(p[44+headerSize:]))
-	if len(p) != 44+headerSize+2+n {
-		return nil, errors.New("bad checkpoint length")
-	}
-	c.crcState = slices.Clone(p[44+headerSize+2:])
+	c.crc = binary.BigEndian.Uint64(p[44+headerSize:])
 	return c, nil
 }
 
@@ -233,7 +233,7 @@ func readCheckpoint(path string) (*checkpoint, error) {
 // goroutine, and hands them in batches to the writer, which writes them
 // meanwhile (so decoding overlaps writing), and writes a checkpoint
 // after a batch when the stream has come checkpointEvery bytes further.
-func (h *Hydration) streamPages(ck *checkpoint, br io.Reader, crc hash.Hash64, from int64, w *streamWriter) error {
+func (h *Hydration) streamPages(ck *checkpoint, br io.Reader, crc *runningCRC, from int64, w *streamWriter) error {
 	frame := make([]byte, maxFrame(uint32(h.ps)))
 	hasher := ltx.NewHasher()
 	lock := ltx.LockPgno(uint32(h.ps))
@@ -269,12 +269,8 @@ func (h *Hydration) streamPages(ck *checkpoint, br io.Reader, crc hash.Hash64, f
 		}
 		b := streamWrite{first: batchFirst, pages: batch}
 		if end := h.lay.offs[pgno]; end-lastCkpt >= checkpointEvery && pgno < h.commit {
-			state, err := crc.(interface{ MarshalBinary() ([]byte, error) }).MarshalBinary()
-			if err != nil {
-				return fmt.Errorf("hydrate: checkpoint: %w", err)
-			}
 			c := *ck
-			c.next, c.crcState, c.page1Header = pgno+1, state, slices.Clone(ck.page1Header)
+			c.next, c.crc, c.page1Header = pgno+1, crc.v, slices.Clone(ck.page1Header)
 			b.ck, b.end = &c, end
 			lastCkpt = end
 		}

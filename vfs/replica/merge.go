@@ -97,7 +97,7 @@ func (r *Replica) merge(run []*Version) error {
 	}
 	slices.Sort(order)
 
-	w, err := createSegment(r.logDir, last.PageSize)
+	w, err := r.createSegment(last.PageSize)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,8 @@ func startOverModified(path string, st *State, why error) (*Replica, error) {
 			return nil, fmt.Errorf("%w; moving its %s aside failed: %w", why, ext, err)
 		}
 	}
-	r := &Replica{path: path, logDir: path + "-replica-log", counter: st.Counter}
+	r := newReplica(path)
+	r.counter = st.Counter
 	r.state = State{Origin: st.Origin}
 	r.openModified = fmt.Errorf("%w: moved to %s", why, aside)
 	return r, r.clearLog()

@@ -42,6 +42,7 @@ var ErrNoReplica = errors.New("replica not bootstrapped yet")
 type Replica struct {
 	path   string
 	logDir string
+	log    segmentLog // the log files segments are appended to
 
 	// versionLocks.mu guards the version chain: head, root, state, base,
 	// abandoned, bits, and every Version's chain bookkeeping.
@@ -119,9 +120,16 @@ func OpenOrigin(path string, origin Origin) (*Replica, error) {
 	return r, nil
 }
 
+// newReplica is a replica of the file at path with nothing loaded yet.
+func newReplica(path string) *Replica {
+	r := &Replica{path: path, logDir: path + "-replica-log"}
+	r.log.dir = r.logDir
+	return r
+}
+
 func open(path string, origin Origin) (*Replica, error) {
 	source := origin.Source
-	r := &Replica{path: path, logDir: path + "-replica-log"}
+	r := newReplica(path)
 	st, err := ReadState(path)
 	if err != nil {
 		return nil, err
@@ -339,30 +347,8 @@ func (r *Replica) replayLog() error {
 	if err := r.removeUnnamedStaged(); err != nil {
 		return err
 	}
-	paths, err := listSegments(r.logDir)
-	if err != nil {
+	if err := r.replaySegments(); err != nil {
 		return err
-	}
-	discard := false
-	for _, p := range paths {
-		if !discard {
-			seg, err := openSegment(p)
-			switch {
-			case err != nil:
-				discard = true
-			case seg.meta.MaxTXID <= r.head.TXID:
-				seg.close() // already folded before the crash
-			case seg.meta.MinTXID > r.head.TXID+1 || seg.meta.PageSize != r.head.PageSize:
-				seg.close()
-				discard = true
-			default:
-				r.publish(r.newVersion(seg))
-				continue
-			}
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("replay log: %w", err)
-		}
 	}
 	// A fold that fails here (a full disk) leaves the file as it was, or
 	// marked as mid-fold: either way the replica serves its versions from
@@ -377,6 +363,7 @@ func (r *Replica) replayLog() error {
 // clearLog removes every segment, and every staged snapshot the state does
 // not name.
 func (r *Replica) clearLog() error {
+	r.log.forget()
 	entries, err := os.ReadDir(r.logDir)
 	if err != nil {
 		return fmt.Errorf("clear log: %w", err)
@@ -495,6 +482,7 @@ func (r *Replica) Close() error {
 		}
 	}
 	r.abandoned = nil
+	r.log.retire()
 	if r.base != nil {
 		r.base.release()
 		r.base = nil

@@ -311,7 +311,7 @@ func TestReplayLog(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(mustGlob(t, filepath.Join(w.Path+"-replica-log", "*.pages"))); n != 6 {
+	if n := logSegments(t, w.Path+"-replica-log"); n != 6 {
 		t.Fatalf("%d segments in the log, want 6", n)
 	}
 
@@ -335,8 +335,8 @@ func TestReplayLog(t *testing.T) {
 	}
 	r.Close()
 	segs := mustGlob(t, filepath.Join(w.Path+"-replica-log", "*.pages"))
-	if len(segs) != 1 {
-		t.Fatalf("segments %v, want one", segs)
+	if len(segs) != 1 || logSegments(t, w.Path+"-replica-log") != 1 {
+		t.Fatalf("log files %v, want one holding one segment", segs)
 	}
 	b, err := os.ReadFile(segs[0])
 	if err != nil {

@@ -5,31 +5,39 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/superfly/ltx"
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
 
-	"github.com/walrust/walrust/vfs/internal/durable"
+	"github.com/superfly/ltx"
 )
 
-// A segment holds the decoded pages of one applied LTX file in the log
-// directory, until a fold copies them into the base file. Layout:
+// A segment holds the decoded pages of one applied LTX file (or of a run
+// of them, merged) until a fold copies them into the base file. Segments
+// are appended one after another to log files in the log directory
+// (logfile.go); one segment's bytes:
 //
-//	N × [pgno uint32][page bytes]   records, ascending pgno
+//	header (segmentHeaderSize)       segmentHeaderMagic, page size, N
+//	N × [pgno uint32][page bytes]    records, ascending pgno
 //	trailer (segmentTrailerSize)     what the version is, and a CRC-64 of
-//	                                 every byte before the CRC
+//	                                 the records and the trailer before it
 //
-// A segment is renamed to its final name only once it is complete, and its
-// CRC is checked when it is read back after a restart, so a torn segment is
-// recognised and discarded (its LTX file is simply downloaded again).
+// A segment counts only once all of it is there and its CRC matches, so
+// one torn by a crash is recognised when the log is read back after a
+// restart, and dropped with everything after it (its LTX file is simply
+// downloaded again).
+//
+// Replicas written before log files kept one segment per file, named by its
+// TXIDs, without the header; such files are still read (openSegment).
 type segment struct {
-	path  string
-	f     *os.File
+	path  string   // the file it is in
+	f     *os.File // shared with the log file's other segments
+	log   *logFile // nil for a file of its own (a staged snapshot, an old segment file)
+	start int64    // its bytes in the log file: [start, end)
+	end   int64
 	meta  segmentMeta
 	pages map[uint32]int64 // pgno → file offset of the page bytes
 
@@ -61,91 +69,13 @@ type segmentMeta struct {
 const (
 	segmentMagic       = "WALRSEG1"
 	segmentTrailerSize = 8 + 8 + 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8
+	segmentHeaderMagic = "WALRLOG1"
+	segmentHeaderSize  = 8 + 4 + 4
 	segmentExt         = ".pages"
 )
 
-var crcTable = crc64.MakeTable(crc64.ISO)
-
 func segmentName(minTXID, maxTXID ltx.TXID) string {
 	return fmt.Sprintf("%016x-%016x%s", uint64(minTXID), uint64(maxTXID), segmentExt)
-}
-
-// segmentWriter streams one segment into a temporary file.
-type segmentWriter struct {
-	dir      string
-	f        *os.File
-	bw       *bufio.Writer
-	crc      hash.Hash64
-	off      int64
-	pageSize uint32
-	pages    map[uint32]int64
-	prevPgno uint32
-}
-
-func createSegment(dir string, pageSize uint32) (*segmentWriter, error) {
-	f, err := durable.CreateTemp(dir, ".segment-*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("create segment: %w", err)
-	}
-	return &segmentWriter{
-		dir: dir, f: f, bw: bufio.NewWriterSize(f, 256<<10), crc: crc64.New(crcTable),
-		pageSize: pageSize, pages: make(map[uint32]int64),
-	}, nil
-}
-
-func (w *segmentWriter) write(b []byte) error {
-	if _, err := w.bw.Write(b); err != nil {
-		return fmt.Errorf("write segment: %w", err)
-	}
-	w.crc.Write(b)
-	w.off += int64(len(b))
-	return nil
-}
-
-func (w *segmentWriter) writePage(pgno uint32, data []byte) error {
-	if pgno <= w.prevPgno {
-		return fmt.Errorf("segment: page %d after page %d", pgno, w.prevPgno)
-	}
-	w.prevPgno = pgno
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], pgno)
-	if err := w.write(hdr[:]); err != nil {
-		return err
-	}
-	w.pages[pgno] = w.off
-	return w.write(data)
-}
-
-// finish writes the trailer and renames the segment to its final name. It
-// does not sync: a fold syncs every segment it reads before it touches the
-// base file, which is the only point where durability matters.
-func (w *segmentWriter) finish(meta segmentMeta) (*segment, error) {
-	meta.PageN = uint32(len(w.pages))
-	if err := w.write(encodeTrailer(meta)); err != nil {
-		w.abort()
-		return nil, err
-	}
-	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], w.crc.Sum64())
-	if _, err := w.bw.Write(sum[:]); err != nil {
-		w.abort()
-		return nil, fmt.Errorf("write segment: %w", err)
-	}
-	if err := w.bw.Flush(); err != nil {
-		w.abort()
-		return nil, fmt.Errorf("write segment: %w", err)
-	}
-	path := filepath.Join(w.dir, segmentName(meta.MinTXID, meta.MaxTXID))
-	if err := os.Rename(w.f.Name(), path); err != nil {
-		w.abort()
-		return nil, fmt.Errorf("segment: %w", err)
-	}
-	return &segment{path: path, f: w.f, meta: meta, pages: w.pages}, nil
-}
-
-func (w *segmentWriter) abort() {
-	w.f.Close()
-	os.Remove(w.f.Name())
 }
 
 func encodeTrailer(m segmentMeta) []byte {
@@ -178,8 +108,9 @@ func decodeTrailer(b []byte) (m segmentMeta, err error) {
 	return m, nil
 }
 
-// openSegment reads a segment back after a restart, checking its CRC and
-// rebuilding its page index.
+// openSegment reads back a segment file of its own (as replicas wrote them
+// before log files) after a restart, checking its CRC and rebuilding its
+// page index.
 func openSegment(path string) (*segment, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -218,7 +149,7 @@ func readSegment(f *os.File) (*segment, error) {
 	if size != int64(meta.PageN)*recSize+segmentTrailerSize {
 		return nil, fmt.Errorf("size %d does not match %d pages", size, meta.PageN)
 	}
-	crc := crc64.New(crcTable)
+	crc := crc64iso.New()
 	pages := make(map[uint32]int64, meta.PageN)
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size-8), 256<<10)
 	rec := make([]byte, recSize)
@@ -258,22 +189,36 @@ func listSegments(dir string) ([]string, error) {
 
 // size is how many bytes the segment's file holds.
 func (s *segment) size() int64 {
-	if s.full {
+	switch {
+	case s.full:
 		return int64(s.meta.Commit) * int64(s.meta.PageSize)
+	case s.log != nil:
+		return s.end - s.start
 	}
 	return int64(s.meta.PageN)*int64(4+s.meta.PageSize) + segmentTrailerSize
 }
 
+// close gives up the segment's descriptor: once no segment of a log file
+// has it open, the file's is closed. Nothing reads the segment afterwards.
 func (s *segment) close() {
-	if s.f != nil {
-		s.f.Close()
-		s.f = nil
+	if s.f == nil {
+		return
 	}
+	if s.log != nil {
+		s.log.release()
+	} else {
+		s.f.Close()
+	}
+	s.f = nil
 }
 
-// remove deletes the segment's file; the descriptor stays open for anyone
-// still reading through it until close.
+// remove deletes the segment: a file of its own at once; a log file once
+// none of its segments is left. A descriptor stays open for anyone still
+// reading through it until close.
 func (s *segment) remove() error {
+	if s.log != nil {
+		return s.log.drop()
+	}
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove segment: %w", err)
 	}

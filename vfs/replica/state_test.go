@@ -94,6 +94,15 @@ func TestStateDisagreesWithBase(t *testing.T) {
 			mustStep(t, w.manual(r2))
 			w.checkHead(r2, w.Pub.TXID, "bootstrapped again")
 			w.checkBase(w.Pub.TXID, "bootstrapped again")
+			// Applied files go to the log directory, as in any replica.
+			w.InsertRows(3, 200)
+			txid := w.Commit()
+			if _, err := applyFile(r2, w.Encode(txid, txid)); err != nil {
+				t.Fatal(err)
+			}
+			if n := logSegments(t, w.Path+"-replica-log"); n != 1 {
+				t.Fatalf("%d segments in the log directory after an apply, want 1", n)
+			}
 		})
 	}
 }

@@ -1,0 +1,156 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/store"
+)
+
+// announce publishes, next to a snapshot at txid, a level-0 file for the
+// same TXID holding every page. An idle follower lists only level 0 after
+// its own TXID, one request per poll; without this file it would not see
+// that the store moved on through a snapshot alone (a page size change, a
+// lost position). It carries no database checksums, because what it
+// follows is not known here: a follower whose pages do not match its page
+// size re-bootstraps from the snapshot; otherwise, holding every page, it
+// brings any previous state to this one.
+func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) error {
+	cur, f, err := OpenImage(p.wd.path(p.pos.Image))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	empty := Image{R: bytes.NewReader(nil), PageSize: cur.PageSize}
+	name := ltx.FormatFilename(txid, txid)
+	stats, err := writePending(p.wd.path(pendingFile), func(f *os.File) (FileStats, error) {
+		opts := p.encodeOptions("announce", name)
+		opts.NoChecksum = true
+		return WriteDelta(f, empty, cur, ltx.Pos{TXID: txid - 1}, txid, ts, opts)
+	})
+	if err != nil {
+		return err
+	}
+	info := store.FileInfo{Level: 0, MinTXID: txid, MaxTXID: txid, Size: stats.Size}
+	if err := p.upload(ctx, info); err != nil {
+		return err
+	}
+	also := refOf(info)
+	pos := p.pos
+	pos.Also = &also
+	if err := p.wd.save(pos); err != nil {
+		return err
+	}
+	p.pos = pos
+	return nil
+}
+
+// writePending creates the pending LTX file, fills it with write and makes
+// it durable.
+func writePending(path string, write func(*os.File) (FileStats, error)) (FileStats, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return FileStats{}, fmt.Errorf("pending file: %w", err)
+	}
+	stats, err := write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("pending file: %w", cerr)
+	}
+	return stats, err
+}
+
+// commit uploads the pending file, then saves the position that reaches
+// its TXID, naming the file as the redo file, and brings the image to it
+// (redo.go). A crash between the upload and the saved position leaves the
+// store ahead of the position, which the next publish answers with a
+// snapshot; one after it leaves an image that the next load finishes.
+func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts time.Time, reason string) (_ Result, err error) {
+	compared := ""
+	if !stats.Header.IsSnapshot() {
+		compared = r.whole
+	}
+	hdr := stats.Header
+	level := 0
+	if hdr.IsSnapshot() {
+		level = store.SnapshotLevel
+	}
+	info := store.FileInfo{Level: level, MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Size: stats.Size}
+	if err := r.release(); err != nil {
+		return Result{}, err
+	}
+	if p.barrier != nil {
+		defer func() {
+			if err != nil {
+				// Writers went on before the upload and the log may
+				// restart past the position (checkpoint.go).
+				p.chain = false
+			}
+		}()
+	}
+	if err := p.endBarrier(ctx, true); err != nil {
+		return Result{}, err
+	}
+	if err := p.upload(ctx, info); err != nil {
+		p.verified = false
+		return Result{}, err
+	}
+	redo, err := p.wd.keepRedo(hdr.MaxTXID)
+	if err != nil {
+		return Result{}, err
+	}
+	image := p.pos.Image
+	if !p.hasPos || image == "" {
+		image = imageName(hdr.MaxTXID)
+	}
+	pos := position{
+		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
+		PageSize: hdr.PageSize, Commit: hdr.Commit,
+		Image: image, Redo: redo, WAL: r.pos(), Store: p.st.String(), Last: refOf(info),
+		RetainedThrough: p.pos.RetainedThrough,
+	}
+	if err := p.wd.save(pos); err != nil {
+		return Result{}, err
+	}
+	// The position is saved: from here the image may change.
+	if err := applyRedo(p.wd.path(image), p.wd.path(sumsFile), p.wd.path(redo), pos.TXID); err != nil {
+		p.hasPos, p.noPos, p.chain = false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), false
+		return Result{}, err
+	}
+	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
+	p.chain = r.walMode() && p.held != nil
+	if err := p.wd.tidy(pos.Image, pos.Redo); err != nil {
+		return Result{}, err
+	}
+	if level == store.SnapshotLevel {
+		info.ModTime = time.Now() // until a listing says when the store wrote it
+		p.addSnapshot(info)
+	}
+	return Result{
+		Changed: true, File: info, Snapshot: level == store.SnapshotLevel, Reason: reason, Pages: stats.Pages,
+		Compared: compared,
+		TXID:     pos.TXID, Checksum: pos.Checksum, PageSize: pos.PageSize, Commit: pos.Commit,
+		Timestamp: ts,
+	}, nil
+}
+
+func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
+	f, err := os.Open(p.wd.path(pendingFile))
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", info, err)
+	}
+	defer f.Close()
+	r := &progressReader{r: f, total: info.Size,
+		progress: phaseProgress(p.opts.Progress, p.opts.ProgressThreshold, "upload", info.Name())}
+	if err := p.st.Put(ctx, info, r); err != nil {
+		return fmt.Errorf("upload %s to %s: %w", info, p.st, err)
+	}
+	return nil
+}
