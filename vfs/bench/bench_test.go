@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ var (
 	childProf   = flag.String("child-cpuprofile", "", "write a CPU profile of each walrust bootstrap child to this path (the last one wins)")
 	outFlag     = flag.String("out", "", "with -full, write the table to this file instead of stdout")
 	samplesFlag = flag.Float64("samples", 1, "scale the number of samples of every scenario by this factor")
+	bootMBFlag  = flag.String("boot-mb", "", "comma-separated database sizes in MiB for the bootstrap scenario, instead of the run's (e.g. 256,1024)")
 )
 
 func TestMain(m *testing.M) {
@@ -177,6 +179,16 @@ func TestBench(t *testing.T) {
 		cfg = full()
 	} else if testing.Short() {
 		t.Skip("-short")
+	}
+	if *bootMBFlag != "" {
+		cfg.bootMB = nil
+		for _, f := range strings.Split(*bootMBFlag, ",") {
+			mb, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || mb <= 0 {
+				t.Fatalf("-boot-mb %q: want sizes in MiB, comma-separated", *bootMBFlag)
+			}
+			cfg.bootMB = append(cfg.bootMB, mb)
+		}
 	}
 	b := &bench{t: t, cfg: cfg, dir: t.TempDir()}
 	start := time.Now()
