@@ -59,7 +59,7 @@ type config struct {
 	lagSamples   int
 
 	// bootstrap
-	bootMB   []int // snapshot sizes; the last one is readMB's database
+	bootMB   []int // snapshot sizes
 	bootReps int
 
 	// apply
@@ -106,7 +106,7 @@ func full() config {
 		lookupsWarm: 2000, lookupsCold: 200, rangesWarm: 20, rangesCold: 5, rangeRows: 1000, unfolded: 1000,
 		peerPairs: 5, peerScanPairs: 3,
 		lagIntervals: []time.Duration{100 * time.Millisecond, time.Second}, lagSamples: 100,
-		bootMB: []int{64, 256}, bootReps: 3,
+		bootMB: []int{64, 256, 1024}, bootReps: 3, // 1 GiB: issue 15's lazy rows; about 40 s more
 		applyFiles: 2000, applyPages: 10, applyReps: 3,
 		idleInterval: 100 * time.Millisecond, idlePolls: 30,
 		backoffInterval: 100 * time.Millisecond, backoffMax: 2 * time.Second, backoffWindow: 30 * time.Second,
