@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // procSample is what /proc says a publisher process has used so far.
@@ -71,7 +73,7 @@ func sampleProc(pid int) (procSample, error) {
 // litestream replicate.
 type publisherProc struct {
 	cmd    *exec.Cmd
-	stderr bytes.Buffer
+	stderr testtool.Buffer // written by the process's copier, read by the bench
 }
 
 func startPublisher(name string, args ...string) (*publisherProc, error) {
