@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,8 +40,8 @@ type LazySnapshot struct {
 }
 
 // BeginHydration starts a lazy bootstrap of a new replica from a snapshot:
-// it reads the snapshot's header and page index (two ranged reads, plus
-// one for the index's size), checks them, and publishes the snapshot as
+// it reads the snapshot's header and page index (fetchLayout: one round
+// trip, two for a large index), checks them, and publishes the snapshot as
 // the replica's head, readable at once: pages not local yet are fetched
 // as they are read. It resumes a hydration of the same snapshot that a
 // restart interrupted, keeping the pages its checkpoint records. The
@@ -57,61 +56,9 @@ func (r *Replica) BeginHydration(src LazySnapshot) (*Hydration, *checkpoint, err
 	if want.MaxSize <= 0 {
 		want.MaxSize = DefaultMaxSize
 	}
-	size := want.Size
-	if size < ltx.HeaderSize+endMarkerSize+tailSize {
-		return nil, nil, corrupt(fmt.Errorf("lazy bootstrap: a snapshot of %d bytes", size))
-	}
-	read := func(off, n int64) ([]byte, error) {
-		ctx, cancel := context.WithTimeout(src.Ctx, demandTimeout)
-		defer cancel()
-		rc, err := src.Fetch(ctx, off, n)
-		if err != nil {
-			return nil, err
-		}
-		defer rc.Close()
-		b := make([]byte, n) // n is a header's or the tail's size, or a checked index size
-		if _, err := io.ReadFull(rc, b); err != nil {
-			return nil, fmt.Errorf("lazy bootstrap: read [%d, +%d): %w", off, n, err)
-		}
-		return b, nil
-	}
-	hdrRaw, err := read(0, ltx.HeaderSize)
+	lay, err := fetchLayout(src.Ctx, src.Fetch, want)
 	if err != nil {
 		return nil, nil, err
-	}
-	hdr, err := ltxguard.CheckHeader(hdrRaw, want)
-	if err != nil {
-		return nil, nil, corrupt(err)
-	}
-	sizeField, err := read(size-tailSize, 8)
-	if err != nil {
-		return nil, nil, err
-	}
-	indexOff, err := indexBounds(hdr, size, sizeField)
-	if err != nil {
-		return nil, nil, err
-	}
-	lay := &snapshotLayout{hdr: hdr, hdrRaw: hdrRaw, size: size, indexOff: indexOff}
-	ctx, cancel := context.WithTimeout(src.Ctx, demandTimeout+time.Duration((size-indexOff)>>20)*time.Second)
-	rc, err := src.Fetch(ctx, indexOff, size-indexOff)
-	if err == nil {
-		err = lay.parseIndex(rc)
-		rc.Close()
-	}
-	cancel()
-	if err != nil {
-		return nil, nil, fmt.Errorf("lazy bootstrap: page index: %w", err)
-	}
-	// A snapshot of the old frame format cannot be read by range: find
-	// out from page 1's frame header before serving anything.
-	if _, n := lay.frame(1); n > 0 {
-		b, err := read(ltx.HeaderSize, ltx.PageHeaderSize)
-		if err != nil {
-			return nil, nil, err
-		}
-		if b[4] != 0 || b[5] != byte(ltx.PageHeaderFlagSize) {
-			return nil, nil, errOldFrames
-		}
 	}
 	h, ck, err := r.openImage(lay, src)
 	if err != nil {
@@ -124,6 +71,7 @@ func (r *Replica) BeginHydration(src LazySnapshot) (*Hydration, *checkpoint, err
 		h.img.Close()
 		return nil, nil, err
 	}
+	hdr := lay.hdr
 	seg := &segment{path: h.path, f: h.img, full: true, meta: segmentMeta{
 		MinTXID: 1, MaxTXID: hdr.MaxTXID, PageSize: hdr.PageSize, Commit: hdr.Commit, Timestamp: hdr.Timestamp,
 		// The trailer's database checksum, unverified until the stream

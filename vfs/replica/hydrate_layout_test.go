@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -45,6 +46,16 @@ func beginFrom(t *testing.T, data []byte) error {
 // The page index is hostile until it accounts for every byte of the
 // file: each lie is refused as corrupt before anything is served.
 func TestLazyIndexHostile(t *testing.T) {
+	for _, guess := range []int64{tailGuess, 1024} {
+		t.Run(fmt.Sprintf("tail_%d", guess), func(t *testing.T) {
+			defer func(old int64) { tailGuess = old }(tailGuess)
+			tailGuess = guess // 1024: the index is read by a second GET
+			testLazyIndexHostile(t)
+		})
+	}
+}
+
+func testLazyIndexHostile(t *testing.T) {
 	good := lazySnapshotBytes(t)
 	if err := beginFrom(t, good); err != nil {
 		t.Fatalf("the good snapshot: %v", err)
