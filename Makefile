@@ -125,7 +125,11 @@ hygiene:
 # regression test: commit it with the fix.
 FUZZ_TARGETS  := ./vfs/internal/ltxguard:FuzzDecode ./vfs/replica:FuzzApply ./vfs/replica:FuzzStageSnapshot \
                  ./vfs/store:FuzzParseName ./vfs/store:FuzzCanonical ./vfs:FuzzParseConfig
-TEST_FUZZTIME ?= 5s
+# A count, not a time: time-bounded runs of the replica's targets stalled
+# their worker for ~20 s at the start, and failed ("context deadline
+# exceeded") whenever the deadline fell inside the stall; a count ends once
+# its inputs have run (all six targets: about 30 s here).
+TEST_FUZZTIME ?= 2000x
 FUZZTIME      ?= 2m
 
 fuzz:
