@@ -48,7 +48,7 @@ func testS3FollowWith(t *testing.T, open s3Opener) {
 	m := w.mark()
 	c := open(t, w.dir, "file:replica.db?vfs=walrust&source=s3://bkt/app&interval=50ms")
 	w.waitCaughtUp(c, "bootstrap")
-	if _, gets := w.reads(m); s3SnapshotGets(gets) != 1 || len(gets) != 1 {
+	if _, gets := w.readsOnce(m, 1); s3SnapshotGets(gets) != 1 || len(gets) != 1 {
 		t.Errorf("bootstrap fetched %q, want the snapshot once", gets)
 	}
 	for i := 0; i < 5; i++ {
@@ -94,7 +94,7 @@ func testS3FollowWith(t *testing.T, open s3Opener) {
 	snap := w.pub.Snapshot(t)
 	next := w.commit(1)
 	w.waitCaughtUp(c, "re-bootstrap while following")
-	if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(snap, next) {
+	if _, gets := w.readsOnce(m, 2); strings.Join(gets, " ") != w.paths(snap, next) {
 		t.Errorf("re-bootstrap fetched %q, want the new snapshot and the file after it", gets)
 	}
 	if st := s3ClientStatus(t, c); st.Bootstraps != 1 || st.LastError != "" {
@@ -114,7 +114,7 @@ func testS3FollowWith(t *testing.T, open s3Opener) {
 	}
 	c = open(t, w.dir, resumeURI)
 	w.waitCaughtUp(c, "re-bootstrap at resume")
-	if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(snap, next) {
+	if _, gets := w.readsOnce(m, 2); strings.Join(gets, " ") != w.paths(snap, next) {
 		t.Errorf("re-bootstrap at resume fetched %q, want the new snapshot and the file after it", gets)
 	}
 	st = s3ClientStatus(t, c)

@@ -314,6 +314,20 @@ func (w *s3World) waitCaughtUp(c s3Client, what string) {
 // mark is how many requests the server has logged so far.
 func (w *s3World) mark() int { return len(w.srv.Requests()) }
 
+// readsOnce are reads(mark) once at least want GETs are logged, or after
+// 3 s: versitygw logs a request once its response is sent, which can be
+// after the client is done with it.
+func (w *s3World) readsOnce(mark, want int) (lists int, gets []string) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		lists, gets = w.reads(mark)
+		if len(gets) >= want || time.Now().After(deadline) {
+			return lists, gets
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // reads are the LIST requests and the paths of the GET requests (sorted)
 // that the server logged since mark: the replica's, since the publisher only
 // PUTs and DELETEs.
