@@ -76,6 +76,71 @@ func readSnapshot(ctx context.Context, conn *sql.Conn) (total1, total2, txid int
 	return
 }
 
+// bankReaders are connections that read the bank in a loop (see
+// startBankReaders).
+type bankReaders struct {
+	t     *testing.T
+	wg    sync.WaitGroup
+	errs  chan error // the first violation of each reader
+	reads []int      // transactions per reader; read after stop
+}
+
+// startBankReaders starts n connections of db that read the bank in a loop
+// until ctx ends: every transaction must see the starting total twice and
+// a TXID never below the connection's last. extra, if not nil, runs after
+// each such transaction on the same connection. A violation, or an error
+// other than ctx's end, goes to errs and ends that reader.
+func startBankReaders(t *testing.T, ctx context.Context, db *sql.DB, n int, extra func(ctx context.Context, conn *sql.Conn) error) *bankReaders {
+	t.Helper()
+	b := &bankReaders{t: t, errs: make(chan error, n), reads: make([]int, n)}
+	for r := range n {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer conn.Close()
+			var last int64
+			for ctx.Err() == nil {
+				t1, t2, txid, err := readSnapshot(ctx, conn)
+				if err == nil && extra != nil {
+					err = extra(ctx, conn)
+				}
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil:
+					b.errs <- fmt.Errorf("reader %d: %w", r, err)
+					return
+				case t1 != accounts*startBalance || t2 != t1:
+					b.errs <- fmt.Errorf("reader %d at TXID %d saw totals %d and %d, want %d", r, txid, t1, t2, accounts*startBalance)
+					return
+				case txid < last:
+					b.errs <- fmt.Errorf("reader %d: TXID went back from %d to %d", r, last, txid)
+					return
+				}
+				last = txid
+				b.reads[r]++
+			}
+		}()
+	}
+	return b
+}
+
+// stop waits for the readers (their ctx must have ended), fails the test
+// with the first violation any saw, and returns the transactions each read.
+func (b *bankReaders) stop() []int {
+	b.t.Helper()
+	b.wg.Wait()
+	close(b.errs)
+	for err := range b.errs {
+		b.t.Fatal(err)
+	}
+	return b.reads
+}
+
 // TestInvariantTotalNeverChanges: a producer applies transfers as separate
 // LTX files while several connections read in a loop. Every read
 // transaction sees the same total, and a connection's TXID never goes back.
@@ -86,48 +151,13 @@ func TestInvariantTotalNeverChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	const readers = 4
-	var wg sync.WaitGroup
-	errs := make(chan error, readers)
-	reads := make([]int, readers)
-	for r := 0; r < readers; r++ {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func(r int, conn *sql.Conn) {
-			defer wg.Done()
-			defer conn.Close()
-			var last int64
-			for ctx.Err() == nil {
-				t1, t2, txid, err := readSnapshot(ctx, conn)
-				if ctx.Err() != nil {
-					return
-				}
-				switch {
-				case err != nil:
-					errs <- err
-					return
-				case t1 != accounts*startBalance || t2 != t1:
-					errs <- fmt.Errorf("reader %d at TXID %d saw totals %d and %d, want %d", r, txid, t1, t2, accounts*startBalance)
-					return
-				case txid < last:
-					errs <- fmt.Errorf("reader %d: TXID went back from %d to %d", r, last, txid)
-					return
-				}
-				last = txid
-				reads[r]++
-			}
-		}(r, conn)
-	}
-
+	readers := startBankReaders(t, ctx, db, 4, nil)
 	rng := rand.New(rand.NewSource(1))
 	const transfers = 1500
 	for i := 0; i < transfers; i++ {
 		e.transfer(rng)
 		select {
-		case err := <-errs:
+		case err := <-readers.errs:
 			t.Fatal(err)
 		default:
 		}
@@ -139,11 +169,7 @@ func TestInvariantTotalNeverChanges(t *testing.T) {
 		return txid == want, err
 	})
 	cancel()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	reads := readers.stop()
 	for r, n := range reads {
 		if n == 0 {
 			t.Errorf("reader %d completed no transaction", r)

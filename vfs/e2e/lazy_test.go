@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,45 +89,15 @@ func TestLazyBootstrapInvariants(t *testing.T) {
 		t.Fatalf("a file at the replica's path while it hydrates: %v", err)
 	}
 
-	const readers = 3
-	var wg sync.WaitGroup
-	errs := make(chan error, readers)
-	for r := 0; r < readers; r++ {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
+	// A point lookup after each transaction: most of its pages come by
+	// demand while the stream is slow.
+	readers := startBankReaders(t, ctx, db, 3, func(ctx context.Context, conn *sql.Conn) error {
+		var n int
+		if err := conn.QueryRowContext(ctx, "SELECT length(v) FROM t WHERE id = ?", 1+rand.Intn(600)).Scan(&n); err != nil {
+			return fmt.Errorf("lookup: %w", err)
 		}
-		wg.Add(1)
-		go func(r int, conn *sql.Conn) {
-			defer wg.Done()
-			defer conn.Close()
-			var last int64
-			for ctx.Err() == nil {
-				t1, t2, txid, err := readSnapshot(ctx, conn)
-				switch {
-				case ctx.Err() != nil:
-					return
-				case err != nil:
-					errs <- err
-					return
-				case t1 != accounts*startBalance || t2 != t1:
-					errs <- fmt.Errorf("reader %d at TXID %d saw totals %d and %d", r, txid, t1, t2)
-					return
-				case txid < last:
-					errs <- fmt.Errorf("reader %d: TXID went back from %d to %d", r, last, txid)
-					return
-				}
-				last = txid
-				// A point lookup in the filler: most of its pages come by
-				// demand while the stream is slow.
-				var n int
-				if err := conn.QueryRowContext(ctx, "SELECT length(v) FROM t WHERE id = ?", 1+rand.Intn(600)).Scan(&n); err != nil && ctx.Err() == nil {
-					errs <- fmt.Errorf("reader %d: lookup: %w", r, err)
-					return
-				}
-			}
-		}(r, conn)
-	}
+		return nil
+	})
 	rng := rand.New(rand.NewSource(1))
 	hydrated := false
 	for i := 0; i < 2000 && !hydrated; i++ {
@@ -152,11 +121,7 @@ func TestLazyBootstrapInvariants(t *testing.T) {
 		return txid == want, err
 	})
 	cancel()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	readers.stop()
 	// The long transaction, begun before any page was local, still sees
 	// its snapshot.
 	var txid, total int64
