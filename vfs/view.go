@@ -126,8 +126,8 @@ func (s *shared) viewSource() (string, store.Options, error) {
 		return "", opts, err
 	}
 	source = store.Canonical(source)
-	if st != nil && st.Source == source && opts.Endpoint == "" && opts.Region == "" && opts.PathStyle == nil && !s.cfg.ownStoreOnly() {
-		opts.Endpoint, opts.Region, opts.PathStyle = st.Store.Endpoint, st.Store.Region, st.Store.PathStyle
+	if st != nil && st.Source == source && !s.cfg.ownStoreOnly() {
+		opts = follow.StoreFor(opts, st.Store)
 	}
 	return source, opts, nil
 }

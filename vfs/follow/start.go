@@ -35,7 +35,7 @@ type Config struct {
 	Bootstrap  string // see Options.Bootstrap
 	// Store is how to reach the store. A new replica keeps its endpoint,
 	// region and path style in its state file; an open of a replica that
-	// exists and gives none of the three uses those (see storeFor).
+	// exists and gives none of the three uses those (see StoreFor).
 	Store store.Options
 	// OwnStoreOnly ignores the store options a state file keeps: they
 	// come from Store (and the environment, and the source URL) alone,
@@ -100,7 +100,7 @@ func Start(ctx context.Context, path string, cfg Config) (*Handle, error) {
 		return nil, err
 	}
 	if !cfg.OwnStoreOnly {
-		cfg.Store = storeFor(cfg.Store, r.Origin().Store)
+		cfg.Store = StoreFor(cfg.Store, r.Origin().Store)
 	}
 	var st store.Reader
 	var storeErr error
@@ -185,11 +185,11 @@ func (h *Handle) Close() error {
 	return errors.Join(errs...)
 }
 
-// storeFor is the store options to open a replica's store with: the ones
+// StoreFor is the store options to open a replica's store with: the ones
 // an open gives, if it gives any of endpoint, region and path style (they
 // win, for that open, and the state file keeps what it has), or else the
 // ones the replica was made with.
-func storeFor(given store.Options, made replica.StoreOptions) store.Options {
+func StoreFor(given store.Options, made replica.StoreOptions) store.Options {
 	if given.Endpoint != "" || given.Region != "" || given.PathStyle != nil {
 		return given
 	}
