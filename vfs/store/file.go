@@ -135,6 +135,16 @@ func readDirBounded(dir string) ([]fs.DirEntry, error) {
 }
 
 func (s *FileStore) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error) {
+	fh, err := s.openFile(f)
+	if err != nil {
+		return nil, err
+	}
+	return LimitBody(countingReader{fh, &s.stats.bytes}, f, listedSize(f)), nil
+}
+
+// openFile opens a listed file for reading, counted as a GET; a file gone
+// since the listing is ErrNotFound.
+func (s *FileStore) openFile(f FileInfo) (*os.File, error) {
 	s.stats.gets.Add(1)
 	fh, err := os.Open(s.path(f))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -142,7 +152,7 @@ func (s *FileStore) Open(ctx context.Context, f FileInfo) (io.ReadCloser, error)
 	} else if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f, err)
 	}
-	return LimitBody(countingReader{fh, &s.stats.bytes}, f, listedSize(f)), nil
+	return fh, nil
 }
 
 // Put writes to a temporary name in the level directory, syncs it and renames

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 )
 
 // RangeReader is a store that can read part of a file: what a lazy
@@ -48,12 +46,9 @@ func (s *FileStore) OpenRange(ctx context.Context, f FileInfo, off, n int64) (io
 	if err := checkRange(f, off, n); err != nil {
 		return nil, err
 	}
-	s.stats.gets.Add(1)
-	fh, err := os.Open(s.path(f))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open %s: %w", f, ErrNotFound)
-	} else if err != nil {
-		return nil, fmt.Errorf("open %s: %w", f, err)
+	fh, err := s.openFile(f)
+	if err != nil {
+		return nil, err
 	}
 	// The file must still be the one listed: a replaced file of another
 	// size would otherwise serve bytes from elsewhere in it.
