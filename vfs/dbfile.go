@@ -87,6 +87,7 @@ var readHook atomic.Pointer[func(path string, off int64, n int)]
 
 func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {
 	defer guard("read", &err)
+	f.adopt()
 	if h := readHook.Load(); h != nil {
 		(*h)(f.s.path, off, len(p))
 	}
@@ -105,6 +106,7 @@ func (f *dbFile) ReadAt(p []byte, off int64) (n int, err error) {
 
 func (f *dbFile) FileSize() (size int64, err error) {
 	defer guard("size", &err)
+	f.adopt()
 	v, done, err := f.version()
 	if err != nil {
 		return 0, sqlite3vfs.IOError
@@ -178,6 +180,7 @@ func (f *dbFile) DeviceCharacteristics() sqlite3vfs.DeviceCharacteristic { retur
 // (SQLITE_NOTFOUND).
 func (f *dbFile) FileControl(op int, name string, value *string) (res *string, err error) {
 	defer guard("pragma", &err)
+	f.adopt()
 	var out string
 	switch strings.ToLower(name) {
 	case "walrust_txid":

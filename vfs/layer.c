@@ -12,11 +12,17 @@
 // the transaction is told at replica.Version.Direct.
 //
 // The calls SQLite makes around each read transaction are answered here
-// too, so that an autocommit query enters Go twice (its SHARED lock and
-// its unlock), not six times: the hot-journal check (xAccess on -journal:
-// a replica never has one, which is all Go answers), xCheckReservedLock (no
-// connection ever writes a replica), and xFileSize (the pinned version's
-// size, which Go gave at the lock).
+// too: the hot-journal check (xAccess on -journal: a replica never has
+// one, which is all Go answers), xCheckReservedLock (no connection ever
+// writes a replica), and xFileSize (the pinned version's size).
+//
+// Gated transactions. While nothing has changed since the last
+// transaction — the replica's newest version is the one its base file
+// holds — the replica keeps its gate open (replica.Gate): the SHARED lock
+// pins the version there with one atomic compare-and-swap, every page is
+// read directly, and the unlock unpins it, so a transaction never enters
+// Go. When a new version is published the gate closes, and the next
+// transaction calls in (and reopens it once the version is folded).
 //
 // The fork guard. Go's runtime does not survive fork(): in the child only
 // the forking thread exists, so the goroutines that follow replicas are
@@ -67,6 +73,8 @@ static wl_vfs *dflt;  // the default VFS: time, sleep and randomness
 static wl_vfs layer;
 static wl_io_methods layerIO;
 static uint64_t directReads;
+static uint64_t gatedTxns;
+static int gatesOff;
 
 static const char forkedMsg[] =
     "walrust: this process was forked after it loaded the walrust extension; "
@@ -90,6 +98,7 @@ static int refuse(int rc) {
 typedef struct layerFile {
   wl_file base;
   int main;         // the main database file, not a temporary one
+  int lock;         // the lock SQLite holds, as last granted
   wl_direct direct; // valid while direct.fd >= 0: set at SHARED, cleared at unlock
 } layerFile;
 
@@ -98,11 +107,59 @@ typedef struct layerFile {
 #define IO(f) (INNER(f)->pMethods)
 #define INNER_ID(f) (*(uint64_t *)((char *)INNER(f) + sizeof(wl_file)))
 
+// Pin masks of wl_gate.word (replica/gate.go).
+#define GATE_OPEN ((uint64_t)1 << 31)
+#define GATE_PINS (GATE_OPEN - 1)
+
+// enterGate begins a read transaction at the file's gate, if it is open:
+// pins the opening and points the direct reads at its version. 0: the
+// transaction begins in Go.
+static int enterGate(layerFile *lf) {
+  wl_gate *g = lf->direct.gate;
+  if (g == NULL || __atomic_load_n(&gatesOff, __ATOMIC_RELAXED)) {
+    return 0;
+  }
+  // A CAS from an open word: it fails if the gate closed, or opened on
+  // another version, since the load (see replica/gate.go).
+  uint64_t w = __atomic_load_n(&g->word, __ATOMIC_RELAXED);
+  do {
+    if (!(w & GATE_OPEN) || (w & GATE_PINS) == GATE_PINS) {
+      return 0;
+    }
+  } while (!__atomic_compare_exchange_n(&g->word, &w, w + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+  // The pin keeps the gate from opening again, so the opening's fields
+  // stay as the replica wrote them before it opened.
+  wl_direct *d = &lf->direct;
+  d->pageSize = __atomic_load_n(&g->pageSize, __ATOMIC_RELAXED);
+  d->size = __atomic_load_n(&g->size, __ATOMIC_RELAXED);
+  d->limit = d->size;
+  d->bits = NULL;
+  d->pages = 0;
+  d->page1 = 1;
+  d->gated = 1;
+  d->adopted = 0;
+  d->fd = __atomic_load_n(&g->fd, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&gatedTxns, 1, __ATOMIC_RELAXED);
+  return 1;
+}
+
+// leaveGate ends a gated transaction: no direct read after it, then the
+// unpin (after which a fold may rewrite the file).
+static void leaveGate(layerFile *lf) {
+  lf->direct.fd = -1;
+  lf->direct.gated = 0;
+  __atomic_sub_fetch(&lf->direct.gate->word, 1, __ATOMIC_SEQ_CST);
+}
+
 static int layerClose(wl_file *f) {
   if (forked) {
     return rcOK; // the Go side of the file is the parent's to close
   }
-  LF(f)->direct.fd = -1;
+  layerFile *lf = LF(f);
+  if (lf->direct.gated) {
+    leaveGate(lf); // before Go's close, which may free the gate with the replica
+  }
+  lf->direct.fd = -1;
   return IO(f)->xClose(INNER(f));
 }
 
@@ -159,14 +216,17 @@ static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
     // Counted in before the revoked flag is read, and Go sets the flag
     // before it waits for the count to drain (both sequentially
     // consistent): either Go sees this read and waits for it, or this
-    // read sees the flag and goes through Go.
-    __atomic_add_fetch(&lf->direct.inflight, 1, __ATOMIC_SEQ_CST);
-    if (!__atomic_load_n(&lf->direct.revoked, __ATOMIC_SEQ_CST)) {
+    // read sees the flag and goes through Go. A gated transaction is
+    // revoked with its gate's opening, the others one by one.
+    int32_t *inflight = lf->direct.gated ? &lf->direct.gate->inflight : &lf->direct.inflight;
+    int32_t *revoked = lf->direct.gated ? &lf->direct.gate->revoked : &lf->direct.revoked;
+    __atomic_add_fetch(inflight, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(revoked, __ATOMIC_SEQ_CST)) {
       int rc = readDirect(lf, buf, amt, off);
-      __atomic_sub_fetch(&lf->direct.inflight, 1, __ATOMIC_RELEASE);
+      __atomic_sub_fetch(inflight, 1, __ATOMIC_RELEASE);
       return rc;
     }
-    __atomic_sub_fetch(&lf->direct.inflight, 1, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(inflight, 1, __ATOMIC_RELEASE);
   }
   return IO(f)->xRead(INNER(f), buf, amt, off);
 }
@@ -212,22 +272,41 @@ static int layerFileSize(wl_file *f, int64_t *size) {
   return IO(f)->xFileSize(INNER(f), size);
 }
 
-// layerLock: Go's SHARED lock pins a version and, when the transaction can
-// read the base file directly, fills the file's wl_direct in the same call.
+// layerLock: a SHARED lock begins a read transaction at the gate when it
+// is open; else Go's pins a version and, when the transaction can read the
+// base file directly, fills the file's wl_direct in the same call.
 static int layerLock(wl_file *f, int lock) {
   if (forked) {
     return refuse(rcIOErrLock);
   }
-  return IO(f)->xLock(INNER(f), lock);
+  layerFile *lf = LF(f);
+  if (lock == lockShared && (lf->lock != lockNone || enterGate(lf))) {
+    lf->lock = lockShared > lf->lock ? lockShared : lf->lock;
+    return rcOK; // held already, or now at the gate
+  }
+  int rc = IO(f)->xLock(INNER(f), lock);
+  if (rc == rcOK) {
+    lf->lock = lock;
+  }
+  return rc;
 }
 
 static int layerUnlock(wl_file *f, int lock) {
   if (forked) {
     return rcOK; // nothing is held here; let SQLite unwind
   }
-  if (lock == lockNone) {
-    LF(f)->direct.fd = -1; // the version may be unpinned from here on
+  layerFile *lf = LF(f);
+  if (lock != lockNone) {
+    return IO(f)->xUnlock(INNER(f), lock);
   }
+  lf->lock = lockNone;
+  if (lf->direct.gated) {
+    // Go ends what it adopted before the gate's pin goes: its own pin.
+    int rc = lf->direct.adopted ? IO(f)->xUnlock(INNER(f), lock) : rcOK;
+    leaveGate(lf);
+    return rc;
+  }
+  lf->direct.fd = -1; // the version may be unpinned from here on
   return IO(f)->xUnlock(INNER(f), lock);
 }
 
@@ -270,6 +349,8 @@ static int layerOpen(wl_vfs *vfs, const char *name, wl_file *f, int flags, int *
   }
   layerFile *lf = LF(f);
   lf->main = (flags & openMainDB) != 0;
+  lf->lock = lockNone;
+  memset(&lf->direct, 0, sizeof lf->direct);
   lf->direct.fd = -1;
   memset(INNER(f), 0, (size_t)inner->szOsFile);
   int rc = inner->xOpen(inner, name, INNER(f), flags, outFlags);
@@ -351,6 +432,10 @@ int walrustForked(void) { return forked; }
 const char *walrustForkedMessage(void) { return forkedMsg; }
 
 uint64_t walrustDirectReads(void) { return __atomic_load_n(&directReads, __ATOMIC_RELAXED); }
+
+uint64_t walrustGatedTransactions(void) { return __atomic_load_n(&gatedTxns, __ATOMIC_RELAXED); }
+
+void walrustGates(int on) { __atomic_store_n(&gatesOff, !on, __ATOMIC_RELAXED); }
 
 // wrap returns the layer over v, the VFS sqlite3vfs registered, to be
 // registered in its place under the same name; d is the default VFS. NULL

@@ -8,6 +8,12 @@ package vfs
 */
 import "C"
 
+import (
+	"unsafe"
+
+	"github.com/walrust/walrust/vfs/replica"
+)
+
 // fillDirect, called at the SHARED lock that pinned f.pinned, tells the
 // layer (f.direct, bound at the open) whether and how the transaction can
 // read pages of its version from the base file without Go (see
@@ -55,3 +61,55 @@ func (r cRevoker) Revoke() { C.walrustRevoke(r.d) }
 
 // directReads is how many reads the layer served without Go.
 func directReads() uint64 { return uint64(C.walrustDirectReads()) }
+
+// gatedTransactions is how many transactions the layer began at a gate.
+func gatedTransactions() uint64 { return uint64(C.walrustGatedTransactions()) }
+
+// setGates turns the layer's gates on or off (a test that watches every
+// read turns them off: a gated transaction reads nothing through Go).
+func setGates(on bool) {
+	c := C.int(0)
+	if on {
+		c = 1
+	}
+	C.walrustGates(c)
+}
+
+// gateLayoutOK says replica.GateMem is laid out as the layer's wl_gate;
+// when not (a change to one and not the other), no connection is given a
+// gate, and every transaction begins in Go.
+var gateLayoutOK = func() bool {
+	var c C.wl_gate
+	var g replica.GateMem
+	return unsafe.Sizeof(c) == unsafe.Sizeof(g) &&
+		unsafe.Offsetof(c.word) == unsafe.Offsetof(g.Word) &&
+		unsafe.Offsetof(c.revoked) == unsafe.Offsetof(g.Revoked) &&
+		unsafe.Offsetof(c.inflight) == unsafe.Offsetof(g.Inflight) &&
+		unsafe.Offsetof(c.fd) == unsafe.Offsetof(g.FD) &&
+		unsafe.Offsetof(c.pageSize) == unsafe.Offsetof(g.PageSize) &&
+		unsafe.Offsetof(c.size) == unsafe.Offsetof(g.Size)
+}()
+
+// gateFor is the layer's view of the entry's gate for one connection:
+// nil when its transactions must begin in Go (max_lag= is checked there;
+// a view never changes and is read passively).
+func (f *dbFile) gateFor() *C.wl_gate {
+	if f.s.gate == nil || !gateLayoutOK || f.maxLag > 0 || f.s.isView() {
+		return nil
+	}
+	return (*C.wl_gate)(f.s.gate.Mem())
+}
+
+// adopt takes over in Go a transaction the layer began at the gate, when
+// the connection calls in during it (a read the layer does not serve, a
+// PRAGMA): Go pins the same version, and the layer's unlock calls in to
+// unpin it.
+func (f *dbFile) adopt() {
+	d := f.direct
+	if f.pinned != nil || d == nil || d.gated == 0 || d.adopted != 0 {
+		return
+	}
+	v := f.s.gate.Adopt()
+	f.pinned, f.end = v, v.Unpin
+	d.adopted = 1
+}

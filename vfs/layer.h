@@ -56,6 +56,18 @@ struct wl_vfs {
   int (*xCurrentTimeInt64)(wl_vfs *, int64_t *); // version 2
 };
 
+// A replica's gate (replica.Gate, whose GateMem has this layout): while
+// the replica's newest version is the one its base file holds, a read
+// transaction pins it here and reads it directly, without calling into Go.
+typedef struct wl_gate {
+  uint64_t word;    // generation << 32 | open << 31 | pins
+  int32_t revoked;  // set: the opening's readers read through Go
+  int32_t inflight; // direct reads of the opening's readers under way
+  int32_t fd;       // the base file
+  int32_t pageSize;
+  int64_t size;     // the version's size in bytes
+} wl_gate;
+
 // What the Go side tells the layer at the start of a read transaction,
 // from inside the SHARED lock's call (the layer gives Go this struct's
 // address once, at the open: walrustKnowsFile).
@@ -71,6 +83,13 @@ typedef struct wl_direct {
   // reads through Go; inflight counts the direct reads under way.
   int32_t revoked;
   int32_t inflight;
+  // The connection's replica's gate, set by Go at the open; NULL: every
+  // transaction of this connection begins in Go (max_lag= is checked
+  // there). gated: this transaction began at the gate; adopted: Go has
+  // taken it over since (it called in), so its unlock calls in too.
+  wl_gate *gate;
+  int32_t gated;
+  int32_t adopted;
 } wl_direct;
 
 // SQLite's VFS registry, as the caller reaches it: directly in a program
@@ -114,5 +133,13 @@ void walrustRevoke(wl_direct *d);
 
 // walrustDirectReads counts the reads served without Go (for tests).
 uint64_t walrustDirectReads(void);
+
+// walrustGatedTransactions counts the transactions begun at a gate, without
+// Go (for tests).
+uint64_t walrustGatedTransactions(void);
+
+// walrustGates turns the gates on (1, the default) or off (0: every
+// transaction begins in Go, for a test that watches every read).
+void walrustGates(int on);
 
 #endif

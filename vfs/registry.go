@@ -52,6 +52,11 @@ type shared struct {
 	// read through passive and never followed.
 	view *viewFiles
 
+	// gate lets transactions begin without Go (replica.Gate); the
+	// follower's replica opens it, whichever connection made the entry
+	// follower. Nil when it could not be mapped. Freed at close.
+	gate *replica.Gate
+
 	// Transactions refused by max_lag (stale.go): how many since the last
 	// log line, and when that was. Guarded by mu.
 	staleRefused int
@@ -67,6 +72,10 @@ func acquire(path string, cfg Config) (*shared, error) {
 	s, ok := replicas.m[key]
 	if !ok {
 		s = &shared{path: path, key: key, cfg: cfg, started: make(chan struct{})}
+		var err error
+		if s.gate, err = replica.NewGate(); err != nil {
+			logger.Warn("every transaction will call into Go", "db", path, "err", err)
+		}
 		replicas.m[key] = s
 	}
 	s.refs++
@@ -145,6 +154,7 @@ func (s *shared) open(began time.Time) error {
 	} else if err != nil {
 		return explainStart(s.path, err)
 	}
+	s.attachGate(h)
 	s.mu.Lock()
 	s.lead, s.source = h, h.Source
 	s.mu.Unlock()

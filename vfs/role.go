@@ -123,6 +123,7 @@ func (s *shared) openPassiveLocked() {
 // tookOver makes the entry the follower.
 func (s *shared) tookOver(h *follow.Handle) {
 	logger.Info("took over following", "db", s.path, "source", h.Source)
+	s.attachGate(h)
 	s.mu.Lock()
 	p := s.passive
 	s.lead, s.passive, s.source = h, nil, h.Source
@@ -202,6 +203,16 @@ func (s *shared) close() {
 	}
 	if s.view != nil {
 		s.view.close() // after the view's files: eviction may remove them now
+	}
+	if s.gate != nil {
+		s.gate.Free() // no connection is left to hold it; the replica closed
+	}
+}
+
+// attachGate lets h's replica open the entry's gate.
+func (s *shared) attachGate(h *follow.Handle) {
+	if s.gate != nil {
+		h.Replica.AttachGate(s.gate)
 	}
 }
 

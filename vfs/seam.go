@@ -65,6 +65,7 @@ func walrustKnowsFile(id C.uint64_t, direct *C.wl_direct) (ok C.int) {
 	}()
 	if f, is := sqlite3vfsFile(uint64(id)).(*dbFile); is {
 		f.direct = direct
+		direct.gate = f.gateFor()
 		return 1
 	}
 	return 0

@@ -10,6 +10,7 @@ import (
 // The hooks of vfs/internal/testhooks, for the tests outside this package.
 func init() {
 	testhooks.DirectReads = directReads
+	testhooks.GatedTransactions = gatedTransactions
 	testhooks.S3Clients = s3Clients.Len
 	testhooks.SetLogger = func(l *slog.Logger) func() {
 		old := logger
@@ -24,6 +25,10 @@ func init() {
 	testhooks.SetHydrateDelay = replica.SetStreamDelay
 	testhooks.SetReadHook = func(h func(path string, off int64, n int)) func() {
 		readHook.Store(&h)
-		return func() { readHook.Store(nil) }
+		setGates(false)
+		return func() {
+			readHook.Store(nil)
+			setGates(true)
+		}
 	}
 }

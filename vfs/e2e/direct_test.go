@@ -192,10 +192,11 @@ func TestLongReaderExpires(t *testing.T) {
 }
 
 // TestTransactionHeaderDirect: on a replica whose head is folded, each read
-// transaction's look at page 1's header (SQLite's change counter check, at
-// every transaction even when its page cache holds every page) is served
-// by the C layer from the file, as are its xFileSize and hot-journal
-// checks: a warm autocommit query enters Go only for its lock and unlock.
+// transaction begins at the replica's gate, and its look at page 1's
+// header (SQLite's change counter check, at every transaction even when
+// its page cache holds every page) is served by the C layer from the file,
+// as are its xFileSize and hot-journal checks: a warm autocommit query
+// never enters Go.
 func TestTransactionHeaderDirect(t *testing.T) {
 	_, db := directSetup(t, "")
 	conn, err := db.Conn(context.Background())
@@ -210,7 +211,7 @@ func TestTransactionHeaderDirect(t *testing.T) {
 		}
 	}
 	query() // the pages are in SQLite's cache from here on
-	before := testhooks.DirectReads()
+	before, gatedBefore := testhooks.DirectReads(), testhooks.GatedTransactions()
 	const n = 100
 	for range n {
 		query()
@@ -218,7 +219,83 @@ func TestTransactionHeaderDirect(t *testing.T) {
 	if got := testhooks.DirectReads() - before; got < n {
 		t.Fatalf("%d reads without Go in %d warm transactions; want at least one each (page 1's header)", got, n)
 	}
+	if got := testhooks.GatedTransactions() - gatedBefore; got < n {
+		t.Fatalf("%d of %d warm transactions began at the gate; want all", got, n)
+	}
 	if !strings.HasPrefix(v, "0006 ") {
 		t.Fatalf("row 7 reads %.16q", v)
+	}
+}
+
+// TestGatedTransaction: a transaction begun at the gate keeps its TXID
+// while newer ones are applied (the fold waits for it, so the pages it
+// reads from the file stay its own), and when it calls in — PRAGMA
+// walrust_txid, here — Go adopts it at that TXID; once it ends, the
+// connection sees the new rows.
+func TestGatedTransaction(t *testing.T) {
+	e, db := directSetup(t, "")
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A page cache too small for the table: every scan reads the file.
+	if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = 2"); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) (n, changed int) {
+		t.Helper()
+		if err := q.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(v LIKE 'changed %'), 0) FROM t").Scan(&n, &changed); err != nil {
+			t.Fatal(err)
+		}
+		return n, changed
+	}
+	var txid int
+	if err := conn.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&txid); err != nil {
+		t.Fatal(err)
+	}
+	gated := testhooks.GatedTransactions()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if n, _ := scan(tx); n != 200 {
+		t.Fatalf("the gated transaction sees %d rows; want 200", n)
+	}
+	if testhooks.GatedTransactions() == gated {
+		t.Fatal("the transaction did not begin at the gate")
+	}
+	e.Ref.Exec("UPDATE t SET v = 'changed ' || v WHERE id % 2 = 0")
+	e.Ref.Exec("INSERT INTO t (v) VALUES ('new')")
+	e.Commit()
+	waitFor(t, "another connection to see the new rows", func() (bool, error) {
+		cold := e.openReplica("")
+		defer cold.Close()
+		n, changed := scan(cold)
+		return n == 201 && changed == 100, nil
+	})
+	time.Sleep(50 * time.Millisecond) // a few polls, each of which folds when it can
+	if n, changed := scan(tx); n != 200 || changed != 0 {
+		t.Fatalf("the gated transaction sees %d rows, %d changed; want its own 200, none changed", n, changed)
+	}
+	var inTx int
+	if err := tx.QueryRowContext(ctx, "PRAGMA walrust_txid").Scan(&inTx); err != nil {
+		t.Fatal(err)
+	}
+	if inTx != txid {
+		t.Fatalf("PRAGMA walrust_txid in the transaction says %d; want its own %d", inTx, txid)
+	}
+	if n, changed := scan(tx); n != 200 || changed != 0 {
+		t.Fatalf("adopted, the transaction sees %d rows, %d changed; want its own 200, none changed", n, changed)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if n, changed := scan(conn); n != 201 || changed != 100 {
+		t.Fatalf("after the transaction the connection sees %d rows, %d changed; want 201, 100", n, changed)
 	}
 }

@@ -51,9 +51,6 @@ func (v *Version) expiredError() error {
 	return fmt.Errorf("%w: %s", ErrExpired, v.expiredWhy)
 }
 
-// pinned says whether a reader holds v in a way a fold must respect.
-func pinned(v *Version) bool { return v.pins.Load() > 0 && !v.expired.Load() }
-
 // HeldBytes is what the log directory holds for versions not folded yet:
 // their segments and staged snapshots.
 func (r *Replica) HeldBytes() int64 {
@@ -103,11 +100,11 @@ func (r *Replica) foldBlocker() *Version {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, v := range r.abandoned {
-		if pinned(v) {
+		if r.pinned(v) {
 			return v
 		}
 	}
-	if r.root != nil && r.head != r.root && pinned(r.root) {
+	if r.root != nil && r.head != r.root && r.pinned(r.root) {
 		return r.root
 	}
 	return nil
@@ -120,6 +117,7 @@ func (r *Replica) expire(v *Version, why string) {
 	r.mu.Lock()
 	v.expiredWhy = why
 	v.expired.Store(true)
+	r.gate.revoke(v) // its readers at the gate read nothing directly from here on
 	r.mu.Unlock()
 	// Revoke under revokeMu, so that no reader closes (and frees what
 	// Revoke touches) meanwhile.

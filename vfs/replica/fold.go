@@ -118,18 +118,18 @@ func (r *Replica) foldable() ([]*Version, *Version) {
 		chain = append(chain, v)
 	}
 	slices.Reverse(chain)
-	if len(chain) == 0 || pinned(r.root) {
+	if len(chain) == 0 || r.pinned(r.root) {
 		// A reader on the root reads every unchanged page from the file.
 		return nil, nil
 	}
 	for _, v := range r.abandoned {
-		if pinned(v) {
+		if r.pinned(v) {
 			return nil, nil // a reader of a replaced chain still reads the file
 		}
 	}
 	last := len(chain) - 1
 	for i, v := range chain {
-		if pinned(v) {
+		if r.pinned(v) {
 			last = i
 			break
 		}

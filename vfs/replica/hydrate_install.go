@@ -230,6 +230,7 @@ func (r *Replica) InstallHydrated(h *Hydration) error {
 	// which is closed here; Direct never handed it out (a chain with an
 	// unfolded snapshot reads through ReadAt).
 	r.mu.Lock()
+	r.gate.close()
 	r.base, r.root = b, hv
 	hv.base, hv.folded, hv.Checksum, hv.Page1Checksum = b, true, vs.checksum, vs.page1Sum
 	hv.chain.full, hv.chain.root = nil, hv
@@ -272,6 +273,7 @@ func (r *Replica) AbandonHydration(h *Hydration, why error, discard bool) error 
 			v.seg.close()
 		}
 	}
+	r.gate.close()
 	r.head, r.root = nil, nil
 	r.mu.Unlock()
 	r.revokeMu.Lock()

@@ -11,6 +11,7 @@
 //	                readers hold it for reading across each page read of a
 //	                local file; the follower for writing only to publish,
 //	                to record a fold or a merge, and to expire a version
+//	Gate.mu         the gate's openings and closings (gate.go)
 //	Replica.revokeMu  every Version's revokers (expire.go)
 //	bases.mu        the process's shared base files (base.go)
 //
@@ -81,6 +82,9 @@ type Replica struct {
 	// retired says Promote made the file a plain database: Close removes
 	// the lock file too. Guarded by mu.
 	retired bool
+	// gate, if attached, lets transactions begin outside Go (gate.go).
+	// Guarded by mu.
+	gate *Gate
 }
 
 // Open opens the replica at path for source, to follow it. A local file
@@ -295,6 +299,8 @@ func (r *Replica) Pin() (*Version, error) {
 		return nil, ErrNoReplica
 	}
 	v.pins.Add(1)
+	// Transactions that begin while v stays the newest need not call in.
+	r.offerGate(v)
 	return v, nil
 }
 
@@ -320,6 +326,7 @@ func (r *Replica) loadBase() error {
 	// Under the lock: after a first install, readers (Head, Pin) may be
 	// looking already.
 	r.mu.Lock()
+	r.gate.close()
 	r.base, r.root, r.head = b, root, root
 	r.mu.Unlock()
 	return nil
@@ -440,6 +447,9 @@ func (r *Replica) publish(v *Version) {
 			}
 		}
 	}
+	// The gate's version is no longer the newest: transactions that
+	// begin from here on call in, and pin v.
+	r.gate.close()
 	r.seq++
 	v.seq = r.seq
 	if v.parent == nil {
@@ -483,6 +493,8 @@ func (r *Replica) Close() error {
 	}
 	r.abandoned = nil
 	r.log.retire()
+	r.gate.close()
+	r.gate = nil
 	if r.base != nil {
 		r.base.release()
 		r.base = nil

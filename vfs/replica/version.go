@@ -95,11 +95,18 @@ type DirectRead struct {
 func (v *Version) Direct(rv Revoker) (DirectRead, bool) {
 	v.locks.mu.RLock()
 	defer v.locks.mu.RUnlock()
+	d, ok := v.directLocked()
+	if ok && rv != nil {
+		v.locks.addRevoker(v, rv)
+	}
+	return d, ok
+}
+
+// directLocked is Direct without a revoker; the caller holds the
+// replica's mu.
+func (v *Version) directLocked() (DirectRead, bool) {
 	if v.base == nil || v.base.fd < 0 || v.expired.Load() {
 		return DirectRead{}, false
-	}
-	if rv != nil {
-		v.locks.addRevoker(v, rv)
 	}
 	if v.seg == nil || v.folded { // the file holds v
 		return DirectRead{FD: v.base.fd, Limit: v.Size(), Page1: true}, true

@@ -112,7 +112,11 @@ func TestReader(t *testing.T) {
 			err := decode(data, tc.want)
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
-			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+			// Old LZ4 frames take a 4 MiB block buffer each from a
+			// sync.Pool, which the race detector empties at random: up to
+			// 12 MiB for the three frames here, and more when other
+			// tests allocate meanwhile. A crafted size would ask for GiBs.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 48<<20 {
 				t.Errorf("decoding allocated %d MiB", grew>>20)
 			}
 			if tc.err == "" {

@@ -13,6 +13,10 @@ import (
 // DirectReads is how many reads vfs's C layer has served without Go.
 var DirectReads func() uint64
 
+// GatedTransactions is how many read transactions vfs's C layer began at
+// a replica's gate, without Go.
+var GatedTransactions func() uint64
+
 // SetLogger makes vfs log to l until restore (followers started meanwhile keep l); not while a database opens.
 var SetLogger func(l *slog.Logger) (restore func())
 
