@@ -119,36 +119,45 @@ static int enterGate(layerFile *lf) {
   if (g == NULL || __atomic_load_n(&gatesOff, __ATOMIC_RELAXED)) {
     return 0;
   }
-  // A CAS from an open word: it fails if the gate closed, or opened on
+  int32_t i = __atomic_load_n(&g->current, __ATOMIC_ACQUIRE);
+  if (i < 0 || i >= WL_GATE_SLOTS) {
+    return 0;
+  }
+  wl_gate_slot *s = &g->slots[i];
+  // A CAS from an open word: it fails if the slot closed, or opened on
   // another version, since the load (see replica/gate.go).
-  uint64_t w = __atomic_load_n(&g->word, __ATOMIC_RELAXED);
+  uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
   do {
     if (!(w & GATE_OPEN) || (w & GATE_PINS) == GATE_PINS) {
       return 0;
     }
-  } while (!__atomic_compare_exchange_n(&g->word, &w, w + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-  // The pin keeps the gate from opening again, so the opening's fields
-  // stay as the replica wrote them before it opened.
+  } while (!__atomic_compare_exchange_n(&s->word, &w, w + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+  // The pin keeps the slot from opening again, so its fields stay as the
+  // replica wrote them before it opened.
   wl_direct *d = &lf->direct;
-  d->pageSize = __atomic_load_n(&g->pageSize, __ATOMIC_RELAXED);
-  d->size = __atomic_load_n(&g->size, __ATOMIC_RELAXED);
-  d->limit = d->size;
-  d->bits = NULL;
-  d->pages = 0;
-  d->page1 = 1;
-  d->gated = 1;
+  d->pageSize = s->pageSize;
+  d->size = s->size;
+  d->limit = s->limit;
+  d->bits = s->bits;
+  d->pages = s->pages;
+  d->page1 = s->page1;
+  d->gated = 1 + i;
   d->adopted = 0;
-  d->fd = __atomic_load_n(&g->fd, __ATOMIC_RELAXED);
+  d->fd = s->fd;
   __atomic_add_fetch(&gatedTxns, 1, __ATOMIC_RELAXED);
   return 1;
 }
 
+// gateSlot is the slot a gated transaction pinned.
+static wl_gate_slot *gateSlot(const wl_direct *d) { return &d->gate->slots[d->gated - 1]; }
+
 // leaveGate ends a gated transaction: no direct read after it, then the
 // unpin (after which a fold may rewrite the file).
 static void leaveGate(layerFile *lf) {
+  wl_gate_slot *s = gateSlot(&lf->direct);
   lf->direct.fd = -1;
   lf->direct.gated = 0;
-  __atomic_sub_fetch(&lf->direct.gate->word, 1, __ATOMIC_SEQ_CST);
+  __atomic_sub_fetch(&s->word, 1, __ATOMIC_SEQ_CST);
 }
 
 static int layerClose(wl_file *f) {
@@ -192,7 +201,7 @@ static int readDirect(layerFile *lf, void *buf, int amt, int64_t off) {
 // them in a version not folded yet (its bit set; the bits are written by Go
 // with atomic operations).
 static int inBase(const wl_direct *d, int amt, int64_t off) {
-  if (d->fd < 0 || (off < d->pageSize && !d->page1) || off + amt > d->limit) {
+  if (d->fd < 0 || (off < d->pageSize && d->page1 != 1) || off + amt > d->limit) {
     return 0;
   }
   if (d->bits == NULL) {
@@ -212,17 +221,25 @@ static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
     return refuse(rcIOErrRead);
   }
   layerFile *lf = LF(f);
-  if (inBase(&lf->direct, amt, off)) {
+  // Page 1 of a gated transaction's version may be in the gate's buffer.
+  int fromGate = lf->direct.fd >= 0 && lf->direct.page1 == 2 && off + amt <= lf->direct.pageSize;
+  if (fromGate || inBase(&lf->direct, amt, off)) {
     // Counted in before the revoked flag is read, and Go sets the flag
     // before it waits for the count to drain (both sequentially
     // consistent): either Go sees this read and waits for it, or this
     // read sees the flag and goes through Go. A gated transaction is
     // revoked with its gate's opening, the others one by one.
-    int32_t *inflight = lf->direct.gated ? &lf->direct.gate->inflight : &lf->direct.inflight;
-    int32_t *revoked = lf->direct.gated ? &lf->direct.gate->revoked : &lf->direct.revoked;
+    int32_t *inflight = lf->direct.gated ? &gateSlot(&lf->direct)->inflight : &lf->direct.inflight;
+    int32_t *revoked = lf->direct.gated ? &gateSlot(&lf->direct)->revoked : &lf->direct.revoked;
     __atomic_add_fetch(inflight, 1, __ATOMIC_SEQ_CST);
     if (!__atomic_load_n(revoked, __ATOMIC_SEQ_CST)) {
-      int rc = readDirect(lf, buf, amt, off);
+      int rc = rcOK;
+      if (fromGate) {
+        memcpy(buf, gateSlot(&lf->direct)->page1Buf + off, (size_t)amt);
+        __atomic_add_fetch(&directReads, 1, __ATOMIC_RELAXED);
+      } else {
+        rc = readDirect(lf, buf, amt, off);
+      }
       __atomic_sub_fetch(inflight, 1, __ATOMIC_RELEASE);
       return rc;
     }

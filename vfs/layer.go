@@ -81,13 +81,22 @@ func setGates(on bool) {
 var gateLayoutOK = func() bool {
 	var c C.wl_gate
 	var g replica.GateMem
-	return unsafe.Sizeof(c) == unsafe.Sizeof(g) &&
-		unsafe.Offsetof(c.word) == unsafe.Offsetof(g.Word) &&
-		unsafe.Offsetof(c.revoked) == unsafe.Offsetof(g.Revoked) &&
-		unsafe.Offsetof(c.inflight) == unsafe.Offsetof(g.Inflight) &&
-		unsafe.Offsetof(c.fd) == unsafe.Offsetof(g.FD) &&
-		unsafe.Offsetof(c.pageSize) == unsafe.Offsetof(g.PageSize) &&
-		unsafe.Offsetof(c.size) == unsafe.Offsetof(g.Size)
+	cs, gs := c.slots[0], g.Slots[0]
+	return unsafe.Sizeof(c) == unsafe.Sizeof(g) && len(c.slots) == len(g.Slots) &&
+		unsafe.Offsetof(c.current) == unsafe.Offsetof(g.Current) &&
+		unsafe.Offsetof(c.slots) == unsafe.Offsetof(g.Slots) &&
+		unsafe.Sizeof(cs) == unsafe.Sizeof(gs) &&
+		unsafe.Offsetof(cs.word) == unsafe.Offsetof(gs.Word) &&
+		unsafe.Offsetof(cs.revoked) == unsafe.Offsetof(gs.Revoked) &&
+		unsafe.Offsetof(cs.inflight) == unsafe.Offsetof(gs.Inflight) &&
+		unsafe.Offsetof(cs.fd) == unsafe.Offsetof(gs.FD) &&
+		unsafe.Offsetof(cs.pageSize) == unsafe.Offsetof(gs.PageSize) &&
+		unsafe.Offsetof(cs.size) == unsafe.Offsetof(gs.Size) &&
+		unsafe.Offsetof(cs.limit) == unsafe.Offsetof(gs.Limit) &&
+		unsafe.Offsetof(cs.bits) == unsafe.Offsetof(gs.Bits) &&
+		unsafe.Offsetof(cs.pages) == unsafe.Offsetof(gs.Pages) &&
+		unsafe.Offsetof(cs.page1) == unsafe.Offsetof(gs.Page1) &&
+		unsafe.Offsetof(cs.page1Buf) == unsafe.Offsetof(gs.Page1Buf)
 }()
 
 // gateFor is the layer's view of the entry's gate for one connection:
@@ -109,7 +118,7 @@ func (f *dbFile) adopt() {
 	if f.pinned != nil || d == nil || d.gated == 0 || d.adopted != 0 {
 		return
 	}
-	v := f.s.gate.Adopt()
+	v := f.s.gate.Adopt(int(d.gated) - 1)
 	f.pinned, f.end = v, v.Unpin
 	d.adopted = 1
 }

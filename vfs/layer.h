@@ -57,15 +57,29 @@ struct wl_vfs {
 };
 
 // A replica's gate (replica.Gate, whose GateMem has this layout): while
-// the replica's newest version is the one its base file holds, a read
-// transaction pins it here and reads it directly, without calling into Go.
-typedef struct wl_gate {
+// nothing changes, a read transaction pins the replica's newest version
+// at the gate's current slot and reads it, without calling into Go.
+typedef struct wl_gate_slot {
   uint64_t word;    // generation << 32 | open << 31 | pins
   int32_t revoked;  // set: the opening's readers read through Go
   int32_t inflight; // direct reads of the opening's readers under way
-  int32_t fd;       // the base file
+  // The opening, as in wl_direct; read only while a pin is held.
+  int32_t fd;
   int32_t pageSize;
-  int64_t size;     // the version's size in bytes
+  int64_t size;
+  int64_t limit;
+  const uint64_t *bits;
+  uint32_t pages;
+  int32_t page1;           // 1: the base file's page 1 is the version's; 2: page1Buf holds it
+  uint8_t page1Buf[65536]; // page 1 as the version serves it
+} wl_gate_slot;
+
+#define WL_GATE_SLOTS 4
+
+typedef struct wl_gate {
+  int32_t current; // the slot that may be open
+  int32_t pad;
+  wl_gate_slot slots[WL_GATE_SLOTS];
 } wl_gate;
 
 // What the Go side tells the layer at the start of a read transaction,
@@ -78,7 +92,8 @@ typedef struct wl_direct {
   int64_t size;          // the version's size in bytes: what xFileSize answers
   const uint64_t *bits;  // pages to read through Go (one bit per page number); NULL: none
   uint32_t pages;        // pages bits covers; those past it are the base file's
-  int32_t page1;         // the base file's page 1 is the version's as served; else Go patches it
+  int32_t page1;         // 1: the base file's page 1 is the version's as served; 2: the
+                         // gate's page1Buf is (a gated transaction); 0: Go patches it
   // Revocation (walrustRevoke), when the version expires: set, the layer
   // reads through Go; inflight counts the direct reads under way.
   int32_t revoked;
@@ -88,7 +103,7 @@ typedef struct wl_direct {
   // there). gated: this transaction began at the gate; adopted: Go has
   // taken it over since (it called in), so its unlock calls in too.
   wl_gate *gate;
-  int32_t gated;
+  int32_t gated;   // 1 + the slot pinned
   int32_t adopted;
 } wl_direct;
 

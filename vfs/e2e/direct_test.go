@@ -299,3 +299,64 @@ func TestGatedTransaction(t *testing.T) {
 		t.Fatalf("after the transaction the connection sees %d rows, %d changed; want 201, 100", n, changed)
 	}
 }
+
+// TestGateBehindLongReader: a long transaction that began at the gate
+// keeps its slot, and the versions applied after it stay unfolded; the
+// transactions after them begin at the gate all the same (another slot,
+// the newest version, page 1 from the slot's buffer, the changed pages
+// through Go) and read the new rows, while the long one reads its own.
+func TestGateBehindLongReader(t *testing.T) {
+	e, db := directSetup(t, "")
+	ctx := context.Background()
+	long, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	gated := testhooks.GatedTransactions()
+	tx, err := long.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 200 {
+		t.Fatalf("the long transaction: %d rows, %v", n, err)
+	}
+	if testhooks.GatedTransactions() == gated {
+		t.Fatal("the long transaction did not begin at the gate")
+	}
+	for i := range 20 {
+		e.Ref.Exec("UPDATE t SET v = 'changed ' || v WHERE id = ?", 1+i*10)
+		e.Commit()
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, "the new rows", func() (bool, error) {
+		var c int
+		err := conn.QueryRowContext(ctx, "SELECT count(*) FROM t WHERE v LIKE 'changed%'").Scan(&c)
+		return c == 20, err
+	})
+	gated = testhooks.GatedTransactions()
+	const queries = 100
+	for i := range queries {
+		var v string
+		id := 1 + i%20*10
+		if err := conn.QueryRowContext(ctx, "SELECT v FROM t WHERE id = ?", id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(v, "changed ") {
+			t.Fatalf("row %d reads %.20q; want it changed", id, v)
+		}
+	}
+	if got := testhooks.GatedTransactions() - gated; got < queries-1 {
+		t.Fatalf("%d of %d transactions behind the long one began at the gate", got, queries)
+	}
+	var changed int
+	if err := tx.QueryRow("SELECT count(*) FROM t WHERE v LIKE 'changed%'").Scan(&changed); err != nil || changed != 0 {
+		t.Fatalf("the long transaction sees %d changed rows (%v); want none", changed, err)
+	}
+}

@@ -11,7 +11,7 @@ import (
 // thousands of them behind a reader that never ends. Merging bounds them.
 //
 // No reader can ever pin a version that is neither the head nor pinned
-// now (pins are only taken on the head), so a run of such versions serves
+// now (pins are only taken on the head, in Go or at the gate), so a run of such versions serves
 // no one but the versions after it, which see only each page's newest
 // image in the run: one segment holding those images serves them the same.
 // Merges are tiered, like an LSM tree's: mergeFanIn versions that each
@@ -65,9 +65,9 @@ func (r *Replica) mergeable() []*Version {
 	slices.Reverse(chain)
 	start := 0
 	for i, v := range chain {
-		if v.pins.Load() > 0 || tier(v.files()) != tier(chain[start].files()) {
+		if r.held(v) || tier(v.files()) != tier(chain[start].files()) {
 			start = i
-			if v.pins.Load() > 0 {
+			if r.held(v) {
 				start = i + 1
 			}
 			continue
