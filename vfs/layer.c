@@ -235,7 +235,7 @@ static int layerRead(wl_file *f, void *buf, int amt, int64_t off) {
     if (!__atomic_load_n(revoked, __ATOMIC_SEQ_CST)) {
       int rc = rcOK;
       if (fromGate) {
-        memcpy(buf, gateSlot(&lf->direct)->page1Buf + off, (size_t)amt);
+        memcpy(buf, lf->direct.gate->page1[lf->direct.gated - 1] + off, (size_t)amt);
         __atomic_add_fetch(&directReads, 1, __ATOMIC_RELAXED);
       } else {
         rc = readDirect(lf, buf, amt, off);

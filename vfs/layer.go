@@ -96,7 +96,7 @@ var gateLayoutOK = func() bool {
 		unsafe.Offsetof(cs.bits) == unsafe.Offsetof(gs.Bits) &&
 		unsafe.Offsetof(cs.pages) == unsafe.Offsetof(gs.Pages) &&
 		unsafe.Offsetof(cs.page1) == unsafe.Offsetof(gs.Page1) &&
-		unsafe.Offsetof(cs.page1Buf) == unsafe.Offsetof(gs.Page1Buf)
+		unsafe.Offsetof(c.page1) == unsafe.Offsetof(g.Page1)
 }()
 
 // gateFor is the layer's view of the entry's gate for one connection:

@@ -70,8 +70,7 @@ typedef struct wl_gate_slot {
   int64_t limit;
   const uint64_t *bits;
   uint32_t pages;
-  int32_t page1;           // 1: the base file's page 1 is the version's; 2: page1Buf holds it
-  uint8_t page1Buf[65536]; // page 1 as the version serves it
+  int32_t page1; // 1: the base file's page 1 is the version's; 2: the gate's page1 holds it
 } wl_gate_slot;
 
 #define WL_GATE_SLOTS 4
@@ -80,6 +79,7 @@ typedef struct wl_gate {
   int32_t current; // the slot that may be open
   int32_t pad;
   wl_gate_slot slots[WL_GATE_SLOTS];
+  uint8_t page1[WL_GATE_SLOTS][65536]; // each slot's page 1 as its version serves it
 } wl_gate;
 
 // What the Go side tells the layer at the start of a read transaction,

@@ -72,9 +72,11 @@ func acquire(path string, cfg Config) (*shared, error) {
 	s, ok := replicas.m[key]
 	if !ok {
 		s = &shared{path: path, key: key, cfg: cfg, started: make(chan struct{})}
-		var err error
-		if s.gate, err = replica.NewGate(); err != nil {
-			logger.Warn("every transaction will call into Go", "db", path, "err", err)
+		if cfg.AsOf.IsZero() { // a view is read passively: no gate
+			var err error
+			if s.gate, err = replica.NewGate(); err != nil {
+				logger.Warn("every transaction will call into Go", "db", path, "err", err)
+			}
 		}
 		replicas.m[key] = s
 	}

@@ -60,6 +60,10 @@ type GateMem struct {
 	Current int32 // the slot that may be open
 	_       int32
 	Slots   [gateSlots]GateSlot
+	// Page1 is each slot's page 1 as its version serves it, when the
+	// base file's is not (GateSlot.Page1 == 2). Apart from the slots, so
+	// that a replica that never needs them never touches their memory.
+	Page1 [gateSlots][maxPageSize]byte
 }
 
 // GateSlot is one opening. Past Inflight, its fields are written before
@@ -74,8 +78,7 @@ type GateSlot struct {
 	Limit    int64          // bytes of it the base file can serve (DirectRead.Limit)
 	Bits     unsafe.Pointer // DirectRead.Bits: pages to read through Go; nil: none
 	Pages    uint32         // pages Bits covers
-	Page1    int32          // 1: the base file's page 1 is the version's as served; 2: Page1Buf is
-	Page1Buf [maxPageSize]byte
+	Page1    int32          // 1: the base file's page 1 is the version's as served; 2: GateMem.Page1 is
 }
 
 // maxPageSize is SQLite's largest page size.
@@ -136,7 +139,7 @@ func (g *Gate) open(v *Version, d DirectRead, page1 func([]byte) bool) {
 	s := &g.mem.Slots[i]
 	s.Page1 = 1
 	if !d.Page1 {
-		if v.PageSize > maxPageSize || !page1(s.Page1Buf[:v.PageSize]) {
+		if v.PageSize > maxPageSize || !page1(g.mem.Page1[i][:v.PageSize]) {
 			return
 		}
 		s.Page1 = 2

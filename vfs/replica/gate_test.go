@@ -54,7 +54,7 @@ func readGated(g *Gate, slot int, img func(*Version) []byte, pause time.Duration
 			var err error
 			switch {
 			case pgno == 1 && m.Page1 == 2:
-				copy(page, m.Page1Buf[:ps])
+				copy(page, g.mem.Page1[slot][:ps])
 			case (pgno == 1 && m.Page1 != 1) || off+int64(ps) > m.Limit ||
 				(pgno < m.Pages && atomic.LoadUint64(&bits[pgno/64])>>(pgno%64)&1 == 1):
 				_, err = v.ReadAt(page, off) // through Go
