@@ -44,6 +44,39 @@ func directSetup(t *testing.T, extra string) (*world, *sql.DB) {
 	return e, db
 }
 
+// tinyCache is a page cache too small for the tables here: every scan
+// reads the file.
+const tinyCache = "PRAGMA cache_size = 2"
+
+// dbConn is one connection of db, closed at cleanup, with pragmas run on
+// it first.
+func dbConn(t *testing.T, db *sql.DB, pragmas ...string) *sql.Conn {
+	t.Helper()
+	c, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, p := range pragmas {
+		if _, err := c.ExecContext(context.Background(), p); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	return c
+}
+
+// beginTx begins a transaction on c, rolled back at cleanup if it is still
+// open then.
+func beginTx(t *testing.T, c *sql.Conn) *sql.Tx {
+	t.Helper()
+	tx, err := c.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	return tx
+}
+
 // TestDirectReads: a transaction whose version is all in the base file has
 // its page reads served by the C layer (layer.c) straight from the file,
 // and sees the same rows as through Go; one pinned at a version that is not
@@ -53,17 +86,7 @@ func TestDirectReads(t *testing.T) {
 	e, db := directSetup(t, "")
 
 	// A long reader pins TXID 2; newer versions stay unfolded behind it.
-	ctx := context.Background()
-	long, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Close()
-	tx, err := long.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
+	tx := beginTx(t, dbConn(t, db))
 	var pinned int
 	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&pinned); err != nil {
 		t.Fatal(err)
@@ -139,20 +162,8 @@ func TestLongReaderExpires(t *testing.T) {
 	e, db := directSetup(t, "&max_held=64KiB")
 
 	ctx := context.Background()
-	long, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Close()
-	// A page cache too small for the table: every scan reads the file.
-	if _, err := long.ExecContext(ctx, "PRAGMA cache_size = 2"); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := long.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
+	long := dbConn(t, db, tinyCache)
+	tx := beginTx(t, long)
 	scan := func() (string, error) {
 		var n, sum int
 		err := tx.QueryRow("SELECT count(*), sum(length(v)) FROM t WHERE v NOT LIKE 'changed%'").Scan(&n, &sum)
@@ -235,15 +246,7 @@ func TestTransactionHeaderDirect(t *testing.T) {
 func TestGatedTransaction(t *testing.T) {
 	e, db := directSetup(t, "")
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A page cache too small for the table: every scan reads the file.
-	if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = 2"); err != nil {
-		t.Fatal(err)
-	}
+	conn := dbConn(t, db, tinyCache)
 	scan := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) (n, changed int) {
@@ -258,11 +261,7 @@ func TestGatedTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	gated := testhooks.GatedTransactions()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
+	tx := beginTx(t, conn)
 	if n, _ := scan(tx); n != 200 {
 		t.Fatalf("the gated transaction sees %d rows; want 200", n)
 	}
@@ -308,17 +307,8 @@ func TestGatedTransaction(t *testing.T) {
 func TestGateBehindLongReader(t *testing.T) {
 	e, db := directSetup(t, "")
 	ctx := context.Background()
-	long, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Close()
 	gated := testhooks.GatedTransactions()
-	tx, err := long.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
+	tx := beginTx(t, dbConn(t, db))
 	var n int
 	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 200 {
 		t.Fatalf("the long transaction: %d rows, %v", n, err)
@@ -330,11 +320,7 @@ func TestGateBehindLongReader(t *testing.T) {
 		e.Ref.Exec("UPDATE t SET v = 'changed ' || v WHERE id = ?", 1+i*10)
 		e.Commit()
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dbConn(t, db)
 	waitFor(t, "the new rows", func() (bool, error) {
 		var c int
 		err := conn.QueryRowContext(ctx, "SELECT count(*) FROM t WHERE v LIKE 'changed%'").Scan(&c)

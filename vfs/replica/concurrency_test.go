@@ -44,20 +44,32 @@ func versionDiff(v *Version, img []byte) error {
 	return nil
 }
 
+// followed is a replica of 40 rows of a 1 KiB-page database, bootstrapped
+// and fed by a feeder every interval until stopFeeding; gate, if not nil,
+// is attached to it first (attachGate).
+func followed(t *testing.T, every time.Duration, gate **Gate) (w *world, r *Replica, stopFeeding func()) {
+	t.Helper()
+	w = newWorld(t, 1024, false)
+	w.InsertRows(40, 300)
+	w.Advance(w.Ref.Image())
+	w.Snapshot()
+	r = w.openReplica()
+	t.Cleanup(func() { r.Close() }) // after the follower's Close
+	if gate != nil {
+		*gate = attachGate(t, r)
+	}
+	stopFeeding = w.feedEvery(r, every)
+	waitTXID(t, r, w.Pub.TXID)
+	return w, r, stopFeeding
+}
+
 // TestConcurrentReaders runs readers that pin, read every page, hold the
 // pin for a moment, read again and unpin, while a feeder applies
 // and folds 150 commits (a VACUUM among them). Every read must equal the
 // reference image of the pinned TXID, and each reader's TXIDs and change
 // counters only move forward. Run with -race.
 func TestConcurrentReaders(t *testing.T) {
-	w := newWorld(t, 1024, false)
-	w.InsertRows(40, 300)
-	w.Advance(w.Ref.Image())
-	w.Snapshot()
-	r := w.openReplica()
-	t.Cleanup(func() { r.Close() }) // after the follower's Close
-	stopFeeding := w.feedEvery(r, 5*time.Millisecond)
-	waitTXID(t, r, w.Pub.TXID)
+	w, r, stopFeeding := followed(t, 5*time.Millisecond, nil)
 
 	var stop atomic.Bool
 	var reads atomic.Int64

@@ -100,15 +100,8 @@ func attachGate(t *testing.T, r *Replica) *Gate {
 // finds the gate closed pins in Go, which opens it again once the newest
 // version is folded. Run with -race.
 func TestGateConcurrentReaders(t *testing.T) {
-	w := newWorld(t, 1024, false)
-	w.InsertRows(40, 300)
-	w.Advance(w.Ref.Image())
-	w.Snapshot()
-	r := w.openReplica()
-	t.Cleanup(func() { r.Close() })
-	g := attachGate(t, r)
-	stopFeeding := w.feedEvery(r, 3*time.Millisecond)
-	waitTXID(t, r, w.Pub.TXID)
+	var g *Gate
+	w, r, stopFeeding := followed(t, 3*time.Millisecond, &g)
 
 	var stop atomic.Bool
 	var gated, inGo, held atomic.Int64
