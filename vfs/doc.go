@@ -11,7 +11,8 @@
 //	vfs/internal/ltxguard  checks an LTX stream against its name and limits
 //	                     before the decoder reads it
 //	vfs/replica          the local replica: base file, state, versions,
-//	                     folds, SQLite's file locks, a lazy bootstrap's
+//	                     folds, SQLite's file locks, the gate readers in C
+//	                     pin versions at, a lazy bootstrap's
 //	                     hydration (fetching through a function it is
 //	                     handed); knows no store
 //	vfs/follow           keeps a replica current with a store (bootstrap,
@@ -21,8 +22,9 @@
 //	                     replica as of a past point (walrust restore)
 //	vfs                  the VFS: one follower per file per process
 //	                     (registry.go, role.go), read transactions pinned
-//	                     to one version (dbfile.go), the C layer that serves
-//	                     reads of the base file without Go (layer.c), and
+//	                     to one version (dbfile.go), the C layer that begins
+//	                     transactions at a replica's gate and serves reads
+//	                     of the base file without Go (layer.c), and
 //	                     default-VFS mode: the router that serves replicas
 //	                     by plain path and passes other files through
 //	                     (router.c, defaultvfs.go)
