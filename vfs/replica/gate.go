@@ -162,7 +162,12 @@ func (g *Gate) close() {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	atomic.AndUint64(&g.current().Word, ^uint64(gateOpen))
+	i := atomic.LoadInt32(&g.mem.Current)
+	if atomic.AndUint64(&g.mem.Slots[i].Word, ^uint64(gateOpen))&gatePins == 0 {
+		// No reader holds the opening, and none can pin it from here
+		// on: let its version (and what it keeps) go.
+		g.v[i].Store(nil)
+	}
 }
 
 // holds says whether readers hold v through the gate.
