@@ -5,12 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/walrust/walrust/vfs/follow"
 	"github.com/walrust/walrust/vfs/internal/testhooks"
-	"github.com/walrust/walrust/vfs/replica"
-	"github.com/walrust/walrust/vfs/store"
 )
 
 // TestGateAfterTakeover: connections opened while another follower held
@@ -24,18 +20,7 @@ func TestGateAfterTakeover(t *testing.T) {
 		e.Ref.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprintf("%04d %0300d", i, i))
 	}
 	e.Commit()
-	r, err := replica.Open(e.Path, e.Source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenFile(e.StoreDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := follow.Follow(r, st, follow.Options{Interval: 20 * time.Millisecond})
-	if err := other.WaitReady(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	stopOther := followElsewhere(t, e)
 	db := e.openReplica("")
 	ctx := context.Background()
 	conn := dbConn(t, db)
@@ -54,8 +39,7 @@ func TestGateAfterTakeover(t *testing.T) {
 	if err := long.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 100 {
 		t.Fatalf("the passive transaction: %d rows, %v", n, err)
 	}
-	other.Close()
-	r.Close()
+	stopOther()
 	waitFor(t, "the takeover", func() (bool, error) {
 		return strings.Contains(role(), `"role":"follower"`), nil
 	})

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 
 // followElsewhere follows e's store into e's replica the way another
 // process would: it holds the replica's lock file, so this process's VFS
-// can only read the replica passively.
-func followElsewhere(t *testing.T, e *world) {
+// can only read the replica passively. stop ends it (so that this process
+// may take over); cleanup stops it too.
+func followElsewhere(t *testing.T, e *world) (stop func()) {
 	t.Helper()
 	r, err := replica.Open(e.Path, e.Source)
 	if err != nil {
@@ -26,13 +28,15 @@ func followElsewhere(t *testing.T, e *world) {
 		t.Fatal(err)
 	}
 	f := follow.Follow(r, st, follow.Options{Interval: 20 * time.Millisecond})
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		f.Close()
 		r.Close()
 	})
+	t.Cleanup(stop)
 	if err := f.WaitReady(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	return stop
 }
 
 // TestPassiveOtherSourceRefused: a process that reads a replica another
