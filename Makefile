@@ -123,7 +123,7 @@ hygiene:
 # `make test` runs each briefly (TEST_FUZZTIME); `make fuzz` for longer. A
 # crash is written under the package's testdata/fuzz/, where it stays as a
 # regression test: commit it with the fix.
-FUZZ_TARGETS  := ./vfs/internal/ltxguard:FuzzDecode ./vfs/replica:FuzzApply ./vfs/replica:FuzzStageSnapshot \
+FUZZ_TARGETS  := ./vfs/internal/ltxguard:FuzzDecode ./vfs/replica:FuzzApply ./vfs/replica:FuzzStageSnapshot ./vfs/replica:FuzzBlockReader \
                  ./vfs/store:FuzzParseName ./vfs/store:FuzzCanonical ./vfs:FuzzParseConfig
 # A count, not a time: time-bounded runs of the replica's targets stalled
 # their worker for ~20 s at the start, and failed ("context deadline

@@ -100,10 +100,21 @@ func (r *Replica) Apply(ctx context.Context, rd io.Reader, want ltxguard.Want) (
 // The stream passes through an ltxguard.Reader first, so that the decoder
 // never acts on a header or frame that breaks want or walrust's limits.
 func newDecoder(rd io.Reader, want ltxguard.Want) *ltx.Decoder {
+	return decoderOn(guarded(rd, want))
+}
+
+// guarded is rd behind the guard (want's rules; DefaultMaxSize if it sets
+// none), buffered for a decoder.
+func guarded(rd io.Reader, want ltxguard.Want) *bufio.Reader {
 	if want.MaxSize <= 0 {
 		want.MaxSize = DefaultMaxSize
 	}
-	dec := ltx.NewDecoder(bufio.NewReaderSize(ltxguard.NewReader(rd, want), 256<<10))
+	return bufio.NewReaderSize(ltxguard.NewReader(rd, want), 256<<10)
+}
+
+// decoderOn is the ltx decoder of br, with walrust's settings.
+func decoderOn(br *bufio.Reader) *ltx.Decoder {
+	dec := ltx.NewDecoder(br)
 	dec.SetRetainPageIndex(false)
 	fastFileChecksum(dec)
 	return dec

@@ -74,11 +74,11 @@ func (r *Replica) StageSnapshot(ctx context.Context, rd io.Reader, want ltxguard
 // A fixed set of batches circulates between them, so memory stays bounded
 // (snapshotBatches × ~256 KiB) whatever the database's size.
 func decodeSnapshot(ctx context.Context, f *os.File, rd io.Reader, want ltxguard.Want) (*Staged, error) {
-	dec := newDecoder(rd, want)
-	if err := dec.DecodeHeader(); err != nil {
+	src, err := openSnapshotSource(guarded(rd, want))
+	if err != nil {
 		return nil, corrupt(fmt.Errorf("decode header: %w", err))
 	}
-	hdr := dec.Header()
+	hdr := src.header()
 	if !hdr.IsSnapshot() { // the guard checks this too: an invariant, not a hope
 		return nil, corrupt(fmt.Errorf("not a snapshot: TXIDs %s-%s", hdr.MinTXID, hdr.MaxTXID))
 	}
@@ -109,28 +109,29 @@ func decodeSnapshot(ctx context.Context, f *os.File, rd io.Reader, want ltxguard
 	written := make(chan error, 1)
 	go func() { written <- w.run(full, free) }()
 
-	pages, err := decodeSnapshotPages(ctx, dec, hdr, per, free, full, &w.failed)
+	pages, err := decodeSnapshotPages(ctx, src, hdr, per, free, full, &w.failed)
 	close(full)
 	if werr := <-written; werr != nil { // the writer is done with f, whatever happened
 		return nil, werr
 	} else if err != nil {
 		return nil, err
 	}
-	if err := dec.Close(); err != nil {
+	dbSum, err := src.finish()
+	if err != nil {
 		return nil, corrupt(fmt.Errorf("verify snapshot: %w", err))
 	}
 	if pages == 0 || w.page1Sum == 0 {
 		return nil, corrupt(errors.New("snapshot has no page 1"))
 	}
-	// The database checksum: the ltx decoder computes it over a snapshot's
-	// pages and Close has checked the trailer's against it (a snapshot that
-	// lies is rejected there: TestStageSnapshotWrongChecksum), so it is not
-	// computed a second time here. A snapshot without checksums (Litestream
+	// The database checksum: the decoder computes it over a snapshot's
+	// pages and finish has checked the trailer's against it (a snapshot
+	// that lies is rejected there: TestStageSnapshotWrongChecksum), so it
+	// is not computed a second time here. A snapshot without checksums (Litestream
 	// writes none) leaves it unknown (0): nothing could check it. One is
 	// computed when a file that carries checksums comes (see Apply).
 	var sum ltx.Checksum
 	if !hdr.NoChecksum() {
-		sum = dec.Trailer().PostApplyChecksum
+		sum = dbSum
 	}
 	if err := f.Truncate(int64(hdr.Commit) * int64(ps)); err != nil {
 		return nil, fmt.Errorf("size staged: %w", err)
@@ -155,7 +156,7 @@ type snapshotBatch struct {
 // decodeSnapshotPages decodes every page into batches taken from free and
 // hands each full batch to the writer, checking that pages come in order
 // and within the commit.
-func decodeSnapshotPages(ctx context.Context, dec *ltx.Decoder, hdr ltx.Header, per int, free <-chan *snapshotBatch, full chan<- *snapshotBatch, failed *atomic.Bool) (int, error) {
+func decodeSnapshotPages(ctx context.Context, dec snapshotSource, hdr ltx.Header, per int, free <-chan *snapshotBatch, full chan<- *snapshotBatch, failed *atomic.Bool) (int, error) {
 	ps := int(hdr.PageSize)
 	var ph ltx.PageHeader
 	pages := 0
@@ -173,7 +174,7 @@ func decodeSnapshotPages(ctx context.Context, dec *ltx.Decoder, hdr ltx.Header, 
 			b = <-free
 		}
 		n := len(b.pgnos)
-		if err := dec.DecodePage(&ph, b.buf[n*ps:(n+1)*ps]); err == io.EOF {
+		if err := dec.page(&ph, b.buf[n*ps:(n+1)*ps]); err == io.EOF {
 			break
 		} else if err != nil {
 			return pages, corrupt(fmt.Errorf("decode page: %w", err))
