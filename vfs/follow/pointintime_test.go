@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,5 +300,68 @@ func TestBuildAtFromFirstFile(t *testing.T) {
 	w.mustBuildAt(Point{}, 4)
 	if _, _, err := w.buildAt(Point{TXID: 2}); err == nil || !strings.Contains(err.Error(), "older than anything") || !strings.Contains(err.Error(), "TXID 3 at "+at(3).Format(time.RFC3339Nano)) {
 		t.Fatalf("TXID 2: %v; want an error naming TXID 3, the oldest point", err)
+	}
+}
+
+// headerStore is a FileStore that counts whole-file opens and records the
+// ranges asked of it.
+type headerStore struct {
+	*store.FileStore
+	opens  int
+	ranges [][2]int64
+}
+
+func (h *headerStore) Open(ctx context.Context, fi store.FileInfo) (io.ReadCloser, error) {
+	h.opens++
+	return h.FileStore.Open(ctx, fi)
+}
+
+func (h *headerStore) OpenRange(ctx context.Context, fi store.FileInfo, off, n int64) (io.ReadCloser, error) {
+	h.ranges = append(h.ranges, [2]int64{off, n})
+	return h.FileStore.OpenRange(ctx, fi, off, n)
+}
+
+// wholeOnly hides the FileStore's ranged reads.
+type wholeOnly struct{ store.Reader }
+
+// TestReadHeaderRanged: mapping a time to a TXID reads each header with a
+// ranged read of its 100 bytes, not a GET of the whole file; a store
+// without ranged reads still gets whole-file opens, and a listed size
+// too short for a header is refused before any request.
+func TestReadHeaderRanged(t *testing.T) {
+	w := pitWorld(t)
+	ctx := context.Background()
+	fis, err := w.Store.ListAfter(ctx, 1, 0)
+	if err != nil || len(fis) == 0 {
+		t.Fatalf("list level 1: %v (%d files)", err, len(fis))
+	}
+	hs := &headerStore{FileStore: w.Store}
+	for _, fi := range fis {
+		hdr, err := readHeader(ctx, hs, fi)
+		if err != nil || hdr.MaxTXID != fi.MaxTXID {
+			t.Fatalf("%s: %v, header to TXID %d", fi, err, uint64(hdr.MaxTXID))
+		}
+	}
+	if hs.opens != 0 || len(hs.ranges) != len(fis) {
+		t.Fatalf("%d whole-file opens and %d ranges for %d headers; want 0 and %d", hs.opens, len(hs.ranges), len(fis), len(fis))
+	}
+	for _, r := range hs.ranges {
+		if r != [2]int64{0, ltx.HeaderSize} {
+			t.Errorf("range %v; want [0 %d]", r, ltx.HeaderSize)
+		}
+	}
+
+	if hdr, err := readHeader(ctx, wholeOnly{w.Store}, fis[0]); err != nil || hdr.MaxTXID != fis[0].MaxTXID {
+		t.Errorf("without ranged reads: %v", err)
+	}
+
+	short := fis[0]
+	short.Size = ltx.HeaderSize - 1
+	before := len(hs.ranges) + hs.opens
+	if _, err := readHeader(ctx, hs, short); err == nil || !strings.Contains(err.Error(), "shorter than an LTX header") {
+		t.Errorf("listed at %d bytes: %v; want shorter than an LTX header", short.Size, err)
+	}
+	if len(hs.ranges)+hs.opens != before {
+		t.Errorf("a file listed too short for a header was still requested")
 	}
 }

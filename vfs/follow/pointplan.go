@@ -269,7 +269,7 @@ func (s *stamps) of(fi store.FileInfo) (time.Time, error) {
 func readHeader(ctx context.Context, st store.Reader, fi store.FileInfo) (ltx.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, downloadBase)
 	defer cancel()
-	rc, err := st.Open(ctx, fi)
+	rc, err := openHeader(ctx, st, fi)
 	if err != nil {
 		return ltx.Header{}, fmt.Errorf("read the header of %s: %w", fi, timedOut(ctx, err))
 	}
@@ -289,6 +289,21 @@ func readHeader(ctx context.Context, st store.Reader, fi store.FileInfo) (ltx.He
 		return ltx.Header{}, fmt.Errorf("the header of %s says TXIDs %d-%d", fi, uint64(hdr.MinTXID), uint64(hdr.MaxTXID))
 	}
 	return hdr, nil
+}
+
+// openHeader streams the first ltx.HeaderSize bytes of fi: a ranged read
+// where the store can serve one and the listing gave a size, so that
+// mapping a time to a TXID (up to maxStampReads headers) does not start a
+// GET of each whole file only to close it after 100 bytes; the whole file
+// otherwise.
+func openHeader(ctx context.Context, st store.Reader, fi store.FileInfo) (io.ReadCloser, error) {
+	if _, ok := st.(store.RangeReader); !ok || fi.Size <= 0 {
+		return st.Open(ctx, fi)
+	}
+	if fi.Size < ltx.HeaderSize {
+		return nil, fmt.Errorf("%s is %d bytes, shorter than an LTX header", fi, fi.Size)
+	}
+	return store.OpenRange(ctx, st, fi, 0, ltx.HeaderSize)
 }
 
 // describePoint names the point that base builds: its TXID and when its
