@@ -35,7 +35,10 @@ files, without opening it or asking the store: its source, the TXID its file
 holds and when the primary committed it, when a follower last confirmed it
 current, and which process follows it. It exits 1 when the replica is stale
 — not confirmed current within --max-lag (default 1m) — and 0 otherwise: an
-exec probe for cron or Kubernetes.`,
+exec probe for cron or Kubernetes. While a first bootstrap=lazy bootstrap is
+under way it shows how far it has come (from its last checkpoint, one every
+32 MiB of the snapshot) and exits 1; with no replica at all it says so and
+exits 1.`,
 }
 
 func init() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -22,6 +23,9 @@ type localReport struct {
 
 func localStatus(e *env, path string, maxLag time.Duration, asJSON bool) error {
 	l, err := replica.Inspect(path)
+	if errors.Is(err, replica.ErrNoReplica) {
+		return bootstrapStatus(e, path, asJSON)
+	}
 	if err != nil {
 		return err
 	}
@@ -71,4 +75,51 @@ func (r *localReport) print(w io.Writer, now time.Time) {
 		verdict = "STALE"
 	}
 	fmt.Fprintf(w, "Status:    %s (lag %s, max %s)\n", verdict, time.Duration(r.LagSeconds*float64(time.Second)).Round(time.Millisecond), r.MaxLag)
+}
+
+// bootstrapReport is `walrust status --local` on a replica with no
+// bootstrap finished yet: a lazy one under way is shown from its last
+// checkpoint. It is never fresh: no other process can read it yet.
+type bootstrapReport struct {
+	Path          string             `json:"path"`
+	Bootstrapping *replica.Hydrating `json:"bootstrapping"` // null: none under way
+	Stale         bool               `json:"stale"`
+}
+
+func bootstrapStatus(e *env, path string, asJSON bool) error {
+	h, err := replica.InspectHydration(path)
+	if err != nil {
+		return err
+	}
+	if h == nil && !asJSON {
+		return fmt.Errorf("%s has no replica yet: no follower has bootstrapped it (walrust replicate SOURCE --local %s does)", path, path)
+	}
+	r := bootstrapReport{Path: path, Bootstrapping: h, Stale: true}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+		return exitCode(exitFailure)
+	}
+	r.print(e.stdout, time.Now())
+	return exitCode(exitFailure)
+}
+
+func (r *bootstrapReport) print(w io.Writer, now time.Time) {
+	h := r.Bootstrapping
+	fmt.Fprintf(w, "Replica:   %s\n", r.Path)
+	progress := fmt.Sprintf("%d pages", h.PagesLocal)
+	if h.Pages > 0 {
+		progress = fmt.Sprintf("%d of %d pages (%.1f%%)", h.PagesLocal, h.Pages, 100*float64(h.PagesLocal)/float64(h.Pages))
+	}
+	fmt.Fprintf(w, "Bootstrap: lazy, from the snapshot of TXID %d: %s local at its last checkpoint, %s ago\n",
+		uint64(h.TXID), progress, now.Sub(h.Checkpointed).Round(time.Millisecond))
+	if h.Following {
+		fmt.Fprintf(w, "Follower:  process %d\n", h.Follower)
+	} else {
+		fmt.Fprintf(w, "Follower:  none runs: the bootstrap resumes from its checkpoint when one starts\n")
+	}
+	fmt.Fprintf(w, "Status:    BOOTSTRAPPING (not readable by other processes until it is installed)\n")
 }

@@ -118,6 +118,10 @@ func TestHydrateCrash(t *testing.T) {
 		}
 		return cmd
 	}
+	pages := uint32(len(w.Image(txid)) / 4096)
+	if hy, err := InspectHydration(w.Path); hy != nil || err != nil {
+		t.Fatalf("InspectHydration before any: %+v, %v; want none", hy, err)
+	}
 	kills, mid, installs := 0, 0, 0
 	var next uint32
 	for kills < 25 {
@@ -159,6 +163,14 @@ func TestHydrateCrash(t *testing.T) {
 				mid++
 			}
 			next = ck.next
+			// What walrust status --local shows of it.
+			hy, err := InspectHydration(w.Path)
+			if err != nil || hy == nil {
+				t.Fatalf("kill %d: InspectHydration: %v, %v", kills, hy, err)
+			}
+			if hy.TXID != txid || hy.PagesLocal != ck.next-1 || hy.Following || ck.next > 1 && hy.Pages != pages {
+				t.Fatalf("kill %d: inspected %+v; want TXID %d, %d of %d pages local, no follower running", kills, *hy, txid, ck.next-1, pages)
+			}
 		}
 	}
 	if mid < 5 {

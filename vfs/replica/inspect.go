@@ -1,10 +1,13 @@
 package replica
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,14 +63,100 @@ func Inspect(path string) (*Local, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("inspect %s: %w", path, err)
 	}
-	if b, err := os.ReadFile(lockPath(path)); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			l.Follower = pid
-			// Signal 0 asks whether the process exists; EPERM: it does,
-			// as another user's.
-			err := syscall.Kill(pid, 0)
-			l.Following = err == nil || errors.Is(err, syscall.EPERM)
+	l.Follower, l.Following = inspectLeader(path)
+	return l, nil
+}
+
+// inspectLeader reads which process leads (or last led) the replica at
+// path from its lock file, and whether that process still runs.
+func inspectLeader(path string) (pid int, running bool) {
+	b, err := os.ReadFile(lockPath(path))
+	if err != nil {
+		return 0, false
+	}
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	// Signal 0 asks whether the process exists; EPERM: it does, as
+	// another user's.
+	err = syscall.Kill(pid, 0)
+	return pid, err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Hydrating is a first lazy bootstrap under way, or interrupted, as its
+// last checkpoint records it (one every 32 MiB of the snapshot): the
+// stream writes pages in order, so the checkpoint's next page says how
+// many are local for good. Read without opening the replica, like Local.
+type Hydrating struct {
+	Path string   `json:"path"`
+	TXID ltx.TXID `json:"snapshot_txid"` // the snapshot's, what the replica will hold
+	// PagesLocal of Pages are in the image for good; Pages is 0 until the
+	// first checkpoint after page 1 (the image's size is known, its page
+	// size not yet).
+	PagesLocal   uint32    `json:"pages_local"`
+	Pages        uint32    `json:"pages"`
+	Checkpointed time.Time `json:"checkpointed"`
+	Follower     int       `json:"follower_pid"`
+	Following    bool      `json:"following"`
+}
+
+// InspectHydration reports the lazy bootstrap under way at path, nil if
+// there is none (Inspect's ErrNoReplica and no hydration: nothing has
+// started).
+func InspectHydration(path string) (*Hydrating, error) {
+	logDir := path + "-replica-log"
+	cks, err := filepath.Glob(filepath.Join(logDir, hydratePrefix+"*"+checkpointExt))
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", logDir, err)
+	}
+	// A follower keeps one hydration (DiscardHydration removes any other
+	// before it starts one); were there more, the newest is the live one.
+	var newest string
+	var newestAt time.Time
+	for _, ck := range cks {
+		if fi, err := os.Stat(ck); err == nil && fi.Mode().IsRegular() && !fi.ModTime().Before(newestAt) {
+			newest, newestAt = ck, fi.ModTime()
 		}
 	}
-	return l, nil
+	if newest == "" {
+		return nil, nil
+	}
+	ck, err := readCheckpoint(newest)
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", newest, err)
+	}
+	h := &Hydrating{Path: path, TXID: ck.txid, Checkpointed: newestAt.UTC()}
+	if ck.next > 0 {
+		h.PagesLocal = ck.next - 1
+	}
+	img, err := os.Stat(strings.TrimSuffix(newest, checkpointExt) + imageExt)
+	if ps := headerPageSize(ck.page1Header); err == nil && ps > 0 && img.Size()%ps == 0 && img.Size()/ps <= math.MaxUint32 {
+		h.Pages = uint32(img.Size() / ps)
+	}
+	h.Follower, h.Following = inspectLeader(path)
+	return h, nil
+}
+
+// dbPageSize is the page size a database header gives: offset 16,
+// big-endian, where 1 means 65536.
+func dbPageSize(hdr []byte) uint32 {
+	ps := uint32(binary.BigEndian.Uint16(hdr[16:18]))
+	if ps == 1 {
+		ps = 65536
+	}
+	return ps
+}
+
+// headerPageSize is dbPageSize, 0 when the header is short or gives a
+// size no database can have.
+func headerPageSize(hdr []byte) int64 {
+	if len(hdr) < 18 {
+		return 0
+	}
+	ps := int64(dbPageSize(hdr))
+	if ps < 512 || ps&(ps-1) != 0 {
+		return 0
+	}
+	return ps
 }

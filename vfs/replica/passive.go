@@ -82,10 +82,7 @@ func (p *Passive) current() (*Version, error) {
 	if string(hdr[:16]) != sqliteMagic {
 		return nil, ErrFoldInterrupted
 	}
-	pageSize := uint32(binary.BigEndian.Uint16(hdr[16:]))
-	if pageSize == 1 {
-		pageSize = 65536
-	}
+	pageSize := dbPageSize(hdr[:])
 	st, err := ReadState(p.path)
 	if err != nil || st == nil {
 		return nil, fmt.Errorf("read state of %s: %v", p.path, err)

@@ -178,10 +178,7 @@ func checkBase(f *os.File, s *State, dbPath string) error {
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		return fmt.Errorf("%s: read header: %w; %s", dbPath, err, startOver(dbPath))
 	}
-	ps := uint32(binary.BigEndian.Uint16(hdr[16:]))
-	if ps == 1 {
-		ps = 65536
-	}
+	ps := dbPageSize(hdr[:])
 	var problem string
 	switch want := int64(s.Commit) * int64(s.PageSize); {
 	case string(hdr[:16]) != sqliteMagic:
