@@ -61,6 +61,10 @@ type shared struct {
 	// log line, and when that was. Guarded by mu.
 	staleRefused int
 	staleLogged  time.Time
+	// seenCurrent is the newest time another process's follower had
+	// confirmed the replica current, as max_lag last read it (stale.go).
+	// Guarded by mu.
+	seenCurrent time.Time
 }
 
 // acquire returns the shared replica of path, starting it on first use,

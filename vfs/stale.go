@@ -25,7 +25,7 @@ func (s *shared) staleness(maxLag time.Duration) string {
 		return ""
 	}
 	s.mu.Lock()
-	h := s.lead
+	h, seen := s.lead, s.seenCurrent
 	s.mu.Unlock()
 	var current time.Time
 	var why string
@@ -33,7 +33,13 @@ func (s *shared) staleness(maxLag time.Duration) string {
 		current, why = h.Freshness()
 	} else {
 		// Another process follows: it records when it last confirmed the
-		// replica current (Replica.MarkCurrent).
+		// replica current (Replica.MarkCurrent). A time read here before
+		// is no later than the newest (the replica was current then, and
+		// has only moved on), so while it is within the bound the
+		// transaction may start without reading the files again.
+		if !seen.IsZero() && time.Since(seen) <= maxLag {
+			return ""
+		}
 		l, err := replica.Inspect(s.path)
 		if err != nil {
 			return fmt.Sprintf("the replica's freshness is unknown: %v", err)
@@ -42,6 +48,11 @@ func (s *shared) staleness(maxLag time.Duration) string {
 		if current.IsZero() {
 			current = l.Timestamp
 		}
+		s.mu.Lock()
+		if current.After(s.seenCurrent) {
+			s.seenCurrent = current
+		}
+		s.mu.Unlock()
 		why = "see the status of the process that follows it (" + fmt.Sprint(l.Follower) + ")"
 	}
 	lag := time.Since(current)

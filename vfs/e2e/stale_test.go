@@ -52,3 +52,50 @@ func TestMaxLag(t *testing.T) {
 	}
 	eventually(t, "reads again once current", func() error { return count(bounded) })
 }
+
+// TestMaxLagReaderRole: max_lag on a replica another follower leads (the
+// reader role) goes by the confirmations that follower records in the
+// lock file: reads fail once it has not confirmed the replica current
+// within the bound (its store is gone), and succeed again once it has.
+func TestMaxLagReaderRole(t *testing.T) {
+	w := newWorld(t, 4096, false)
+	followElsewhere(t, w)
+	bounded := w.openReplica("&max_lag=300ms")
+	bounded.SetMaxOpenConns(1)
+	w.waitCaughtUp(bounded)
+	var role string
+	if err := bounded.QueryRow("SELECT json_extract(walrust_status(), '$.role')").Scan(&role); err != nil || role != "reader" {
+		t.Fatalf("role %q, %v; want reader: the test needs another follower", role, err)
+	}
+	count := func() error {
+		_, err := tableRows(bounded)
+		return err
+	}
+	// Many transactions while it is fresh (each may skip reading the
+	// lock file), then the store goes away.
+	for range 200 {
+		if err := count(); err != nil {
+			t.Fatalf("a current replica refused a read: %v", err)
+		}
+	}
+	if err := os.Rename(w.StoreDir, w.StoreDir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reads refused as stale", func() error {
+		err := count()
+		if err == nil {
+			return errors.New("reads still succeed")
+		}
+		if !strings.Contains(err.Error(), "disk I/O error") {
+			t.Fatalf("a stale read failed with %v; want disk I/O error", err)
+		}
+		return nil
+	})
+	if logs := w.Logs.String(); !strings.Contains(logs, "past max_lag 300ms; last poll error: see the status of the process that follows it") {
+		t.Fatalf("no log line says why reads are refused:\n%s", logs)
+	}
+	if err := os.Rename(w.StoreDir+".away", w.StoreDir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reads again once current", count)
+}
