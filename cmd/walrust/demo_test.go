@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,6 +120,17 @@ func TestDemo(t *testing.T) {
 	m := demoSummary.FindStringSubmatch(out)
 	if m == nil || m[1] != m[2] || m[3] != m[4] || m[1] == "0" || m[3] == "1" {
 		t.Fatalf("no summary with equal rows and TXIDs:\n%s", out)
+	}
+	// While the writer runs (a commit per 100 ms, each from a sqlite3
+	// process of its own, for several seconds), the publisher publishes
+	// every 200 ms and the replica follows: many TXIDs, and the replica
+	// seconds behind at most. A publisher that stops seeing commits until
+	// the last publish still ends with equal rows, but not this.
+	if txid, _ := strconv.Atoi(m[3]); txid < 10 {
+		t.Errorf("only %d TXIDs published while the writer ran for seconds", txid)
+	}
+	if lag, _ := strconv.ParseFloat(m[5], 64); lag > 3 {
+		t.Errorf("the replica was %.2fs behind while the writer ran; want a few publish and poll intervals of 200ms", lag)
 	}
 	for _, want := range []string{
 		"\n    Bootstrapping from snapshot...\n",

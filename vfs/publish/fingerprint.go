@@ -29,14 +29,22 @@ type fingerprint struct {
 	walHeader              [32]byte
 }
 
-// takeFingerprint reads the fingerprint of the database at path. ok is
-// false when the files cannot be read; then the publish reads, and the
-// reading reports the error if there is one.
-func takeFingerprint(path string) (fp fingerprint, ok bool) {
-	var err error
-	if fp.dbIno, fp.dbSize, fp.dbMtime, err = readStamp(path, 24, fp.counter[:]); err != nil {
+// takeFingerprint reads the fingerprint of the database at path, whose
+// file srcIno the publisher reads through db (never a descriptor of its
+// own: see openSource). ok is false when the files cannot be read, or the
+// path holds another file; then the publish reads, and the reading
+// reports the error if there is one.
+func takeFingerprint(path string, db *os.File, srcIno uint64) (fp fingerprint, ok bool) {
+	fi, err := os.Stat(path)
+	if err != nil || inode(fi) != srcIno {
 		return fingerprint{}, false
 	}
+	fp.dbIno, fp.dbSize, fp.dbMtime = int64(srcIno), fi.Size(), fi.ModTime().UnixNano()
+	if _, err := db.ReadAt(fp.counter[:], 24); err != nil && err != io.EOF {
+		return fingerprint{}, false
+	}
+	// SQLite locks no byte of the log file (its locks are in the -shm
+	// file), so a descriptor of it may come and go.
 	fp.walIno, fp.walSize, fp.walMtime, err = readStamp(path+"-wal", 0, fp.walHeader[:])
 	if errors.Is(err, os.ErrNotExist) {
 		fp.walIno, fp.walSize, fp.walMtime, fp.walHeader = 0, -1, 0, [32]byte{}

@@ -124,8 +124,9 @@ type Publisher struct {
 	// mu guards everything below; publishes run under it.
 	mu       sync.Mutex
 	closed   bool
-	src      *sql.DB // the database's connections (source.go)
-	srcIno   uint64  // the database file they opened
+	src      *sql.DB  // the database's connections (source.go)
+	srcFile  *os.File // the publisher's one descriptor of that file, closed after src
+	srcIno   uint64   // the database file they opened
 	pos      position
 	hasPos   bool
 	noPos    string // why there is no usable position
@@ -174,20 +175,20 @@ func New(dbPath string, st store.Store, opts Options) (*Publisher, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
-	src, srcIno, err := openSource(abs, opts.BusyTimeout)
+	src, srcFile, srcIno, err := openSource(abs, opts.BusyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dbPath, err)
 	}
 	wd, err := openWorkDir(opts.WorkDir)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close())
+		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), closeSource(src, srcFile))
 	}
-	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, srcIno: srcIno, wd: wd}
+	p := &Publisher{dbPath: abs, st: st, opts: opts, src: src, srcFile: srcFile, srcIno: srcIno, wd: wd}
 	if p.pos, p.hasPos, p.noPos, err = wd.load(); err == nil {
 		err = wd.tidy(p.pos.Image, p.pos.Redo)
 	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), src.Close(), wd.close())
+		return nil, errors.Join(fmt.Errorf("publish %s: %w", dbPath, err), closeSource(src, srcFile), wd.close())
 	}
 	return p, nil
 }
@@ -204,7 +205,7 @@ func (p *Publisher) Close() error {
 	p.closed = true
 	err := endRead(p.held)
 	p.held, p.chain = nil, false
-	return errors.Join(err, p.src.Close(), p.wd.close())
+	return errors.Join(err, closeSource(p.src, p.srcFile), p.wd.close())
 }
 
 // PublishOnce reads the database in a read transaction and publishes what
@@ -237,7 +238,7 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 // publish is PublishOnce without the upkeep, under p.mu.
 func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
 	ts := time.Now()
-	fp, fpOK := takeFingerprint(p.dbPath)
+	fp, fpOK := takeFingerprint(p.dbPath, p.srcFile, p.srcIno)
 	if fpOK && p.printOK && fp == p.lastPrint && p.verified && ts.Sub(p.lastCheck) < fullCheckEvery {
 		return p.unchanged(ts), nil
 	}

@@ -13,7 +13,7 @@ import (
 // consistent).
 type reading struct {
 	conn   *sql.Conn // rollback mode: the read transaction, ended by close
-	db     *os.File
+	db     *os.File  // the Publisher's srcFile: never closed here (openSource says why)
 	dbIno  uint64
 	hdr    dbHeader
 	wal    *os.File  // nil: rollback mode, or no log
@@ -37,9 +37,6 @@ func (r *reading) release() error {
 func (r *reading) close() error {
 	err := endRead(r.conn)
 	r.conn = nil
-	if r.db != nil {
-		r.db.Close()
-	}
 	if r.wal != nil {
 		r.wal.Close()
 	}
@@ -108,15 +105,12 @@ func (p *Publisher) read(ctx context.Context) (*reading, error) {
 		}
 	}()
 
-	if r.db, err = os.Open(p.dbPath); err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	fi, err := r.db.Stat()
+	r.db, r.dbIno = p.srcFile, p.srcIno
+	fi, err := os.Stat(p.dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	r.dbIno = inode(fi)
-	if r.dbIno != p.srcIno {
+	if inode(fi) != p.srcIno {
 		// Replaced since checkSource: the transaction may be the old
 		// file's. The next publish starts over with new connections.
 		return nil, fmt.Errorf("the database file was replaced while it was read; the next publish reads the new one")

@@ -39,22 +39,41 @@ func sqliteURI(path string, query string) (string, error) {
 // them holds the read transaction (see walfollow.go). A database file
 // replaced by another (a restore, a rename over it) gets new connections:
 // see Publisher.checkSource.
-func openSource(path string, busyTimeout time.Duration) (*sql.DB, uint64, error) {
-	fi, err := os.Stat(path)
+//
+// The publisher reads the database file through file, one descriptor
+// opened here and closed only after the connections (closeSource), never
+// through a descriptor of its own per read: POSIX advisory locks belong to
+// the process and the file, not to a descriptor, so closing any descriptor
+// of the database file drops every lock SQLite holds on it in this
+// process. In WAL mode that is the SHARED lock that keeps an application's
+// last closing connection from checkpointing and deleting the log under
+// the publisher's read transaction (which then saw no commit again).
+func openSource(path string, busyTimeout time.Duration) (db *sql.DB, file *os.File, ino uint64, err error) {
+	if file, err = os.Open(path); err != nil {
+		return nil, nil, 0, fmt.Errorf("database %s: %w", path, err)
+	}
+	fi, err := file.Stat()
 	if err != nil {
-		return nil, 0, fmt.Errorf("database %s: %w", path, err)
+		file.Close() // no connection yet: no lock to drop
+		return nil, nil, 0, fmt.Errorf("database %s: %w", path, err)
 	}
 	dsn, err := sqliteURI(path, fmt.Sprintf("mode=rw&_busy_timeout=%d", busyTimeout.Milliseconds()))
-	if err != nil {
-		return nil, 0, fmt.Errorf("database %s: %w", path, err)
+	if err == nil {
+		db, err = sql.Open("sqlite3", dsn)
 	}
-	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
-		return nil, 0, fmt.Errorf("database %s: %w", path, err)
+		file.Close()
+		return nil, nil, 0, fmt.Errorf("database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(3)
 	db.SetMaxIdleConns(2)
-	return db, inode(fi), nil
+	return db, file, inode(fi), nil
+}
+
+// closeSource closes the connections, then the descriptor (see openSource
+// for why in that order).
+func closeSource(db *sql.DB, file *os.File) error {
+	return errors.Join(db.Close(), file.Close())
 }
 
 // checkSource starts over with new connections when the file at the
@@ -69,13 +88,13 @@ func (p *Publisher) checkSource() error {
 	if inode(fi) == p.srcIno {
 		return nil
 	}
-	err = errors.Join(endRead(p.held), p.src.Close())
+	err = errors.Join(endRead(p.held), closeSource(p.src, p.srcFile))
 	p.held, p.chain = nil, false
-	src, ino, oerr := openSource(p.dbPath, p.opts.BusyTimeout)
+	src, file, ino, oerr := openSource(p.dbPath, p.opts.BusyTimeout)
 	if oerr != nil {
 		return errors.Join(err, oerr)
 	}
-	p.src, p.srcIno = src, ino
+	p.src, p.srcFile, p.srcIno = src, file, ino
 	return err
 }
 
