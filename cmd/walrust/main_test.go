@@ -405,6 +405,8 @@ func TestUsageErrors(t *testing.T) {
 		{"status", "s3://"},
 		{"status", "file://" + dir, "--json=maybe"},
 		{"status", "file://" + dir, "--path-style=sometimes"},
+		{"replicate", "file://" + dir, "--local", db, "--bootstrap", "quick"},
+		{"replicate", "file://" + dir, "--local", db, "--max-lag", "-5s"},
 		{"help", "frobnicate"},
 	} {
 		out, errOut, code := walrust(t, args...)

@@ -152,6 +152,10 @@ func init() {
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
 			case lo.summaryEvery < 0:
 				return usagef("--summary-every %s: must not be negative", lo.summaryEvery)
+			case *maxLag < 0:
+				return usagef("--max-lag %s: must not be negative", *maxLag)
+			case follow.CheckBootstrap(*bootstrap) != nil:
+				return usagef("--bootstrap %q: want %s or %s", *bootstrap, follow.BootstrapFull, follow.BootstrapLazy)
 			}
 			e.log = newLineLog(lo.format, "cmd", "replicate", "db", *local)
 			return runReplicate(ctx, e, args[0], *local, &sf, replicateOpts{interval: *interval, maxInterval: maxInterval, maxSize: maxSize, bootstrap: *bootstrap, metricsAddr: *metricsAddr, maxLag: *maxLag, log: lo})

@@ -56,7 +56,7 @@ func OpenFile(root string) (*FileStore, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("file store %s: directory does not exist: %w", root, ErrNotFound)
 		}
-		return nil, fmt.Errorf("file store %s: %w", root, err)
+		return nil, fileErr("file store "+root, err)
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("file store %s: not a directory", root)
@@ -89,7 +89,7 @@ func (s *FileStore) ListAfter(ctx context.Context, level int, after ltx.TXID) ([
 	} else if errors.Is(err, errListTooLong) {
 		return nil, errTooMany(fmt.Sprintf("list %s L%d", s, level))
 	} else if err != nil {
-		return nil, fmt.Errorf("list %s L%d: %w", s, level, err)
+		return nil, fileErr(fmt.Sprintf("list %s L%d", s, level), err)
 	}
 	var files []FileInfo
 	for _, e := range entries {
@@ -150,9 +150,20 @@ func (s *FileStore) openFile(f FileInfo) (*os.File, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("open %s: %w", f, ErrNotFound)
 	} else if err != nil {
-		return nil, fmt.Errorf("open %s: %w", f, err)
+		return nil, fileErr(fmt.Sprintf("open %s", f), err)
 	}
 	return fh, nil
+}
+
+// fileErr is err in op, where a permission error is ErrAccessDenied: as
+// with an S3 store's refusal, no retry cures it (an open fails at once,
+// naming it, instead of waiting out its timeout); a person must change
+// the permissions.
+func fileErr(op string, err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%s: %w: %w; check the permissions of the store's directories and files for this user", op, ErrAccessDenied, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // Put writes to a temporary name in the level directory, syncs it and renames
