@@ -127,7 +127,11 @@ func (c *command) run(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	if err == nil && c.nargs != anyArgs && len(pos) != c.nargs {
-		err = usagef("want %d arguments (%s), got %d", c.nargs, c.args, len(pos))
+		noun := "arguments"
+		if c.nargs == 1 {
+			noun = "argument"
+		}
+		err = usagef("want %d %s (%s), got %d", c.nargs, noun, c.args, len(pos))
 	}
 	if err == nil {
 		err = body(ctx, e, pos)
