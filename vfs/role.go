@@ -242,10 +242,17 @@ func (s *shared) status() status {
 	if p != nil {
 		if v, err := p.Begin(); err == nil {
 			st.TXID, st.Timestamp = v.TXID, v.Timestamp
-			// Another process polls: what this one knows is the commit's age.
 			st.CommitAgeSeconds = time.Since(v.Timestamp).Seconds()
 			st.LagSeconds = st.CommitAgeSeconds
 			p.End()
+			// Another process polls, and records when it last confirmed
+			// the replica current (the lock file's time): the lag max_lag
+			// goes by (stale.go). Before its first confirmation, the
+			// commit's age.
+			if l, err := replica.Inspect(s.path); err == nil && !l.Current.IsZero() {
+				st.Current = l.Current
+				st.LagSeconds = time.Since(l.Current).Seconds()
+			}
 		} else {
 			st.LastError = err.Error()
 		}

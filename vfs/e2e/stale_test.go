@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMaxLag: with max_lag, read transactions fail while the replica has
@@ -71,6 +73,24 @@ func TestMaxLagReaderRole(t *testing.T) {
 		_, err := tableRows(bounded)
 		return err
 	}
+	// An idle primary: the commit ages, the follower keeps confirming the
+	// replica current, and the status says so, as max_lag sees it.
+	time.Sleep(1500 * time.Millisecond)
+	var raw string
+	if err := bounded.QueryRow("PRAGMA walrust_status").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	if lag, _ := st["lag_seconds"].(float64); lag > 1 || st["confirmed_current"] == nil || st["last_poll"] != nil {
+		t.Fatalf("reader role on an idle primary: %s; want lag_seconds under a second from the follower's confirmation, confirmed_current, no last_poll", raw)
+	}
+	if age, _ := st["commit_age_seconds"].(float64); age < 1.5 {
+		t.Fatalf("commit_age_seconds %v after 1.5s idle", age)
+	}
+
 	// Many transactions while it is fresh (each may skip reading the
 	// lock file), then the store goes away.
 	for range 200 {

@@ -105,11 +105,11 @@ type Status struct {
 	// fail or fall behind. Before the first such poll, the commit age.
 	LagSeconds float64 `json:"lag_seconds"`
 	// Current is when the replica was last confirmed current.
-	Current time.Time `json:"confirmed_current"`
+	Current time.Time `json:"confirmed_current,omitzero"` // absent: never
 	// CommitAgeSeconds is how long ago the primary committed TXID: it
 	// grows on an idle primary, whatever the replica does.
 	CommitAgeSeconds float64   `json:"commit_age_seconds"`
-	LastPoll         time.Time `json:"last_poll"`
+	LastPoll         time.Time `json:"last_poll,omitzero"` // absent: none by this process
 	LastError        string    `json:"last_error"`
 	FilesApplied     int64     `json:"files_applied"`
 	Polls            int64     `json:"polls"`
