@@ -76,7 +76,11 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 	lock := ltx.LockPgno(ps)
 	fill := l.offs == nil
 	if fill {
-		l.offs = make([]int64, int(commit)+1) // commit is bounded by the checked header
+		// Grown as records come, not sized by the header's commit: a
+		// header's claim is bounded only by the listed size (12 bytes a
+		// page of 512 pass the guard), and 8 bytes a page of it would be
+		// allocated before a byte of the index had arrived.
+		l.offs = make([]int64, 0, min(int(commit)+1, 1<<16))
 	}
 	var consumed int64
 	varint := func() (uint64, error) {
@@ -88,6 +92,9 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 			}
 			consumed++
 			if b < 0x80 {
+				if i == binary.MaxVarintLen64-1 && b > 1 {
+					return 0, errors.New("page index: varint overflows 64 bits")
+				}
 				return x | uint64(b)<<s, nil
 			}
 			x |= uint64(b&0x7f) << s
@@ -170,7 +177,15 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 
 func (l *snapshotLayout) setOff(fill bool, pgno uint32, off int64) error {
 	if fill {
-		l.offs[pgno-1] = off
+		if int(pgno-1) != len(l.offs) { // parseIndex sets pages 1, 2, ... in order
+			return corrupt(fmt.Errorf("page index: page %d set out of order", pgno))
+		}
+		if len(l.offs) == cap(l.offs) { // doubled, up to the commit's pages and no further
+			grown := make([]int64, len(l.offs), min(2*cap(l.offs), int(l.hdr.Commit)+1))
+			copy(grown, l.offs)
+			l.offs = grown
+		}
+		l.offs = append(l.offs, off)
 	} else if l.offs[pgno-1] != off {
 		return corrupt(fmt.Errorf("page index: page %d moved from %d to %d since the lazy bootstrap began", pgno, l.offs[pgno-1], off))
 	}

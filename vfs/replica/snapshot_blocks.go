@@ -228,6 +228,9 @@ func (r *blockReader) index(head []byte) error {
 				return 0, i, err
 			}
 			if c < 0x80 {
+				if i == binary.MaxVarintLen64-1 && c > 1 {
+					return 0, i + 1, errors.New("varint overflows 64 bits")
+				}
 				return x | uint64(c)<<s, i + 1, nil
 			}
 			x |= uint64(c&0x7f) << s

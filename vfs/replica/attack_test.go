@@ -1,0 +1,195 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/pierrec/lz4/v4"
+	"github.com/superfly/ltx"
+
+	"github.com/walrust/walrust/vfs/internal/crc64iso"
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
+)
+
+// resum recomputes the file checksum of an LTX file of LZ4 blocks (the
+// last 8 bytes): CRC-64 ISO over the header, each frame's page header and
+// size field with its page decompressed, the end marker, the index, its
+// size field and the trailer's first 8 bytes. A hostile store computes it
+// as easily: the checksum proves integrity, not authorship.
+func resum(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var hdr ltx.Header
+	if err := hdr.UnmarshalBinary(data[:ltx.HeaderSize]); err != nil {
+		t.Fatal(err)
+	}
+	h := crc64iso.New()
+	h.Write(data[:ltx.HeaderSize])
+	page := make([]byte, hdr.PageSize)
+	pos := ltx.HeaderSize
+	for {
+		ph := data[pos : pos+ltx.PageHeaderSize]
+		if bytes.Equal(ph, make([]byte, ltx.PageHeaderSize)) {
+			break
+		}
+		n := int(binary.BigEndian.Uint32(data[pos+ltx.PageHeaderSize:]))
+		h.Write(data[pos : pos+ltx.PageHeaderSize+4])
+		blk := data[pos+ltx.PageHeaderSize+4 : pos+ltx.PageHeaderSize+4+n]
+		if _, err := lz4.UncompressBlock(blk, page); err != nil {
+			t.Fatal(err)
+		}
+		h.Write(page)
+		pos += ltx.PageHeaderSize + 4 + n
+	}
+	h.Write(data[pos : len(data)-ltx.ChecksumSize])
+	out := bytes.Clone(data)
+	binary.BigEndian.PutUint64(out[len(out)-ltx.ChecksumSize:], uint64(ltx.ChecksumFlag|ltx.Checksum(h.Sum64())))
+	return out
+}
+
+// overflowFirstPgno rewrites the page index's first record so that its
+// page number (1, one byte) takes ten bytes whose last one overflows 64
+// bits (0x02 << 63 is lost): a uvarint encoding/binary and the ltx
+// decoder refuse ("uvarint overflows 64 bits"). The index size field and
+// the file checksum are fixed up, so nothing else is wrong.
+func overflowFirstPgno(t *testing.T, good []byte) []byte {
+	t.Helper()
+	size := len(good)
+	n := int(binary.BigEndian.Uint64(good[size-tailSize:]))
+	off := size - tailSize - n
+	if good[off] != 1 {
+		t.Fatalf("first index record starts with %#x, not page 1", good[off])
+	}
+	long := []byte{0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02}
+	if _, err := binary.ReadUvarint(bytes.NewReader(long)); err == nil {
+		t.Fatal("the encoding is meant to overflow")
+	}
+	var b []byte
+	b = append(b, good[:off]...)
+	b = append(b, long...)
+	b = append(b, good[off+1:size-tailSize]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(n+len(long)-1))
+	b = append(b, good[size-ltx.TrailerSize:]...)
+	return resum(t, b)
+}
+
+// TestBlockReaderVarintOverflow: the block reader's index varints accept
+// a 10-byte encoding whose last byte overflows 64 bits; the ltx decoder it
+// replaces (readUvarintInto) refuses the same file. FuzzBlockReader's
+// property ("whatever it accepts the ltx decoder accepts") is broken by
+// it; the fuzzer is unlikely to find a 10-byte varint on its own.
+func TestBlockReaderVarintOverflow(t *testing.T) {
+	img := fuzzImage(6, 5)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 100; i < len(img); i++ {
+		img[i] = byte(rng.Uint32())
+	}
+	good := ltxtest.Encode(t, nil, img, fuzzPageSize, 1, 2, 0, false, fuzzTime)
+	want := fuzzWant(good, true)
+	read := func(data []byte) error {
+		br := guarded(bytes.NewReader(data), want)
+		if !blockReadable(br) {
+			t.Fatal("not read by the block reader")
+		}
+		r, err := newBlockReader(br)
+		if err != nil {
+			return err
+		}
+		_, _, err = decodeAll(r)
+		return err
+	}
+	if err := read(resum(t, good)); err != nil {
+		t.Fatalf("the good snapshot, checksummed by resum: %v", err)
+	}
+	bad := overflowFirstPgno(t, good)
+	dec := newDecoder(bytes.NewReader(bad), want)
+	if err := dec.DecodeHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := decodeAll(ltxSource{dec}); err == nil {
+		t.Fatal("the ltx decoder accepts the overflowing varint too: nothing to hold the block reader to")
+	} else {
+		t.Logf("ltx decoder: %v", err)
+	}
+	if err := read(bad); err == nil {
+		t.Fatal("the block reader accepts a page index varint that overflows 64 bits, which the ltx decoder refuses")
+	}
+}
+
+// TestLazyIndexVarintOverflow: a lazy bootstrap's parseIndex accepts the
+// same overflowing varint.
+func TestLazyIndexVarintOverflow(t *testing.T) {
+	good := lazySnapshotBytes(t)
+	if err := beginFrom(t, resum(t, good)); err != nil {
+		t.Fatalf("the good snapshot: %v", err)
+	}
+	if err := beginFrom(t, overflowFirstPgno(t, good)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("got %v, want a corrupt snapshot (a page index varint that overflows 64 bits)", err)
+	}
+}
+
+// TestLazyIndexAllocatesByClaim: a lazy bootstrap sizes its frame offsets
+// (8 bytes a page) by the header's commit before it has read a single
+// byte of the page index. The store lists a file large enough for the
+// guard's and indexBounds' arithmetic (12 bytes a page of 512), serves a
+// header and a 256 KiB tail, and then nothing: memory of 8 bytes × commit
+// is allocated all the same. At the default maximum size (1 TiB) that is
+// 2^31 pages, 16 GiB, for a listing of ~26 GB of which 256 KiB were ever
+// sent: the Go runtime's "out of memory" is fatal, and takes the process
+// that loaded the extension with it. Here: 8M pages, 64 MiB.
+func TestLazyIndexAllocatesByClaim(t *testing.T) {
+	const ps = 512
+	const commit = 8 << 20
+	hdr := ltx.Header{Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: ps, Commit: commit, MinTXID: 1, MaxTXID: 1, Timestamp: fuzzTime.UnixMilli()}
+	head, err := hdr.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = append(head, 0, 0, 0, 1, 0, byte(ltx.PageHeaderFlagSize)) // page 1's frame header
+	pages := int64(commit - 1)                                       // the lock page has no frame
+	size := pages*(ltx.PageHeaderSize+4+ps/256) + 4096
+	indexN := 3*pages + 1 // the least indexBounds takes
+	indexOff := size - tailSize - indexN
+	served := int64(0)
+	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if off < 0 || n <= 0 || off+n > size {
+			return nil, errors.New("range out of the file")
+		}
+		b := make([]byte, 0, min(n, tailGuess))
+		switch {
+		case off == 0:
+			b = append(b, head[:n]...)
+		case off+n == size && n <= tailGuess: // the tail: only its index size field matters
+			b = make([]byte, n)
+			binary.BigEndian.PutUint64(b[n-tailSize:], uint64(indexN))
+		case off == indexOff: // the index itself: the store sends nothing
+		default:
+			t.Errorf("unexpected range [%d, +%d)", off, n)
+		}
+		served += int64(len(b))
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	w := newWorld(t, 4096, false)
+	r := w.openReplica()
+	t.Cleanup(func() { r.Close() })
+	want := ltxguard.Want{MinTXID: 1, MaxTXID: 1, Size: size}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err = r.BeginHydration(LazySnapshot{Want: want, Fetch: fetch, Ctx: context.Background()})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("got %v, want a corrupt snapshot (its index is missing)", err)
+	}
+	alloc := int64(after.TotalAlloc - before.TotalAlloc)
+	t.Logf("served %d bytes, allocated %d bytes, for a header that claims %d pages", served, alloc, commit)
+	if alloc > 8*served+(4<<20) {
+		t.Fatalf("allocated %d MiB for a snapshot that sent %d KiB: memory sized by the header's claim, not by the index read", alloc>>20, served>>10)
+	}
+}
