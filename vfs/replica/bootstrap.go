@@ -84,19 +84,12 @@ func decodeSnapshot(ctx context.Context, f *os.File, rd io.Reader, want ltxguard
 	}
 	// The header has passed the guard: its size is within the maximum. Make
 	// sure the disk can take it before writing any of it, so that a full
-	// disk is a clear local error now, not ENOSPC half way.
+	// disk is a clear local error now, not ENOSPC half way. Its blocks are
+	// allocated as the writer comes to them (snapshotWriter.allocate), not
+	// by the header's claim.
 	size := int64(hdr.Commit) * int64(hdr.PageSize)
 	if err := checkFreeSpace(f.Name(), size); err != nil {
 		return nil, err
-	}
-	// Its blocks too, at once: writing into allocated blocks costs the
-	// kernel less than allocating them write by write (with delayed
-	// allocation the writes took half of a bootstrap's time), and a disk
-	// that fills meanwhile fails here rather than half way. Otherwise it is
-	// only a hint: where it fails (a file system without fallocate), the
-	// writes allocate as they go, and report their own errors.
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return nil, fmt.Errorf("allocate %d bytes for the snapshot: %w", size, err)
 	}
 	ps := int(hdr.PageSize)
 	per := max(1, snapshotBatchBytes/ps) // pages per batch
@@ -105,7 +98,7 @@ func decodeSnapshot(ctx context.Context, f *os.File, rd io.Reader, want ltxguard
 	for range snapshotBatches {
 		free <- &snapshotBatch{buf: make([]byte, per*ps), pgnos: make([]uint32, 0, per)}
 	}
-	w := &snapshotWriter{f: f, ps: ps, hasher: crc64iso.New(), next: 1}
+	w := &snapshotWriter{f: f, ps: ps, hasher: crc64iso.New(), next: 1, size: size}
 	written := make(chan error, 1)
 	go func() { written <- w.run(full, free) }()
 
@@ -205,6 +198,34 @@ type snapshotWriter struct {
 	page1Sum ltx.Checksum
 	flushed  int64       // bytes handed to startWriteback so far
 	failed   atomic.Bool // set once a write has failed: the decoder stops
+	size     int64       // the file's size: commit × page size
+	alloc    int64       // bytes fallocated so far
+}
+
+// allocAhead is how far ahead of what it writes the writer allocates the
+// staged file's blocks. Writing into allocated blocks costs the kernel
+// less than allocating them write by write (with delayed allocation the
+// writes took half of a bootstrap's time); allocating the whole commit ×
+// page size at once, as soon as the header was in, let a hostile store
+// take as much disk as its header claimed (all the free space) for as
+// long as it stalled the download, with one page sent
+// (TestStageSnapshotAllocatesByClaim).
+const allocAhead = 64 << 20
+
+// allocate makes sure the file's blocks up to end (and allocAhead past
+// it, within the file's size) are allocated. Only a full disk is an
+// error: where fallocate fails otherwise (a file system without it), the
+// writes allocate as they go, and report their own errors.
+func (w *snapshotWriter) allocate(end int64) error {
+	if end <= w.alloc || w.alloc >= w.size {
+		return nil
+	}
+	to := min(w.size, end+allocAhead)
+	if err := unix.Fallocate(int(w.f.Fd()), 0, w.alloc, to-w.alloc); errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("allocate %d bytes for the snapshot: %w", to-w.alloc, err)
+	}
+	w.alloc = to
+	return nil
 }
 
 // run writes every batch it receives until full is closed, and gives each
@@ -226,6 +247,11 @@ func (w *snapshotWriter) run(full <-chan *snapshotBatch, free chan<- *snapshotBa
 
 func (w *snapshotWriter) write(b *snapshotBatch) error {
 	ps := w.ps
+	if n := len(b.pgnos); n > 0 {
+		if err := w.allocate(int64(b.pgnos[n-1]) * int64(ps)); err != nil {
+			return err
+		}
+	}
 	start := 0 // first page of the run not written yet
 	for i, pgno := range b.pgnos {
 		page := b.buf[i*ps : (i+1)*ps]
