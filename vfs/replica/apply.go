@@ -177,6 +177,11 @@ func (r *Replica) decodePages(ctx context.Context, dec *ltx.Decoder, head *Versi
 		} else if err != nil {
 			return segmentMeta{}, corrupt(fmt.Errorf("decode page: %w", err))
 		}
+		if ph.Pgno == 1 {
+			if err := checkPage1(data, hdr.PageSize); err != nil {
+				return segmentMeta{}, err
+			}
+		}
 		if err := seg.writePage(ph.Pgno, data); err != nil {
 			return segmentMeta{}, err
 		}

@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"path/filepath"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/walrust/walrust/vfs/internal/ltxguard"
+	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
 // claimReader serves a stream's first bytes in one Read (enough for the
@@ -92,4 +95,44 @@ func TestStageSnapshotAllocatesByClaim(t *testing.T) {
 	if rd.seen > 32<<20 {
 		t.Fatalf("%d MiB of disk allocated for a snapshot that sent %d KiB and one page", rd.seen>>20, prefetchChunkBytes>>10)
 	}
+}
+
+// TestStageSnapshotPage1PageSize: a snapshot whose page 1 gives another
+// page size (offset 16) than its LTX header is staged and installed; it
+// is served, and the next Open's checkBase finds the base file's page
+// size at odds with the state's, calls the replica "changed by something
+// other than walrust" (ErrModified), moves the whole file aside (kept
+// forever) and bootstraps again, from the same snapshot: one more copy of
+// the database on disk at every restart, and a false alarm. (patchHeader
+// rewrites the magic, counter and size of page 1, not its page size, so
+// nothing else repairs it.) A page 1 no SQLite of this page size would
+// write proves the snapshot bad: it should be refused as corrupt.
+func TestStageSnapshotPage1PageSize(t *testing.T) {
+	img := fuzzImage(4, 1)
+	binary.BigEndian.PutUint16(img[16:], 2*fuzzPageSize) // page 1 says 1024; the LTX header 512
+	snap := ltxtest.Encode(t, nil, img, fuzzPageSize, 1, 3, 0, true, fuzzTime)
+	path := filepath.Join(t.TempDir(), "r.db")
+	r, err := Open(path, "file:///attack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.StageSnapshot(context.Background(), bytes.NewReader(snap), fuzzWant(snap, true))
+	if errors.Is(err, ErrCorrupt) {
+		r.Close()
+		return // refused: what it should do
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Install(st); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r, err = Open(path, "file:///attack")
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer r.Close()
+	aside, _ := filepath.Glob(path + ".modified-*")
+	t.Fatalf("staged and installed a snapshot whose page 1 says page size 1024 in an LTX file of 512-byte pages; reopened: %v (files moved aside: %v)", r.OpenModified(), aside)
 }

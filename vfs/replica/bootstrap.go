@@ -177,6 +177,11 @@ func decodeSnapshotPages(ctx context.Context, dec snapshotSource, hdr ltx.Header
 		if ph.Pgno > hdr.Commit || ph.Pgno != next && !(ph.Pgno == next+1 && next == ltx.LockPgno(hdr.PageSize)) {
 			return pages, corrupt(fmt.Errorf("snapshot page %d where page %d belongs", ph.Pgno, next))
 		}
+		if ph.Pgno == 1 {
+			if err := checkPage1(b.buf[n*ps:(n+1)*ps], hdr.PageSize); err != nil {
+				return pages, err
+			}
+		}
 		b.pgnos = append(b.pgnos, ph.Pgno)
 		next = ph.Pgno + 1
 		pages++

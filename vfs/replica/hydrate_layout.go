@@ -235,6 +235,9 @@ func decodeFrame(b []byte, pgno uint32, dst []byte) error {
 	if got != len(dst) {
 		return corrupt(fmt.Errorf("page %d: decompressed to %d bytes, not a page of %d", pgno, got, len(dst)))
 	}
+	if pgno == 1 {
+		return checkPage1(dst, uint32(len(dst)))
+	}
 	return nil
 }
 

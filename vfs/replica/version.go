@@ -262,6 +262,23 @@ const (
 	foldingMagic = "walrust:folding\x00"
 )
 
+// checkPage1 refuses a page 1 whose header gives another page size
+// (offset 16; 1 stands for 65536) than the LTX file that carries it: no
+// SQLite writes one. patchHeader does not rewrite the field, and Open's
+// checkBase (and a passive reader) take the page size from it: such a
+// page, once folded, had the replica moved aside as changed by something
+// other than walrust at every open (TestStageSnapshotPage1PageSize).
+func checkPage1(page []byte, ps uint32) error {
+	got := uint32(binary.BigEndian.Uint16(page[16:]))
+	if got == 1 {
+		got = 65536
+	}
+	if got != ps {
+		return corrupt(fmt.Errorf("page 1 says pages of %d bytes, in a file of %d-byte pages", got, ps))
+	}
+	return nil
+}
+
 // patchHeader rewrites the parts of page 1's header that must differ from
 // the primary's, or from the base file's: SQLite's magic (0), which the
 // base file lacks while a fold is interrupted; the file format bytes (18,
