@@ -82,10 +82,18 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 		// allocated before a byte of the index had arrived.
 		l.offs = make([]int64, 0, min(int(commit)+1, 1<<16))
 	}
+	// r holds exactly the index's bytes (as its size field says) and the
+	// tail: records that run past them are the file's fault, while a read
+	// that fails or ends within them is the store's (a broken or short
+	// body), which is retried, not taken for a corrupt snapshot.
 	var consumed int64
+	limit := l.size - l.indexOff - tailSize
 	varint := func() (uint64, error) {
 		var x uint64
 		for i, s := 0, uint(0); i < binary.MaxVarintLen64; i, s = i+1, s+7 {
+			if consumed >= limit {
+				return 0, corrupt(fmt.Errorf("page index: its records run past the %d bytes its size field gives", limit))
+			}
 			b, err := br.ReadByte()
 			if err != nil {
 				return 0, fmt.Errorf("read page index: %w", noEOF(err))
@@ -93,30 +101,30 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 			consumed++
 			if b < 0x80 {
 				if i == binary.MaxVarintLen64-1 && b > 1 {
-					return 0, errors.New("page index: varint overflows 64 bits")
+					return 0, corrupt(errors.New("page index: varint overflows 64 bits"))
 				}
 				return x | uint64(b)<<s, nil
 			}
 			x |= uint64(b&0x7f) << s
 		}
-		return 0, errors.New("page index: varint too long")
+		return 0, corrupt(errors.New("page index: varint too long"))
 	}
 	next, end := uint32(1), int64(ltx.HeaderSize)
 	for {
 		pgno, err := varint()
 		if err != nil {
-			return corrupt(err)
+			return err
 		}
 		if pgno == 0 {
 			break
 		}
 		off, err := varint()
 		if err != nil {
-			return corrupt(err)
+			return err
 		}
 		n, err := varint()
 		if err != nil {
-			return corrupt(err)
+			return err
 		}
 		if next == lock {
 			if err := l.setOff(fill, next, end); err != nil {
@@ -155,7 +163,7 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 	}
 	var tail [tailSize]byte
 	if _, err := io.ReadFull(br, tail[:]); err != nil {
-		return corrupt(fmt.Errorf("read page index trailer: %w", noEOF(err)))
+		return fmt.Errorf("read page index trailer: %w", noEOF(err))
 	}
 	if got := binary.BigEndian.Uint64(tail[:8]); got != uint64(consumed) {
 		return corrupt(fmt.Errorf("page index size field says %d bytes, the index has %d", got, consumed))
@@ -169,8 +177,10 @@ func (l *snapshotLayout) parseIndex(r io.Reader) error {
 	} else if t != l.trailer {
 		return corrupt(errors.New("the trailer changed since the lazy bootstrap began"))
 	}
-	if _, err := br.ReadByte(); err != io.EOF {
+	if _, err := br.ReadByte(); err == nil {
 		return corrupt(errors.New("bytes after the trailer"))
+	} else if err != io.EOF {
+		return fmt.Errorf("read after the trailer: %w", err)
 	}
 	return nil
 }
