@@ -269,11 +269,7 @@ const (
 // page, once folded, had the replica moved aside as changed by something
 // other than walrust at every open (TestStageSnapshotPage1PageSize).
 func checkPage1(page []byte, ps uint32) error {
-	got := uint32(binary.BigEndian.Uint16(page[16:]))
-	if got == 1 {
-		got = 65536
-	}
-	if got != ps {
+	if got := dbPageSize(page); got != ps {
 		return corrupt(fmt.Errorf("page 1 says pages of %d bytes, in a file of %d-byte pages", got, ps))
 	}
 	return nil
