@@ -4,10 +4,30 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/walrust/walrust/vfs/store"
 )
+
+// flagName finds a flag's name in the flag package's errors ("flag needs
+// an argument: -local", "invalid value "x" for flag -interval: …").
+var flagName = regexp.MustCompile(`(: |flag )-([a-z][a-z0-9-]*)`)
+
+// durationVar is fs.DurationVar with an error that gives examples (the
+// flag package's says "parse error"); usage says the default.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	fs.Func(name, usage, func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return errors.New("not a duration (examples: 500ms, 1s, 5m, 24h)")
+		}
+		*p = d
+		return nil
+	})
+}
 
 // parseArgs parses fs's flags wherever they stand among the positional
 // arguments (flag.FlagSet stops at the first positional one), so that
@@ -20,7 +40,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		} else if err != nil {
-			return nil, usageError{err.Error()}
+			// The flag package names a flag with one dash; the help and
+			// the README, with two.
+			return nil, usageError{flagName.ReplaceAllString(err.Error(), "$1--$2")}
 		}
 		rest := fs.Args()
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
@@ -65,7 +87,7 @@ type storeFlags struct {
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.endpoint, "endpoint", "", "`URL` of an S3-compatible server (default: AWS)")
-	fs.StringVar(&s.region, "region", "", "S3 `region` (default: from the AWS configuration)")
+	fs.StringVar(&s.region, "region", "", "the `REGION` of the S3 bucket (default: from the AWS configuration)")
 	fs.Var(&s.pathStyle, "path-style", "address S3 buckets by path, not by host name (default: decided by the endpoint)")
 }
 

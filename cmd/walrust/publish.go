@@ -61,10 +61,10 @@ func init() {
 		var sf storeFlags
 		sf.register(fs)
 		var pf publishFlags
-		fs.DurationVar(&pf.interval, "interval", 0, "keep publishing, this often (e.g. 1s); 0: publish once")
+		durationVar(fs, &pf.interval, "interval", 0, "keep publishing, this often (e.g. 1s); 0 (the default): publish once")
 		fs.StringVar(&pf.workDir, "work-dir", "", "`dir` to keep the position in (default DB-walrust-publish)")
-		fs.DurationVar(&pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D` (default 24h); 0: never")
-		fs.DurationVar(&pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D` (default 24h); 0: keep everything")
+		durationVar(fs, &pf.snapshotInterval, "snapshot-interval", 24*time.Hour, "write a new snapshot once the newest is older than `D` (default 24h); 0: never")
+		durationVar(fs, &pf.retention, "retention", 24*time.Hour, "delete files covered by a snapshot older than `D` (default 24h); 0: keep everything")
 		fs.BoolVar(&pf.newLineage, "new-lineage", false, "publish a database that walrust promote made although the store has moved past it: a snapshot after the store's head, from which every replica starts over")
 		var lo logOpts
 		lo.register(fs, false)

@@ -111,14 +111,15 @@ func init() {
 			return nil
 		})
 		metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on http://`ADDR`/metrics and a health check on /healthz (e.g. 127.0.0.1:9090)")
-		maxLag := fs.Duration("max-lag", time.Minute, "/healthz answers 503 when the replica was not confirmed current within `DURATION`")
+		maxLag := new(time.Duration)
+		durationVar(fs, maxLag, "max-lag", time.Minute, "/healthz answers 503 when the replica was not confirmed current within `DURATION` (default 1m)")
 		var maxSize int64
 		fs.Func("max-size", "refuse LTX files that describe a database larger than `SIZE`: 500GB, 2TiB (default 1TiB)", func(s string) error {
 			n, err := follow.ParseSize(s)
 			maxSize = n
 			return err
 		})
-		bootstrap := fs.String("bootstrap", "", "how a new replica gets its snapshot: full (download, verify, then install) or lazy (read by range and stream; the file appears once hydrated and verified, so here only the progress output differs)")
+		bootstrap := fs.String("bootstrap", "", "how a new replica gets its snapshot, `MODE`: full (download, verify, then install; the default) or lazy (read by range and stream; the file appears once hydrated and verified, so here only the progress output differs)")
 		config := fs.String("config", "", "follow every replica a YAML `FILE` lists (see below); SIGHUP reads it again")
 		sf.register(fs)
 		var lo logOpts

@@ -47,7 +47,8 @@ func init() {
 		sf.register(fs)
 		asJSON := fs.Bool("json", false, "print JSON, for scripts")
 		local := fs.String("local", "", "report on the local replica `DB` instead of a store")
-		maxLag := fs.Duration("max-lag", time.Minute, "with --local: stale (exit 1) when not confirmed current within `DURATION`")
+		maxLag := new(time.Duration)
+		durationVar(fs, maxLag, "max-lag", time.Minute, "with --local: stale (exit 1) when not confirmed current within `DURATION` (default 1m)")
 		return func(ctx context.Context, e *env, args []string) error {
 			switch {
 			case *local != "" && len(args) > 0:

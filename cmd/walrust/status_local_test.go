@@ -57,3 +57,23 @@ func TestStatusLocalBootstrapping(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagErrors: a flag's error names it with two dashes, as the help
+// does, and a bad duration gives examples (the flag package says "parse
+// error").
+func TestFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--local", "x.db", "--max-lag", "bogus"}, `invalid value "bogus" for flag --max-lag: not a duration (examples: 500ms`},
+		{[]string{"publish", "a.db", "file:///tmp", "--snapshot-interval", "daily"}, `for flag --snapshot-interval: not a duration (examples: `},
+		{[]string{"replicate", "file:///tmp", "--local"}, "flag needs an argument: --local\n"},
+		{[]string{"publish", "a.db", "file:///tmp", "--bogus"}, "flag provided but not defined: --bogus\n"},
+	} {
+		_, stderr, code := walrust(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("walrust %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
