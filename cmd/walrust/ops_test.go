@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -155,5 +156,26 @@ func testMetricsAndHealth(t *testing.T, url string, env, flags []string, storeUp
 	healthIs(200, 0)
 	if code := p.stop(syscall.SIGINT); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p)
+	}
+}
+
+// TestMetricsAddrCheckedFirst: a metrics address that cannot be taken ends
+// the run at start, before any bootstrap.
+func TestMetricsAddrCheckedFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	primary, _ := newDB(t, "wal")
+	dir := t.TempDir()
+	mustRun(t, "publish", primary, "file://"+dir)
+	replica := filepath.Join(t.TempDir(), "replica.db")
+	_, stderr, code := walrust(t, "replicate", "file://"+dir, "--local", replica, "--metrics-addr", ln.Addr().String())
+	if code != 1 || !strings.Contains(stderr, "--metrics-addr "+ln.Addr().String()) || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 naming the busy --metrics-addr", code, stderr)
+	}
+	if _, err := os.Stat(replica); err == nil {
+		t.Errorf("the run bootstrapped the replica before it checked the metrics address")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -199,6 +200,25 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	// process stops.
 	p := newReplicatePrinter(e.stdout, e.stderr, local, interval)
 	p.setLog(o.log.format, o.log.quiet, o.log.summary())
+	// The metrics address is taken first, so that a bad or busy one ends
+	// the run at start, not after a bootstrap; until this process follows,
+	// the replica reads as not current (/healthz 503).
+	var following atomic.Pointer[follow.Follower]
+	if o.metricsAddr != "" {
+		ops, err := startOps(o.metricsAddr, o.maxLag, func() []followed {
+			return []followed{{db: local, status: func() follow.Status {
+				if f := following.Load(); f != nil {
+					return f.Status()
+				}
+				return follow.Status{Source: source, Path: local, LastError: "not following yet: bootstrapping, or waiting for the process that follows it to stop"}
+			}}}
+		})
+		if err != nil {
+			return err
+		}
+		defer ops.close()
+		p.info(fmt.Sprintf("Serving metrics on %s/metrics, health on %s/healthz", ops.URL(), ops.URL()), "addr", ops.URL())
+	}
 	h, err := follow.Lead(sigCtx, local, follow.Config{
 		Source:      source,
 		CheckStore:  true, // a wrong source ends the run at start
@@ -219,16 +239,7 @@ func runReplicate(ctx context.Context, e *env, source, local string, sf *storeFl
 	}
 	r := h.Replica
 	f := h.Follower
-	if o.metricsAddr != "" {
-		ops, err := startOps(o.metricsAddr, o.maxLag, func() []followed {
-			return []followed{{db: local, status: f.Status}}
-		})
-		if err != nil {
-			return errors.Join(err, h.Close())
-		}
-		defer ops.close()
-		p.info(fmt.Sprintf("Serving metrics on %s/metrics, health on %s/healthz", ops.URL(), ops.URL()), "addr", ops.URL())
-	}
+	following.Store(f)
 
 	// The follower reports what it does through events; whether a poll
 	// succeeded (the end of an error, the first poll done) only through

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/walrust/walrust/vfs/replica"
@@ -92,6 +94,9 @@ func bootstrapStatus(e *env, path string, asJSON bool) error {
 		return err
 	}
 	if h == nil && !asJSON {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s is not a walrust replica: it has no %s (walrust keeps one beside every replica it makes, and never follows into a file it did not make)", path, filepath.Base(path)+"-replica-state")
+		}
 		return fmt.Errorf("%s has no replica yet: no follower has bootstrapped it (walrust replicate SOURCE --local %s does)", path, path)
 	}
 	r := bootstrapReport{Path: path, Bootstrapping: h, Stale: true}

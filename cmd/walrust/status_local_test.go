@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,13 @@ func TestStatusLocalNoReplica(t *testing.T) {
 	stdout, stderr, code := walrust(t, "status", "--local", path)
 	if code != 1 || stdout != "" || !strings.Contains(stderr, path+" has no replica yet") || !strings.Contains(stderr, "walrust replicate SOURCE --local "+path) {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 and no replica yet", code, stdout, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "plain.db"), []byte("SQLite format 3\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(filepath.Dir(path), "plain.db")
+	if _, stderr, code := walrust(t, "status", "--local", plain); code != 1 || !strings.Contains(stderr, plain+" is not a walrust replica: it has no plain.db-replica-state") {
+		t.Errorf("a plain database: exit %d, stderr %q; want exit 1 and not a walrust replica", code, stderr)
 	}
 	stdout, _, code = walrust(t, "status", "--local", path, "--json")
 	var r struct {
