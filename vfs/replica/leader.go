@@ -3,7 +3,9 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -32,7 +34,12 @@ func acquireLeader(dbPath string) (*leaderLock, error) {
 	// and our lock (see release); a few are plenty.
 	for range 8 {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, durable.Mode)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("open lock file: %w (a replica's directory, %s, must be writable by this user: its lock, state and log files live beside it)", err, filepath.Dir(dbPath))
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("open lock file: %w (the directory %s does not exist; create it first)", err, filepath.Dir(dbPath))
+		case err != nil:
 			return nil, fmt.Errorf("open lock file: %w", err)
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {

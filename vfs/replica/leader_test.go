@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +73,28 @@ func TestOtherSourceRefusedWhileFollowed(t *testing.T) {
 	_, err := Open(w.Path, "file:///elsewhere")
 	if err == nil || errors.Is(err, ErrFollowed) || !strings.Contains(err.Error(), w.Source) {
 		t.Fatalf("open for another source while followed: %v; want it refused, naming %s", err, w.Source)
+	}
+}
+
+// TestLeaderLockPathErrors: a replica in a directory that does not exist,
+// or that this user may not write, fails with the system's error and what
+// to do about it.
+func TestLeaderLockPathErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nodir")
+	_, err := acquireLeader(filepath.Join(missing, "app.db"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "the directory "+missing+" does not exist; create it first") {
+		t.Fatalf("missing directory: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		return // root writes anywhere
+	}
+	ro := t.TempDir()
+	if err := os.Chmod(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(ro, 0o755)
+	_, err = acquireLeader(filepath.Join(ro, "app.db"))
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "must be writable by this user") {
+		t.Fatalf("read-only directory: %v", err)
 	}
 }
