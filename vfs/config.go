@@ -166,13 +166,23 @@ var logger = newLogger(os.Getenv("WALRUST_LOG"), os.Getenv("WALRUST_LOG_FORMAT")
 
 func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
+	badLevel := level != "" && l.UnmarshalText([]byte(level)) != nil
+	if badLevel || level == "" {
 		l = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-	if strings.EqualFold(strings.TrimSpace(format), "json") {
+	format = strings.TrimSpace(format)
+	if strings.EqualFold(format, "json") {
 		h = root.JSONLogHandler(os.Stderr, l)
 	}
-	return slog.New(h).With("component", "walrust")
+	lg := slog.New(h).With("component", "walrust")
+	// A misspelt setting is said once, not silently ignored.
+	if badLevel {
+		lg.Warn(fmt.Sprintf("WALRUST_LOG=%q: want debug, info, warn or error; logging at warn", level))
+	}
+	if format != "" && !strings.EqualFold(format, "json") && !strings.EqualFold(format, "text") {
+		lg.Warn(fmt.Sprintf("WALRUST_LOG_FORMAT=%q: want text or json; writing text", format))
+	}
+	return lg
 }

@@ -241,3 +241,12 @@ func TestLineLogPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestWalrustLogMisspelt: a WALRUST_LOG walrust does not know is said on
+// stderr, with what it wants, not ignored.
+func TestWalrustLogMisspelt(t *testing.T) {
+	_, stderr, _ := walrustEnv(t, []string{"WALRUST_LOG=verbose"}, "replicate", "file:///nonexistent-store", "--local", filepath.Join(t.TempDir(), "r.db"))
+	if !strings.Contains(stderr, `WALRUST_LOG=\"verbose\": want debug, info, warn or error`) {
+		t.Fatalf("stderr %q; want a line about WALRUST_LOG", stderr)
+	}
+}

@@ -407,6 +407,9 @@ func TestUsageErrors(t *testing.T) {
 		{"status", "file://" + dir, "--path-style=sometimes"},
 		{"replicate", "file://" + dir, "--local", db, "--bootstrap", "quick"},
 		{"replicate", "file://" + dir, "--local", db, "--max-lag", "-5s"},
+		{"replicate", "file://" + dir, "--local", db, "--interval", "1s", "--max-interval", "100ms"},
+		{"status", "file://" + dir, "--max-lag", "1m"},
+		{"status", "--local", db, "--max-lag", "-1m"},
 		{"help", "frobnicate"},
 	} {
 		out, errOut, code := walrust(t, args...)

@@ -152,6 +152,8 @@ func init() {
 				return usagef("missing --local DB: the replica file to keep")
 			case *interval < follow.MinInterval:
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
+			case maxInterval != 0 && maxInterval <= *interval:
+				return usagef("--max-interval %s: must be longer than --interval %s, which idle polls back off from (leave it out for no back-off)", maxInterval, *interval)
 			case lo.summaryEvery < 0:
 				return usagef("--summary-every %s: must not be negative", lo.summaryEvery)
 			case *maxLag < 0:
@@ -283,8 +285,13 @@ func followerLogger(level string, ll *lineLog) *slog.Logger {
 		return nil
 	}
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
+	bad := l.UnmarshalText([]byte(level)) != nil
+	if bad {
 		l = slog.LevelInfo
 	}
-	return slog.New(ll.handler(os.Stderr, l)).With("component", "walrust")
+	lg := slog.New(ll.handler(os.Stderr, l)).With("component", "walrust")
+	if bad {
+		lg.Warn(fmt.Sprintf("WALRUST_LOG=%q: want debug, info, warn or error; logging at info", level))
+	}
+	return lg
 }

@@ -50,9 +50,15 @@ func init() {
 		maxLag := new(time.Duration)
 		durationVar(fs, maxLag, "max-lag", time.Minute, "with --local: stale (exit 1) when not confirmed current within `DURATION` (default 1m)")
 		return func(ctx context.Context, e *env, args []string) error {
+			lagSet := false
+			fs.Visit(func(f *flag.Flag) { lagSet = lagSet || f.Name == "max-lag" })
 			switch {
 			case *local != "" && len(args) > 0:
 				return usagef("give SOURCE or --local DB, not both")
+			case *local == "" && lagSet:
+				return usagef("--max-lag is for --local DB: the status of a store has no lag")
+			case *maxLag < 0:
+				return usagef("--max-lag %s: must not be negative", *maxLag)
 			case *local != "":
 				return localStatus(e, *local, *maxLag, *asJSON)
 			case len(args) != 1:
