@@ -53,11 +53,18 @@ func (c Config) ownStoreOnly() bool { return c.Sources != nil }
 
 // parseConfig reads a database's URI parameters over the environment.
 func parseConfig(params map[string]string, getenv func(string) string) (Config, error) {
-	get := func(param, env string) string {
+	// setting is a setting's value and the name it was given under (the
+	// URI parameter's or the environment variable's), so that an error
+	// names what the user wrote.
+	setting := func(param, env string) (string, string) {
 		if v, ok := params[param]; ok {
-			return v
+			return v, param
 		}
-		return getenv(env)
+		return getenv(env), env
+	}
+	get := func(param, env string) string {
+		v, _ := setting(param, env)
+		return v
 	}
 	c := Config{
 		Source:   strings.TrimSpace(get("source", "WALRUST_SOURCE")),
@@ -65,46 +72,46 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 		Timeout:  DefaultTimeout,
 	}
 	var err error
-	if s := get("interval", "WALRUST_INTERVAL"); s != "" {
+	if s, name := setting("interval", "WALRUST_INTERVAL"); s != "" {
 		c.IntervalAsked = true
-		if c.Interval, err = parseDuration("interval", s); err != nil {
+		if c.Interval, err = parseDuration(name, s); err != nil {
 			return c, err
 		}
 		if c.Interval < follow.MinInterval {
-			return c, fmt.Errorf("interval=%s is too short (minimum %s)", s, follow.MinInterval)
+			return c, fmt.Errorf("%s=%s is too short (minimum %s)", name, s, follow.MinInterval)
 		}
 	}
-	if s := get("timeout", "WALRUST_TIMEOUT"); s != "" {
-		if c.Timeout, err = parseDuration("timeout", s); err != nil {
+	if s, name := setting("timeout", "WALRUST_TIMEOUT"); s != "" {
+		if c.Timeout, err = parseDuration(name, s); err != nil {
 			return c, err
 		}
 	}
-	if s := get("max_interval", "WALRUST_MAX_INTERVAL"); s != "" {
-		if c.MaxInterval, err = parseDuration("max_interval", s); err != nil {
+	if s, name := setting("max_interval", "WALRUST_MAX_INTERVAL"); s != "" {
+		if c.MaxInterval, err = parseDuration(name, s); err != nil {
 			return c, err
 		}
 	}
-	if s := get("max_lag", "WALRUST_MAX_LAG"); s != "" {
-		if c.MaxLag, err = parseDuration("max_lag", s); err != nil {
+	if s, name := setting("max_lag", "WALRUST_MAX_LAG"); s != "" {
+		if c.MaxLag, err = parseDuration(name, s); err != nil {
 			return c, err
 		}
 	}
-	if s := get("snapshot_check", "WALRUST_SNAPSHOT_CHECK"); s != "" {
-		if c.SnapshotCheck, err = parseDuration("snapshot_check", s); err != nil {
+	if s, name := setting("snapshot_check", "WALRUST_SNAPSHOT_CHECK"); s != "" {
+		if c.SnapshotCheck, err = parseDuration(name, s); err != nil {
 			return c, err
 		}
 		if c.SnapshotCheck < follow.MinInterval {
-			return c, fmt.Errorf("snapshot_check=%s is too short (minimum %s)", s, follow.MinInterval)
+			return c, fmt.Errorf("%s=%s is too short (minimum %s)", name, s, follow.MinInterval)
 		}
 	}
 	size := func(param, env string) (int64, error) {
-		s := get(param, env)
+		s, name := setting(param, env)
 		if s == "" {
 			return 0, nil
 		}
 		n, err := follow.ParseSize(s)
 		if err != nil {
-			return 0, fmt.Errorf("%s=%s: %w", param, s, err)
+			return 0, fmt.Errorf("%s=%s: %w", name, s, err)
 		}
 		return n, nil
 	}
@@ -150,8 +157,11 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 
 func parseDuration(name, s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("%s=%q is not a duration (examples: 500ms, 5s, 1m)", name, s)
+	case d < 0:
+		return 0, fmt.Errorf("%s=%s: must not be negative", name, s)
 	}
 	return d, nil
 }
