@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/walrust/walrust/vfs/follow"
 )
 
 const usageText = `walrust-shell: an SQL shell over a walrust read replica.
@@ -147,6 +149,9 @@ func parseArgs(args []string) (options, error) {
 		v, err := time.ParseDuration(d.value)
 		if err != nil || v < 0 || (d.name == "interval" && v == 0) {
 			return o, usagef("--%s %q is not a positive duration (examples: 500ms, 5s, 1m)", d.name, d.value)
+		}
+		if d.name == "interval" && v < follow.MinInterval {
+			return o, usagef("--interval %s: must be at least %s", d.value, follow.MinInterval)
 		}
 	}
 	if o.source != "" && !strings.Contains(o.source, "://") {

@@ -290,6 +290,7 @@ func TestUsage(t *testing.T) {
 		{"not-a-url", "--local", e.replica},
 		{e.source(), "--local", e.replica, "--interval", "soon"},
 		{e.source(), "--local", e.replica, "--timeout", "-1s"},
+		{e.source(), "--local", e.replica, "--interval", "1ms"},
 		{e.source(), "--local"},
 	} {
 		r := e.run("", args...)

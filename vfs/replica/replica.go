@@ -234,7 +234,7 @@ func errForeign(path string) error {
 // otherSource is the refusal of a source other than the one a replica
 // follows, in every role: its data is not that source's.
 func otherSource(path, follows, asked string) error {
-	return fmt.Errorf("%s follows %s (per %s), not %s: open it without source= or remove the replica files", path, follows, filepath.Base(statePath(path)), asked)
+	return fmt.Errorf("%s follows %s (per %s), not %s: leave the source out (the replica names its own), or remove the replica files to follow another", path, follows, filepath.Base(statePath(path)), asked)
 }
 
 func fileExists(path string) (bool, error) {
