@@ -102,7 +102,9 @@ func TestReplicatePrinterFormats(t *testing.T) {
 }
 
 // --quiet leaves out the per-file lines; the summary comes every
-// --summary-every, with the files applied meanwhile.
+// --summary-every, with the files applied meanwhile, the first with every
+// file since the start (here the snapshot, applied before polling began,
+// as files caught up with at a resume are).
 func TestReplicatePrinterQuiet(t *testing.T) {
 	p, out, _, clock := testPrinter(false)
 	p.setLog(logPlain, true, time.Minute)
@@ -114,7 +116,7 @@ func TestReplicatePrinterQuiet(t *testing.T) {
 	p.status(follow.Status{LastPoll: clock.t, TXID: 19, FilesApplied: 13, LagSeconds: 0.8}, true)
 	clock.advance(time.Second)
 	p.status(follow.Status{LastPoll: clock.t, TXID: 19, FilesApplied: 13, LagSeconds: 0.8}, true)
-	want := "Polling for updates every 1s...\nSummary: applied 12 files, TXID 19, lag 0.8s\n"
+	want := "Polling for updates every 1s...\nSummary: applied 13 files, TXID 19, lag 0.8s\n"
 	if out.String() != want {
 		t.Errorf("stdout:\n%s\nwant\n%s", out, want)
 	}

@@ -52,7 +52,7 @@ type replicatePrinter struct {
 	errAt    time.Time // when the last failed poll was reported
 	errSince time.Time // when polls started failing
 	sumAt    time.Time // when the last summary was printed (or polling began)
-	sumFiles int64     // the files applied then
+	sumFiles int64     // the files applied then (0 before the first)
 }
 
 func newReplicatePrinter(out, errOut io.Writer, local string, interval time.Duration) *replicatePrinter {
@@ -229,7 +229,9 @@ func (p *replicatePrinter) status(s follow.Status, ready bool) {
 	}
 	if !p.polling && ready && !p.failing {
 		p.polling = true
-		p.sumAt, p.sumFiles = p.now(), s.FilesApplied
+		// The first summary counts from the start: with --quiet, the files
+		// applied while catching up have no line of their own.
+		p.sumAt = p.now()
 		p.line(p.out, slog.LevelInfo, fmt.Sprintf("Polling for updates every %s...", p.interval), "interval", p.interval, "txid", uint64(s.TXID))
 	}
 }
