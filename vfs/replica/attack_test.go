@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
@@ -156,7 +157,7 @@ func TestLazyIndexAllocatesByClaim(t *testing.T) {
 	size := pages*(ltx.PageHeaderSize+4+ps/256) + 4096
 	indexN := 3*pages + 1 // the least indexBounds takes
 	indexOff := size - tailSize - indexN
-	served := int64(0)
+	var served atomic.Int64 // the header and the tail are fetched in parallel
 	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		if off < 0 || n <= 0 || off+n > size {
 			return nil, errors.New("range out of the file")
@@ -172,7 +173,7 @@ func TestLazyIndexAllocatesByClaim(t *testing.T) {
 		default:
 			t.Errorf("unexpected range [%d, +%d)", off, n)
 		}
-		served += int64(len(b))
+		served.Add(int64(len(b)))
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 	w := newWorld(t, 4096, false)
@@ -188,9 +189,10 @@ func TestLazyIndexAllocatesByClaim(t *testing.T) {
 		t.Fatal("began a lazy bootstrap without a page index")
 	}
 	alloc := int64(after.TotalAlloc - before.TotalAlloc)
-	t.Logf("served %d bytes, allocated %d bytes, for a header that claims %d pages", served, alloc, commit)
-	if alloc > 8*served+(4<<20) {
-		t.Fatalf("allocated %d MiB for a snapshot that sent %d KiB: memory sized by the header's claim, not by the index read", alloc>>20, served>>10)
+	sent := served.Load()
+	t.Logf("served %d bytes, allocated %d bytes, for a header that claims %d pages", sent, alloc, commit)
+	if alloc > 8*sent+(4<<20) {
+		t.Fatalf("allocated %d MiB for a snapshot that sent %d KiB: memory sized by the header's claim, not by the index read", alloc>>20, sent>>10)
 	}
 }
 
