@@ -9,6 +9,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walrust/walrust/vfs/internal/ltxguard"
 	"github.com/walrust/walrust/vfs/testkit/ltxtest"
 )
 
@@ -67,34 +68,47 @@ func FuzzBlockReader(f *testing.F) {
 	})
 }
 
-// TestBlockReaderRefuses: the block reader refuses a snapshot of LZ4
-// blocks with a changed byte anywhere past the header (a frame, the end
-// marker, the index, the trailer), a truncated one, and bytes after the
-// trailer.
-func TestBlockReaderRefuses(t *testing.T) {
-	// Bytes that do not repeat: every byte of an LZ4 block is a literal,
-	// so changing one changes the page (in a block of repeated bytes, a
-	// match offset can change and decompress to the same page, which is
-	// then the same file to LTX's checksum).
+// literalSnapshot is a snapshot of LZ4 blocks of bytes that do not
+// repeat: every byte of a block is a literal, so changing one changes the
+// page (in a block of repeated bytes, a match offset can change and
+// decompress to the same page, which is then the same file to LTX's
+// checksum).
+func literalSnapshot(t *testing.T) ([]byte, ltxguard.Want) {
+	t.Helper()
 	img := fuzzImage(6, 5)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 100; i < len(img); i++ {
 		img[i] = byte(rng.Uint32())
 	}
 	good := ltxtest.Encode(t, nil, img, fuzzPageSize, 1, 2, 0, false, fuzzTime)
-	want := fuzzWant(good, true)
-	read := func(data []byte) error {
-		br := guarded(bytes.NewReader(data), want)
-		if !blockReadable(br) {
-			return errors.New("not read by the block reader") // the ltx decoder's to judge
-		}
-		r, err := newBlockReader(br)
-		if err != nil {
-			return err
-		}
-		_, _, err = decodeAll(r)
+	return good, fuzzWant(good, true)
+}
+
+// errNotBlocks: a file the block reader leaves to the ltx decoder.
+var errNotBlocks = errors.New("not read by the block reader")
+
+// readBlocks reads a whole snapshot with the block reader, behind the
+// guard.
+func readBlocks(data []byte, want ltxguard.Want) error {
+	br := guarded(bytes.NewReader(data), want)
+	if !blockReadable(br) {
+		return errNotBlocks // the ltx decoder's to judge
+	}
+	r, err := newBlockReader(br)
+	if err != nil {
 		return err
 	}
+	_, _, err = decodeAll(r)
+	return err
+}
+
+// TestBlockReaderRefuses: the block reader refuses a snapshot of LZ4
+// blocks with a changed byte anywhere past the header (a frame, the end
+// marker, the index, the trailer), a truncated one, and bytes after the
+// trailer.
+func TestBlockReaderRefuses(t *testing.T) {
+	good, want := literalSnapshot(t)
+	read := func(data []byte) error { return readBlocks(data, want) }
 	if err := read(good); err != nil {
 		t.Fatalf("a good snapshot: %v", err)
 	}
