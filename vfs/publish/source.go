@@ -71,9 +71,17 @@ func openSource(path string, busyTimeout time.Duration) (db *sql.DB, file *os.Fi
 }
 
 // closeSource closes the connections, then the descriptor (see openSource
-// for why in that order).
+// for why in that order). nil is nothing to close (a checkSource whose
+// reopening failed).
 func closeSource(db *sql.DB, file *os.File) error {
-	return errors.Join(db.Close(), file.Close())
+	var err error
+	if db != nil {
+		err = db.Close()
+	}
+	if file != nil {
+		err = errors.Join(err, file.Close())
+	}
+	return err
 }
 
 // checkSource starts over with new connections when the file at the
@@ -89,7 +97,12 @@ func (p *Publisher) checkSource() error {
 		return nil
 	}
 	err = errors.Join(endRead(p.held), closeSource(p.src, p.srcFile))
+	// Until a reopening succeeds there is no source: not the closed one,
+	// whose inode may come back at the path (renamed back, or reused), and
+	// then be taken for the file the closed connections opened. Inode 0
+	// matches no file, so every publish tries to open it again.
 	p.held, p.chain = nil, false
+	p.src, p.srcFile, p.srcIno = nil, nil, 0
 	src, file, ino, oerr := openSource(p.dbPath, p.opts.BusyTimeout)
 	if oerr != nil {
 		return errors.Join(err, oerr)
