@@ -48,8 +48,11 @@ func (s *shared) staleness(maxLag time.Duration) string {
 		if current.IsZero() {
 			current = l.Timestamp
 		}
+		// Only a time already past is kept: a commit time (the primary's
+		// clock) may be ahead of this machine's, and kept, it would
+		// outlive every later confirmation for the whole skew.
 		s.mu.Lock()
-		if current.After(s.seenCurrent) {
+		if current.After(s.seenCurrent) && !current.After(time.Now()) {
 			s.seenCurrent = current
 		}
 		s.mu.Unlock()
