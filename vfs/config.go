@@ -129,9 +129,10 @@ func parseConfig(params map[string]string, getenv func(string) string) (Config, 
 	if c.MaxHeld, err = size("max_held", "WALRUST_MAX_HELD"); err != nil {
 		return c, err
 	}
-	c.Bootstrap = strings.TrimSpace(get("bootstrap", "WALRUST_BOOTSTRAP"))
-	if err := follow.CheckBootstrap(c.Bootstrap); err != nil {
-		return c, err
+	b, name := setting("bootstrap", "WALRUST_BOOTSTRAP")
+	c.Bootstrap = strings.TrimSpace(b)
+	if follow.CheckBootstrap(c.Bootstrap) != nil {
+		return c, fmt.Errorf("%s=%q: want %q or %q", name, c.Bootstrap, follow.BootstrapFull, follow.BootstrapLazy)
 	}
 	if s := strings.TrimSpace(getenv(sourcesEnv)); s != "" {
 		if c.Sources, err = parseSources(s); err != nil {

@@ -21,6 +21,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"WALRUST_MAX_LAG": "-5s"}, "WALRUST_MAX_LAG=-5s: must not be negative"},
 		{nil, map[string]string{"WALRUST_MAX_SIZE": "lots"}, "WALRUST_MAX_SIZE=lots: "},
 		{map[string]string{"timeout": "soon"}, map[string]string{"WALRUST_TIMEOUT": "1s"}, `timeout="soon" is not a duration`},
+		{nil, map[string]string{"WALRUST_BOOTSTRAP": "lasy"}, `WALRUST_BOOTSTRAP="lasy": want "full" or "lazy"`},
+		{map[string]string{"bootstrap": "ful"}, nil, `bootstrap="ful": want "full" or "lazy"`},
 	} {
 		_, err := parseConfig(c.params, func(k string) string { return c.env[k] })
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
