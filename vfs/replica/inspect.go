@@ -106,9 +106,19 @@ type Hydrating struct {
 // started).
 func InspectHydration(path string) (*Hydrating, error) {
 	logDir := path + "-replica-log"
-	cks, err := filepath.Glob(filepath.Join(logDir, hydratePrefix+"*"+checkpointExt))
-	if err != nil {
+	// The directory is read, not globbed: the replica's path is a name,
+	// and [ ] * ? in it are no pattern.
+	entries, err := os.ReadDir(logDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", logDir, err)
+	}
+	var cks []string
+	for _, e := range entries {
+		if name := e.Name(); strings.HasPrefix(name, hydratePrefix) && strings.HasSuffix(name, checkpointExt) {
+			cks = append(cks, filepath.Join(logDir, name))
+		}
 	}
 	// A follower keeps one hydration (DiscardHydration removes any other
 	// before it starts one); were there more, the newest is the live one.
