@@ -36,7 +36,7 @@ type Local struct {
 	Timestamp time.Time `json:"timestamp"` // when the primary committed TXID
 	// Current is when a follower last confirmed the replica current;
 	// zero if none ever did.
-	Current time.Time `json:"confirmed_current"`
+	Current time.Time `json:"confirmed_current,omitzero"` // absent: never
 	// Follower is the process that leads (or last led) the replica, and
 	// Following whether it still runs.
 	Follower  int  `json:"follower_pid"`
@@ -133,7 +133,9 @@ func InspectHydration(path string) (*Hydrating, error) {
 		return nil, nil
 	}
 	ck, err := readCheckpoint(newest)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // installed (or discarded) since the listing
+	} else if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", newest, err)
 	}
 	h := &Hydrating{Path: path, TXID: ck.txid, Checkpointed: newestAt.UTC()}
