@@ -222,6 +222,7 @@ func TestReplicateConfigErrors(t *testing.T) {
 		{"replicas:\n  - source: file:///x\n    local: a.db\n  - source: file:///y\n    local: ./a.db\n", `:4: .*a.db is the local file of the entry at line 2 too`},
 		{"interval: soon\nreplicas: []\n", `:1: "soon" is not a duration`},
 		{"replicas:\n  - discover: file:///x\n", `:2: discover file:///x: no local-dir:`},
+		{"max-interval: 2s\nreplicas:\n  - source: file:///x\n    local: a.db\n", `:3: max-interval 2s: must be longer than interval 5s`},
 	} {
 		path := filepath.Join(dir, "w.yml")
 		os.WriteFile(path, []byte(c.text), 0o644)

@@ -196,6 +196,10 @@ func parseEntry(item *yaml.Node, defaults fleetSettings, dir string) (fleetEntry
 		return e, lineErr(item, "local: goes with source:; a discover: has local-dir:")
 	case e.source == "" && e.discover == "":
 		return e, lineErr(item, "an entry needs source: (and local:) or discover: (and local-dir:)")
+	case e.maxInterval != 0 && e.maxInterval <= e.interval:
+		// As on the command line: a back-off bound that is no longer than
+		// the interval is no back-off, and surely not what was meant.
+		return e, lineErr(item, "max-interval %s: must be longer than interval %s, which idle polls back off from (leave it out for no back-off)", e.maxInterval, e.interval)
 	}
 	if fi, err := os.Stat(e.local); e.local != "" && err == nil && fi.IsDir() {
 		return e, lineErr(item, "local %s is a directory, not a database file", e.local)
