@@ -408,6 +408,8 @@ func TestUsageErrors(t *testing.T) {
 		{"replicate", "file://" + dir, "--local", db, "--bootstrap", "quick"},
 		{"replicate", "file://" + dir, "--local", db, "--max-lag", "-5s"},
 		{"replicate", "file://" + dir, "--local", db, "--interval", "1s", "--max-interval", "100ms"},
+		{"replicate", "file://" + dir, "--local", db, "--max-interval", "-1s"},
+		{"replicate", "file://" + dir, "--local", db, "--interval", "often"},
 		{"status", "file://" + dir, "--max-lag", "1m"},
 		{"status", "--local", db, "--max-lag", "-1m"},
 		{"help", "frobnicate"},

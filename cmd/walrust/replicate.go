@@ -93,24 +93,9 @@ func init() {
 		var sf storeFlags
 		local := fs.String("local", "", "the local replica `DB` file (required)")
 		interval := new(time.Duration)
-		*interval = 5 * time.Second
-		fs.Func("interval", "poll the store every `DURATION`: 500ms, 1s, 5m (default 5s)", func(s string) error {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return errors.New("not a duration (examples: 500ms, 1s, 5m)")
-			}
-			*interval = d
-			return nil
-		})
+		durationVar(fs, interval, "interval", 5*time.Second, "poll the store every `DURATION`: 500ms, 1s, 5m (default 5s)")
 		var maxInterval time.Duration
-		fs.Func("max-interval", "let idle polls back off, doubling the wait up to `DURATION`; the first change snaps back to --interval (default: no back-off)", func(s string) error {
-			d, err := time.ParseDuration(s)
-			if err != nil || d < 0 {
-				return errors.New("not a duration (examples: 30s, 1m)")
-			}
-			maxInterval = d
-			return nil
-		})
+		durationVar(fs, &maxInterval, "max-interval", 0, "let idle polls back off, doubling the wait up to `DURATION`; the first change snaps back to --interval (default: no back-off)")
 		metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on http://`ADDR`/metrics and a health check on /healthz (e.g. 127.0.0.1:9090)")
 		maxLag := new(time.Duration)
 		durationVar(fs, maxLag, "max-lag", time.Minute, "/healthz answers 503 when the replica was not confirmed current within `DURATION` (default 1m)")
@@ -152,6 +137,8 @@ func init() {
 				return usagef("missing --local DB: the replica file to keep")
 			case *interval < follow.MinInterval:
 				return usagef("--interval %s: must be at least %s", *interval, follow.MinInterval)
+			case maxInterval < 0:
+				return usagef("--max-interval %s: must not be negative", maxInterval)
 			case maxInterval != 0 && maxInterval <= *interval:
 				return usagef("--max-interval %s: must be longer than --interval %s, which idle polls back off from (leave it out for no back-off)", maxInterval, *interval)
 			case lo.summaryEvery < 0:

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,16 +31,11 @@ func localStatus(e *env, path string, maxLag time.Duration, asJSON bool) error {
 		return err
 	}
 	now := time.Now()
-	since := l.Current
-	if since.IsZero() {
-		since = l.Timestamp
-	}
+	since := l.KnownCurrent()
 	r := localReport{Local: *l, LagSeconds: now.Sub(since).Seconds(), MaxLag: maxLag.String()}
 	r.Stale = now.Sub(since) > maxLag
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := writeJSON(e.stdout, r); err != nil {
 			return err
 		}
 	} else {
@@ -101,9 +95,7 @@ func bootstrapStatus(e *env, path string, asJSON bool) error {
 	}
 	r := bootstrapReport{Path: path, Bootstrapping: h, Stale: true}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := writeJSON(e.stdout, r); err != nil {
 			return err
 		}
 		return exitCode(exitFailure)
