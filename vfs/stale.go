@@ -44,10 +44,7 @@ func (s *shared) staleness(maxLag time.Duration) string {
 		if err != nil {
 			return fmt.Sprintf("the replica's freshness is unknown: %v", err)
 		}
-		current = l.Current
-		if current.IsZero() {
-			current = l.Timestamp
-		}
+		current = l.KnownCurrent()
 		// Only a time already past is kept: a commit time (the primary's
 		// clock) may be ahead of this machine's, and kept, it would
 		// outlive every later confirmation for the whole skew.

@@ -67,6 +67,16 @@ func Inspect(path string) (*Local, error) {
 	return l, nil
 }
 
+// KnownCurrent is when the replica was last known to hold the primary's
+// state: when a follower last confirmed it current, or, before any did,
+// when the primary committed its TXID.
+func (l *Local) KnownCurrent() time.Time {
+	if l.Current.IsZero() {
+		return l.Timestamp
+	}
+	return l.Current
+}
+
 // inspectLeader reads which process leads (or last led) the replica at
 // path from its lock file, and whether that process still runs.
 func inspectLeader(path string) (pid int, running bool) {
@@ -114,17 +124,16 @@ func InspectHydration(path string) (*Hydrating, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", logDir, err)
 	}
-	var cks []string
-	for _, e := range entries {
-		if name := e.Name(); strings.HasPrefix(name, hydratePrefix) && strings.HasSuffix(name, checkpointExt) {
-			cks = append(cks, filepath.Join(logDir, name))
-		}
-	}
 	// A follower keeps one hydration (DiscardHydration removes any other
 	// before it starts one); were there more, the newest is the live one.
 	var newest string
 	var newestAt time.Time
-	for _, ck := range cks {
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, hydratePrefix) || !strings.HasSuffix(name, checkpointExt) {
+			continue
+		}
+		ck := filepath.Join(logDir, name)
 		if fi, err := os.Stat(ck); err == nil && fi.Mode().IsRegular() && !fi.ModTime().Before(newestAt) {
 			newest, newestAt = ck, fi.ModTime()
 		}
