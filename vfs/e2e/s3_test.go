@@ -78,7 +78,7 @@ func testS3FollowWith(t *testing.T, open s3Opener) {
 	resumeURI := fmt.Sprintf("file:replica.db?vfs=walrust&endpoint=%s&path_style=true", ep)
 	c = open(t, w.dir, resumeURI)
 	w.waitCaughtUp(c, "resume")
-	_, gets := w.reads(m)
+	_, gets := w.readsOnce(m, len(missed))
 	if want := w.paths(missed...); strings.Join(gets, " ") != want {
 		t.Errorf("resume fetched %q, want only the two files it missed %q", gets, want)
 	}
@@ -672,7 +672,7 @@ func TestS3ReopenFromState(t *testing.T) {
 			missed := w.commit(3)
 			c = tc.open(t, w.dir, "file:replica.db?vfs=walrust")
 			w.waitCaughtUp(c, "reopened with no parameters")
-			if _, gets := w.reads(m); strings.Join(gets, " ") != w.paths(missed) {
+			if _, gets := w.readsOnce(m, 1); strings.Join(gets, " ") != w.paths(missed) {
 				t.Errorf("reopen fetched %q, want only the file it missed %q", gets, w.paths(missed))
 			}
 			w.commit(1)
