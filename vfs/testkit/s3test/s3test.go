@@ -391,8 +391,9 @@ func Unsetenv(t testing.TB, key string) {
 }
 
 // Requests returns every request the server has logged so far, across
-// restarts. versitygw writes a request's log line before it sends the
-// response, so a request the client has seen answered is always here.
+// restarts. versitygw writes a request's log line once its handler returns,
+// which can be after the client has read the whole response: a request the
+// client has seen answered may not be here yet (AwaitRequests waits).
 func (s *Server) Requests() []Request {
 	s.tb.Helper()
 	b, err := os.ReadFile(s.logPath)
@@ -408,6 +409,20 @@ func (s *Server) Requests() []Request {
 		}
 	}
 	return reqs
+}
+
+// AwaitRequests returns the requests logged after the first mark ones, once
+// there are at least n of them or 3 s have passed.
+func (s *Server) AwaitRequests(mark, n int) []Request {
+	s.tb.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		reqs := s.Requests()[mark:]
+		if len(reqs) >= n || time.Now().After(deadline) {
+			return reqs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // CountRequests counts the logged requests of one Kind ("" counts all).

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestParseLogLine(t *testing.T) {
@@ -47,7 +48,7 @@ func TestServerCountsRequests(t *testing.T) {
 			t.Errorf("unsigned GET %s: %s", p, resp.Status)
 		}
 	}
-	reqs := s.Requests()[before:]
+	reqs := s.AwaitRequests(before, 2)
 	if len(reqs) != 2 || reqs[0].Kind != "LIST" || reqs[1].Kind != "GET" || reqs[1].Status != 403 {
 		t.Errorf("logged %+v; want a LIST and a GET, both 403", reqs)
 	}
@@ -57,7 +58,11 @@ func TestServerCountsRequests(t *testing.T) {
 		t.Fatalf("after restart: %v", err)
 	}
 	resp.Body.Close()
-	if n := s.CountRequests("LIST"); n != 2 {
+	n := s.CountRequests("LIST")
+	for deadline := time.Now().Add(3 * time.Second); n < 2 && time.Now().Before(deadline); n = s.CountRequests("LIST") {
+		time.Sleep(20 * time.Millisecond) // the log line can follow the response
+	}
+	if n != 2 {
 		t.Errorf("%d LIST requests across a restart, want 2", n)
 	}
 }
