@@ -28,6 +28,7 @@
 #define WL_SQLITE_DETERMINISTIC 0x000000800
 #define WL_SQLITE_INNOCUOUS 0x000200000
 #define WL_SQLITE_OK 0
+#define WL_SQLITE_BUSY 5
 #define WL_SQLITE_NOTFOUND 12
 #define WL_SQLITE_FCNTL_PRAGMA 14
 #define WL_SQLITE_NULL 5
@@ -160,6 +161,13 @@ static int registerFunctions(wl_db *db) {
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     int rc = sqlAPI->create_function(db, fns[i].name, fns[i].nArg, WL_SQLITE_UTF8 | fns[i].flags, NULL, fns[i].fn, NULL,
                                      NULL);
+    // SQLite refuses to replace a function of the same name and arity
+    // while a statement runs: the extension was loaded before, and is
+    // loaded again by SQL's load_extension(). The first registration
+    // stands; it is the same code.
+    if (rc == WL_SQLITE_BUSY) {
+      continue;
+    }
     if (rc != WL_SQLITE_OK) {
       return rc;
     }

@@ -111,3 +111,19 @@ func TestPython(t *testing.T) {
 		t.Fatalf("python: %v; stderr:\n%s", err, &stderr)
 	}
 }
+
+// TestLoadAgainBySQL loads the extension with .load, then again with SQL's
+// load_extension() on the same connection: SQLite will not replace a
+// function while a statement runs, and the second load must take the
+// functions the first one registered instead of failing.
+func TestLoadAgainBySQL(t *testing.T) {
+	ext := testtool.Extension(t)
+	sqlite3 := testtool.Program(t, "sqlite3")
+	out, err := exec.Command(sqlite3, "-batch", ":memory:",
+		".load "+ext,
+		fmt.Sprintf("SELECT load_extension('%s') IS NULL;", ext),
+		"SELECT walrust_version() != '';").CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "1\n1" {
+		t.Fatalf("loading twice: %v\n%s", err, out)
+	}
+}
