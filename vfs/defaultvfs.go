@@ -53,6 +53,13 @@ func configureDefault(getenv func(string) string) error {
 	}
 	mappedSources = m
 	if !on {
+		if len(m) > 0 {
+			// The mapping still names the source of a vfs=walrust open, so
+			// it is no error; but a plain path would reach SQLite's own VFS
+			// and a missing replica be created empty there.
+			logger.Warn(fmt.Sprintf("%s is set but %s is not 1: only opens that name vfs=walrust are replicas; a plain path opens an ordinary database (set %s=1 to serve plain paths)",
+				replicasEnv, defaultVFSEnv, defaultVFSEnv))
+		}
 		return nil
 	}
 	_ = C.walrustRouterEnable() // returns 0: a void(void) function would trip -Wunused-parameter in cgo's wrapper

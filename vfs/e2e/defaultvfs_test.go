@@ -119,6 +119,16 @@ func TestDefaultVFSPython(t *testing.T) {
 		}
 	})
 
+	t.Run("mapping without default", func(t *testing.T) {
+		sqlite3 := testtool.Program(t, "sqlite3")
+		cmd := exec.Command(sqlite3, "-batch", ":memory:", ".load "+ext, "SELECT 1;")
+		cmd.Env = append(os.Environ(), "WALRUST_REPLICAS="+e.Path+"="+e.Source)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "WALRUST_REPLICAS is set but WALRUST_DEFAULT_VFS is not 1") {
+			t.Fatalf("a mapping without WALRUST_DEFAULT_VFS=1 loaded without a warning: %v, output:\n%s", err, out)
+		}
+	})
+
 	t.Run("bad mapping", func(t *testing.T) {
 		cmd := exec.Command(python, "-c", pythonDefaultVFS, ext, e.Path, "", "", "0")
 		cmd.Env = append(env, "WALRUST_REPLICAS=replica.db="+e.Source)
