@@ -25,7 +25,16 @@ type localReport struct {
 func localStatus(e *env, path string, maxLag time.Duration, asJSON bool) error {
 	l, err := replica.Inspect(path)
 	if errors.Is(err, replica.ErrNoReplica) {
-		return bootstrapStatus(e, path, asJSON)
+		h, err := replica.InspectHydration(path)
+		if err != nil || h != nil {
+			return bootstrapStatus(e, path, h, err, asJSON)
+		}
+		// A lazy bootstrap writes the state file before it removes its
+		// checkpoint: one that finished between the two looks has its
+		// state file now.
+		if l, err = replica.Inspect(path); errors.Is(err, replica.ErrNoReplica) {
+			return bootstrapStatus(e, path, nil, nil, asJSON)
+		}
 	}
 	if err != nil {
 		return err
@@ -82,8 +91,7 @@ type bootstrapReport struct {
 	Stale         bool               `json:"stale"`
 }
 
-func bootstrapStatus(e *env, path string, asJSON bool) error {
-	h, err := replica.InspectHydration(path)
+func bootstrapStatus(e *env, path string, h *replica.Hydrating, err error, asJSON bool) error {
 	if err != nil {
 		return err
 	}
