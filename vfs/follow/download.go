@@ -5,16 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/walrust/walrust/vfs/store"
 )
 
-// A download's time budget grows with the file's listed size: a server
-// that trickles a few bytes a second is never silent long enough for the
-// S3 client's read timeout, and would otherwise hold the follower forever.
-// Past its budget the download fails as the store's fault, and the next
-// poll tries again. Variables so that tests can shorten them.
+// A download must keep moving. It may take downloadBase to start, and
+// then as long as a transfer at downloadMinRate would take for the bytes
+// that have arrived: the deadline moves with what the store has sent,
+// never with the size its listing claims. A server that trickles a few
+// bytes a second is never silent long enough for the S3 client's read
+// timeout, and would otherwise hold the follower for as long as the
+// listed size allowed (days, for a listing that claims a terabyte). Past
+// its deadline the download fails as the store's fault, and the next poll
+// tries again. Variables so that tests can shorten them.
 var (
 	// downloadBase covers the round trips and a slow start, whatever the size.
 	downloadBase = 30 * time.Second
@@ -23,10 +28,10 @@ var (
 	downloadMinRate int64 = 1 << 20
 )
 
-// downloadBudget is how long fetching size bytes may take.
-func downloadBudget(size int64) time.Duration {
-	return downloadBase + time.Duration(max(size, 0)/downloadMinRate)*time.Second
-}
+// errTooSlow is wrapped by the cause of a download cut off by its budget.
+// It wraps context.DeadlineExceeded: to the store's error classes, it is a
+// timeout.
+var errTooSlow = fmt.Errorf("slower than the slowest transfer taken for a working one: %w", context.DeadlineExceeded)
 
 // openFile opens one listed file for download, bounded in time by its
 // budget and in bytes by its listed size (store.LimitBody): both a
@@ -34,25 +39,45 @@ func downloadBudget(size int64) time.Duration {
 // store, which sourceReader tells from a corrupt file. Close releases the
 // budget's timer.
 func openFile(ctx context.Context, st store.Reader, fi store.FileInfo) (io.ReadCloser, error) {
-	budget := downloadBudget(fi.Size)
-	ctx, cancel := context.WithTimeoutCause(ctx, budget,
-		fmt.Errorf("the download of %s (%d bytes) took longer than %s", fi, fi.Size, budget))
-	rc, err := st.Open(ctx, fi)
+	b := startBudget(ctx, "the download of "+fi.String())
+	rc, err := st.Open(b.ctx, fi)
 	if err != nil {
-		cancel()
-		return nil, timedOut(ctx, err)
+		b.stop()
+		return nil, timedOut(b.ctx, err)
 	}
-	return &budgeted{ReadCloser: store.LimitBody(rc, fi, fi.Size), ctx: ctx, cancel: cancel}, nil
+	b.ReadCloser = store.LimitBody(rc, fi, fi.Size)
+	return b, nil
 }
 
+// budgeted is a body read under a moving deadline (see downloadBase). Read
+// is called from one goroutine; the timer's reads received.
 type budgeted struct {
 	io.ReadCloser
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	timer    *time.Timer
+	start    time.Time
+	received atomic.Int64
+}
+
+// startBudget starts the clock of a download named what; the caller opens
+// the body with b.ctx and sets b.ReadCloser, or calls stop.
+func startBudget(ctx context.Context, what string) *budgeted {
+	b := &budgeted{start: time.Now()}
+	b.ctx, b.cancel = context.WithCancelCause(ctx)
+	b.timer = time.AfterFunc(downloadBase, func() {
+		b.cancel(fmt.Errorf("%s had %d bytes after %s: %w", what, b.received.Load(), time.Since(b.start).Round(time.Millisecond), errTooSlow))
+	})
+	return b
 }
 
 func (b *budgeted) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if n > 0 && b.ctx.Err() == nil {
+		got := b.received.Add(int64(n))
+		due := b.start.Add(downloadBase + time.Duration(got)*time.Second/time.Duration(downloadMinRate))
+		b.timer.Reset(time.Until(due))
+	}
 	if err != nil && err != io.EOF {
 		err = timedOut(b.ctx, err)
 	}
@@ -60,8 +85,13 @@ func (b *budgeted) Read(p []byte) (int, error) {
 }
 
 func (b *budgeted) Close() error {
-	defer b.cancel()
+	defer b.stop()
 	return b.ReadCloser.Close()
+}
+
+func (b *budgeted) stop() {
+	b.timer.Stop()
+	b.cancel(context.Canceled)
 }
 
 // timedOut names the budget as the reason for err when it ran out; the
@@ -69,7 +99,7 @@ func (b *budgeted) Close() error {
 // deadline.
 func timedOut(ctx context.Context, err error) error {
 	cause := context.Cause(ctx)
-	if ctx.Err() != context.DeadlineExceeded || errors.Is(err, cause) {
+	if ctx.Err() == nil || (ctx.Err() != context.DeadlineExceeded && !errors.Is(cause, errTooSlow)) || errors.Is(err, cause) {
 		return err // not the budget, or err already says so
 	}
 	return fmt.Errorf("%w: %w", cause, err)

@@ -59,15 +59,15 @@ func (f *Follower) beginLazy(ctx context.Context, fi store.FileInfo) error {
 	f.log.Info("bootstrapping lazily from snapshot", "file", fi.String(), "bytes", fi.Size)
 	f.emit(Event{Kind: EventBootstrapStart, File: fi, Bytes: fi.Size})
 	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-		// A range's time budget grows with its size, as a download's does.
-		budget := downloadBudget(n)
-		ctx, cancel := context.WithTimeout(ctx, budget)
-		rc, err := store.OpenRange(ctx, f.st, fi, off, n)
+		// A range must keep moving, as a download must.
+		b := startBudget(ctx, fmt.Sprintf("the range %d+%d of %s", off, n, fi))
+		rc, err := store.OpenRange(b.ctx, f.st, fi, off, n)
 		if err != nil {
-			cancel()
-			return nil, timedOut(ctx, err)
+			b.stop()
+			return nil, timedOut(b.ctx, err)
 		}
-		return &budgeted{ReadCloser: rc, ctx: ctx, cancel: cancel}, nil
+		b.ReadCloser = rc
+		return b, nil
 	}
 	hctx, cancel := context.WithCancel(ctx)
 	h, ck, err := f.r.BeginHydration(replica.LazySnapshot{Want: f.want(fi), Fetch: fetch, Ctx: hctx})
