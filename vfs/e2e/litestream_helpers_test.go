@@ -101,7 +101,7 @@ func startPrimary(t *testing.T, dir string, tg lsTarget) *lsPrimary {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { closeDB(t, db) })
 	p.db = db
 	p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT NOT NULL)")
 	if err := os.WriteFile(p.cfgPath, []byte(litestreamConfig(p.path, tg)), 0o644); err != nil {

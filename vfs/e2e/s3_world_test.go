@@ -71,7 +71,7 @@ func newS3World(t *testing.T, noChecksum bool) *s3World {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { closeDB(t, db) })
 	w.primary = db
 	w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
 	w.pub = &ltxtest.Primary{Store: st, PageSize: 4096, NoChecksum: noChecksum}
@@ -184,7 +184,7 @@ func s3OpenGo(t *testing.T, dir, uri string) s3Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { closeDB(t, db) })
 	if err := db.Ping(); err != nil {
 		t.Fatalf("open %s: %v", uri, err)
 	}

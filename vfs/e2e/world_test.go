@@ -64,8 +64,26 @@ func (w *world) openReplica(extra string) *sql.DB {
 	if err != nil {
 		w.T.Fatal(err)
 	}
-	w.T.Cleanup(func() { db.Close() })
+	w.T.Cleanup(func() { closeDB(w.T, db) })
 	return db
+}
+
+// closeDB closes db and waits until its connections are closed: a
+// connection whose query a context ended goes back to the pool, and is
+// closed, by a goroutine of database/sql after Close returns. Until then
+// the replica is open and its follower may write in the test's temporary
+// directory while it is removed.
+func closeDB(t testing.TB, db *sql.DB) {
+	t.Helper()
+	if err := db.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); db.Stats().OpenConnections > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%d connections still open 10 s after Close", db.Stats().OpenConnections)
+			return
+		}
+	}
 }
 
 // follow opens the replica following the store at a 20ms interval, one
@@ -89,7 +107,7 @@ func openDB(t testing.TB, uri string) *sql.DB {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { closeDB(t, db) })
 	return db
 }
 
