@@ -68,10 +68,18 @@ func (r *Replica) Fold() (bool, error) {
 	st := r.stateFor(target)
 	if err == nil {
 		st.Page1Header, err = r.writeFold(fold, target)
-	}
-	if err == nil {
-		hook("fold:synced")
-		err = writeState(r.path, &st)
+		if err == nil {
+			hook("fold:synced")
+			err = writeState(r.path, &st)
+		}
+		if err != nil {
+			// A local failure (a full disk, EIO) may have left page 1
+			// marked, or the file whole at the target with a state file
+			// that still names the root: this fold's doing, which the
+			// next one, that finishes it, must not take for a change
+			// made by another program.
+			r.learnHeader()
+		}
 	}
 	if uerr := r.base.lock.unlockExclusive(); err == nil && uerr != nil {
 		err = uerr

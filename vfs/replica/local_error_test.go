@@ -1,0 +1,120 @@
+package replica
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// A fold whose state file cannot be written (a full disk: the base file's
+// pages are rewritten in place, which needs no new blocks, but the new state
+// file does) has already written the base file at the new TXID. That is the
+// fold's own doing, not another program's: the next fold, once there is
+// room, must finish it, not take the file for one something else changed
+// (which re-bootstraps the replica and copies the file aside).
+func TestFoldStateWriteFails(t *testing.T) {
+	w := newWorld(t, 512, true)
+	r, f := w.bootstrapped()
+	// One fold first: from it this process knows what the file's header
+	// says.
+	w.Ref.Insert(20)
+	w.Commit()
+	mustStep(t, f)
+	w.Ref.Insert(20)
+	txid := w.Commit()
+	if err := f.catchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The state file's temporary copy cannot be created: a local error,
+	// as ENOSPC would be.
+	tmp := statePath(w.Path) + ".tmp"
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Fold(); err == nil {
+		t.Fatal("a fold whose state file cannot be written did not fail")
+	} else if t.Logf("fold: %v", err); errors.Is(err, ErrModified) {
+		t.Fatalf("the first failure already says modified: %v", err)
+	}
+	w.checkHead(r, txid, "after the failed fold")
+
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	folded, err := r.Fold()
+	if err != nil {
+		t.Fatalf("the fold after a failed state write, with room again: %v", err)
+	}
+	if !folded {
+		t.Fatal("nothing folded")
+	}
+	if p := r.CopiedAside(); p != "" {
+		t.Fatalf("the replica was copied aside to %s as if something else had changed it", p)
+	}
+	w.checkHead(r, txid, "after the fold")
+	w.checkBase(txid, "after the fold")
+}
+
+// A fold that fails after it marked page 1 (a write or sync of the base
+// file fails: EIO, or ENOSPC on a copy-on-write file system, where an
+// overwrite needs blocks too) leaves the mark; the next fold must take it
+// for its own and finish, not take the file for one something else changed.
+func TestFoldFailsAfterMark(t *testing.T) {
+	w := newWorld(t, 512, true)
+	r, f := w.bootstrapped()
+	w.Ref.Insert(20)
+	w.Commit()
+	mustStep(t, f)
+	w.Ref.Insert(20)
+	txid := w.Commit()
+	if err := f.catchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// At the last step before page 1 is written again, the base file's
+	// descriptor becomes a read-only one of the same file: the write that
+	// restores page 1 fails in the kernel (EBADF), as an EIO would.
+	fd := int(r.base.f.Fd())
+	saved, err := unix.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(saved)
+	ro, err := os.Open(w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	testHook = func(stage string) {
+		if stage == "fold:pages" {
+			if err := unix.Dup2(int(ro.Fd()), fd); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	_, err = r.Fold()
+	testHook = nil
+	if err == nil {
+		t.Fatal("a fold whose write of page 1 failed did not fail")
+	}
+	t.Logf("fold: %v", err)
+	hdr := make([]byte, 16)
+	ro.ReadAt(hdr, 0)
+	if string(hdr) != foldingMagic {
+		t.Fatalf("the failed fold left %q, not its mark: the test does not test what it says", hdr)
+	}
+	w.checkHead(r, txid, "after the failed fold")
+
+	if err := unix.Dup2(saved, fd); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Fold(); err != nil {
+		t.Fatalf("the fold after one that failed past its mark: %v", err)
+	}
+	if p := r.CopiedAside(); p != "" {
+		t.Fatalf("the replica was copied aside to %s as if something else had changed it", p)
+	}
+	w.checkHead(r, txid, "after the fold")
+	w.checkBase(txid, "after the fold")
+}
