@@ -3,8 +3,10 @@ package publish
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -121,7 +123,12 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	}
 	// The position is saved: from here the image may change.
 	if err := applyRedo(p.wd.path(image), p.wd.path(sumsFile), p.wd.path(redo), pos.TXID); err != nil {
-		p.hasPos, p.noPos, p.chain = false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), false
+		// Nothing is lost: the saved position names the redo file, which
+		// the next publish applies first (finishRedo). A full disk must
+		// not cost a snapshot, which sends every replica the whole
+		// database again.
+		p.pos, p.hasPos, p.verified, p.chain, p.redoDue = pos, false, false, false, true
+		p.noPos = fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err)
 		return Result{}, err
 	}
 	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
@@ -152,5 +159,25 @@ func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
 	if err := p.st.Put(ctx, info, r); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", info, p.st, err)
 	}
+	return nil
+}
+
+// finishRedo applies the saved position's redo file to the image, which a
+// local error kept commit from doing. While that error lasts, publishes
+// fail with it and publish nothing. A redo file that does not apply for
+// any other reason (it is damaged) leaves no position: the next publish
+// writes a snapshot, as after a restart (workDir.load).
+func (p *Publisher) finishRedo() error {
+	err := applyRedo(p.wd.path(p.pos.Image), p.wd.path(sumsFile), p.wd.path(p.pos.Redo), p.pos.TXID)
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		p.hasPos, p.noPos = true, ""
+	case errors.As(err, &errno):
+		return fmt.Errorf("bring the local image to TXID %d: %w (retrying at the next publish)", p.pos.TXID, err)
+	default:
+		p.noPos = fmt.Sprintf("local image could not be brought to TXID %d (%v)", p.pos.TXID, err)
+	}
+	p.redoDue = false
 	return nil
 }

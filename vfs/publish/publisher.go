@@ -131,6 +131,9 @@ type Publisher struct {
 	hasPos   bool
 	noPos    string // why there is no usable position
 	verified bool   // the store was seen to end with pos.Last
+	// redoDue says that pos is saved but its redo file is not in the image
+	// yet (a local error stopped commit): the next publish applies it.
+	redoDue bool
 
 	// held is the read transaction kept open between publishes of a
 	// WAL-mode database, and chain says that it (or those it was handed
@@ -237,6 +240,11 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 
 // publish is PublishOnce without the upkeep, under p.mu.
 func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
+	if p.redoDue {
+		if err := p.finishRedo(); err != nil {
+			return Result{}, err
+		}
+	}
 	ts := time.Now()
 	fp, fpOK := takeFingerprint(p.dbPath, p.srcFile, p.srcIno)
 	if fpOK && p.printOK && fp == p.lastPrint && p.verified && ts.Sub(p.lastCheck) < fullCheckEvery {

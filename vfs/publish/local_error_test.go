@@ -1,0 +1,66 @@
+package publish
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A publish whose file reached the store and whose position was saved, but
+// whose pages could not be written into the local image (a full disk: the
+// image grows with the database), has lost nothing: the position names the
+// redo file that brings the image to it. Once there is room, the publisher
+// must finish that and go on with level-0 files, not start over with a
+// snapshot (which sends every replica the whole database again), and must
+// not delete the redo file that the saved position names meanwhile.
+func TestPublishImageWriteFails(t *testing.T) {
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newPrimary(t, mode, 4096)
+			st := newFileStore(t)
+			work := t.TempDir()
+			pub := publisherFor(t, p, st, work)
+			p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
+			insertRows(t, p, 0, 100, 100)
+			expect(t, publishOnce(t, pub), true, true, 1)
+
+			// The image cannot be opened for writing: a local error, as
+			// ENOSPC or EIO part way through it would be.
+			image := filepath.Join(work, imageName(1))
+			aside := filepath.Join(t.TempDir(), "image")
+			if err := os.Rename(image, aside); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(image, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			insertRows(t, p, 100, 50, 100)
+			if _, err := pub.PublishOnce(context.Background()); err == nil {
+				t.Fatal("a publish whose image could not be written did not fail")
+			} else {
+				t.Logf("publish: %v", err)
+			}
+			// Still no room at the next publish: it fails again, and
+			// publishes nothing else meanwhile.
+			if res, err := pub.PublishOnce(context.Background()); err == nil {
+				t.Fatalf("with the image still unwritable, a publish succeeded: %+v", res)
+			}
+			if _, err := os.Stat(filepath.Join(work, redoName(2))); err != nil {
+				t.Fatalf("the redo file the saved position names is gone: %v", err)
+			}
+
+			// Room again.
+			if err := os.Remove(image); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(aside, image); err != nil {
+				t.Fatal(err)
+			}
+			insertRows(t, p, 150, 10, 100)
+			res := publishOnce(t, pub)
+			expect(t, res, true, false, 3)
+			verifyStore(t, p, st, res)
+		})
+	}
+}
