@@ -76,6 +76,10 @@ type Hydration struct {
 	finished    chan struct{}
 	finishedErr error // set before finished is closed
 	verified    verifiedSnapshot
+	// installing is the state InstallHydrated wrote to name the image, once
+	// written: an install that failed after it (the image may have been
+	// renamed already) goes on from there when it is tried again.
+	installing *State
 }
 
 // RangeFunc reads bytes [off, off+n) of the snapshot file being hydrated.

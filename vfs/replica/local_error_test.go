@@ -1,11 +1,15 @@
 package replica
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/walrust/walrust/vfs/store"
 )
 
 // A fold whose state file cannot be written (a full disk: the base file's
@@ -117,4 +121,61 @@ func TestFoldFailsAfterMark(t *testing.T) {
 	}
 	w.checkHead(r, txid, "after the fold")
 	w.checkBase(txid, "after the fold")
+}
+
+// An install of a hydrated image that fails after the image was renamed
+// into place (the state file that records it cannot be written on a full
+// disk; a directory sync or the base file's open fails with EMFILE) is
+// tried again at the next step, and must then finish: it went back to the
+// image's old name, gone, and failed the same way at every step until a
+// restart, the follower stuck at the snapshot's TXID.
+func TestInstallHydratedRetried(t *testing.T) {
+	w := newWorld(t, 4096, false)
+	w.InsertRows(100, 3000)
+	w.AdvanceRef()
+	w.Snapshot()
+	r := w.openReplica()
+	defer r.Close()
+	ctx := t.Context()
+	snaps, err := w.Store.ListAfter(ctx, store.SnapshotLevel, 0)
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots: %v %v", snaps, err)
+	}
+	fi := snaps[0]
+	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return w.Store.OpenRange(ctx, fi, off, n)
+	}
+	h, ck, err := r.BeginHydration(LazySnapshot{Want: want(fi), Fetch: fetch, Ctx: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Run(ck)
+	if err := h.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the image has its name, the state file's temporary copy cannot
+	// be created: a local error, as ENOSPC would be.
+	tmp := statePath(w.Path) + ".tmp"
+	testHook = func(stage string) {
+		if stage == "install:renamed" {
+			if err := os.Mkdir(tmp, 0o755); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	err = r.InstallHydrated(h)
+	testHook = nil
+	if err == nil {
+		t.Fatal("an install whose state file could not be written did not fail")
+	}
+	t.Logf("install: %v", err)
+	w.checkHead(r, w.Pub.TXID, "after the failed install")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.InstallHydrated(h); err != nil {
+		t.Fatalf("the install tried again, with room: %v", err)
+	}
+	w.checkHead(r, w.Pub.TXID, "after the install")
+	w.checkBase(w.Pub.TXID, "after the install")
 }
