@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -175,6 +177,89 @@ func TestInstallHydratedRetried(t *testing.T) {
 	}
 	if err := r.InstallHydrated(h); err != nil {
 		t.Fatalf("the install tried again, with room: %v", err)
+	}
+	w.checkHead(r, w.Pub.TXID, "after the install")
+	w.checkBase(w.Pub.TXID, "after the install")
+}
+
+// A hydration whose image cannot be written (a full disk, EIO) is not the
+// store's fault: its stream starts again for as long as that lasts, says
+// why meanwhile (Retrying), and finishes once the image can be written
+// again. It gave up after streamTries starts, and the follower then
+// abandoned the snapshot: every reader's reads failed, "failed to verify".
+func TestHydrateStreamLocalError(t *testing.T) {
+	restore := streamBackoff
+	streamBackoff = func(int) time.Duration { return time.Millisecond }
+	defer func() { streamBackoff = restore }()
+	w := newWorld(t, 4096, false)
+	w.InsertRows(100, 3000)
+	w.AdvanceRef()
+	w.Snapshot()
+	r := w.openReplica()
+	defer r.Close()
+	ctx := t.Context()
+	snaps, err := w.Store.ListAfter(ctx, store.SnapshotLevel, 0)
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots: %v %v", snaps, err)
+	}
+	fi := snaps[0]
+	var streams atomic.Int64
+	var fd, saved int = -1, -1
+	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		// The stream's starts: the image's descriptor is a read-only one
+		// until streamTries+5 of them have failed, so that every write
+		// fails in the kernel (EBADF), as ENOSPC or EIO would.
+		if fd >= 0 && streams.Add(1) == streamTries+5 {
+			if err := unix.Dup2(saved, fd); err != nil {
+				t.Error(err)
+			}
+		}
+		return w.Store.OpenRange(ctx, fi, off, n)
+	}
+	h, ck, err := r.BeginHydration(LazySnapshot{Want: want(fi), Fetch: fetch, Ctx: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd = int(h.img.Fd())
+	if saved, err = unix.Dup(fd); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(saved)
+	ro, err := os.Open(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := unix.Dup2(int(ro.Fd()), fd); err != nil {
+		t.Fatal(err)
+	}
+	var seen error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-h.Finished():
+				return
+			case <-time.After(100 * time.Microsecond):
+				if err := h.Retrying(); err != nil && seen == nil {
+					seen = err
+				}
+			}
+		}
+	}()
+	h.Run(ck)
+	<-done
+	if err := h.Err(); err != nil {
+		t.Fatalf("after %d starts the stream gave up on a local error: %v", streams.Load(), err)
+	}
+	if seen == nil {
+		t.Error("the stream's failure was never shown while it retried")
+	} else {
+		t.Logf("retrying: %v", seen)
+	}
+	if err := r.InstallHydrated(h); err != nil {
+		t.Fatal(err)
 	}
 	w.checkHead(r, w.Pub.TXID, "after the install")
 	w.checkBase(w.Pub.TXID, "after the install")
