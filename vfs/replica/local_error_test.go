@@ -16,17 +16,20 @@ import (
 
 // A fold whose state file cannot be written (a full disk: the base file's
 // pages are rewritten in place, which needs no new blocks, but the new state
-// file does) has already written the base file at the new TXID. That is the
-// fold's own doing, not another program's: the next fold, once there is
-// room, must finish it, not take the file for one something else changed
-// (which re-bootstraps the replica and copies the file aside).
+// file does) must fail before it touches the base file, which readers in
+// other processes go on reading at the state's TXID; and the next fold,
+// once there is room, must go on, not take the file for one something
+// else changed (which re-bootstraps the replica and copies the file
+// aside). It wrote the file at the new TXID first: readers in other
+// processes were refused (ErrFoldInterrupted) while the disk stayed full,
+// and the next fold found a change counter it had not left.
 func TestFoldStateWriteFails(t *testing.T) {
 	w := newWorld(t, 512, true)
 	r, f := w.bootstrapped()
 	// One fold first: from it this process knows what the file's header
 	// says.
 	w.Ref.Insert(20)
-	w.Commit()
+	prev := w.Commit()
 	mustStep(t, f)
 	w.Ref.Insert(20)
 	txid := w.Commit()
@@ -45,6 +48,17 @@ func TestFoldStateWriteFails(t *testing.T) {
 		t.Fatalf("the first failure already says modified: %v", err)
 	}
 	w.checkHead(r, txid, "after the failed fold")
+	w.checkBase(prev, "after the failed fold")
+	p, err := OpenPassive(w.Path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if v, err := p.Begin(); err != nil {
+		t.Fatalf("a reader in another process, after the failed fold: %v", err)
+	} else if p.End(); v.TXID != prev {
+		t.Fatalf("a reader in another process reads TXID %d, want %d", v.TXID, prev)
+	}
 
 	if err := os.Remove(tmp); err != nil {
 		t.Fatal(err)
