@@ -49,6 +49,10 @@ func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) e
 		return err
 	}
 	p.pos = pos
+	// Uploaded and recorded, the file is of no more use here, and it is as
+	// large as the database: the next commit's tidy would remove it, but
+	// that waits for a change. If this fails, that tidy tries again.
+	os.Remove(p.wd.path(pendingFile))
 	return nil
 }
 

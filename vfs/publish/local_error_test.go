@@ -64,3 +64,23 @@ func TestPublishImageWriteFails(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot at a new TXID is announced by a level-0 file of every page,
+// written to the work directory as the pending file: once uploaded it is
+// of no use, and must not stay there, as large as the database, until the
+// next change (on a disk that may just have been full: a local error is one
+// way to get such a snapshot).
+func TestAnnounceLeavesNoPendingFile(t *testing.T) {
+	p, st, pub := snapshotted(t, "")
+	insertRows(t, p, 100, 10, 200)
+	expect(t, publishOnce(t, pub), true, false, 2)
+	pub.Close()
+
+	work := t.TempDir()
+	pub = publisherFor(t, p, st, work)
+	expect(t, publishOnce(t, pub), true, true, 3)
+	if _, err := os.Stat(filepath.Join(work, pendingFile)); err == nil {
+		t.Fatalf("the announcing file stays in the work directory as %s", pendingFile)
+	}
+	expect(t, publishOnce(t, pub), false, false, 3)
+}
