@@ -108,10 +108,6 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 		p.verified = false
 		return Result{}, err
 	}
-	redo, err := p.wd.keepRedo(hdr.MaxTXID)
-	if err != nil {
-		return Result{}, err
-	}
 	image := p.pos.Image
 	if !p.hasPos || image == "" {
 		image = imageName(hdr.MaxTXID)
@@ -119,20 +115,17 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	pos := position{
 		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
 		PageSize: hdr.PageSize, Commit: hdr.Commit,
-		Image: image, Redo: redo, WAL: r.pos(), Store: p.st.String(), Last: refOf(info),
+		Image: image, Redo: redoName(hdr.MaxTXID), WAL: r.pos(), Store: p.st.String(), Last: refOf(info),
 		RetainedThrough: p.pos.RetainedThrough,
 	}
-	if err := p.wd.save(pos); err != nil {
-		return Result{}, err
-	}
-	// The position is saved: from here the image may change.
-	if err := applyRedo(p.wd.path(image), p.wd.path(sumsFile), p.wd.path(redo), pos.TXID); err != nil {
-		// Nothing is lost: the saved position names the redo file, which
-		// the next publish applies first (finishRedo). A full disk must
-		// not cost a snapshot, which sends every replica the whole
-		// database again.
-		p.pos, p.hasPos, p.verified, p.chain, p.redoDue = pos, false, false, false, true
-		p.noPos = fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err)
+	// The file is in the store: from here a local error (a full disk) must
+	// not cost a snapshot, which sends every replica the whole database
+	// again. What is left to do here is kept (due) and finished by the
+	// next publish, first.
+	p.due = &pos
+	if ok, err := p.settle(); !ok {
+		p.hasPos, p.verified, p.chain = false, false, false
+		p.noPos = fmt.Sprintf("local position could not be brought to TXID %d (%v)", pos.TXID, err)
 		return Result{}, err
 	}
 	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
@@ -166,22 +159,38 @@ func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
 	return nil
 }
 
-// finishRedo applies the saved position's redo file to the image, which a
-// local error kept commit from doing. While that error lasts, publishes
-// fail with it and publish nothing. A redo file that does not apply for
-// any other reason (it is damaged) leaves no position: the next publish
-// writes a snapshot, as after a restart (workDir.load).
-func (p *Publisher) finishRedo() error {
-	err := applyRedo(p.wd.path(p.pos.Image), p.wd.path(sumsFile), p.wd.path(p.pos.Redo), p.pos.TXID)
-	var errno syscall.Errno
-	switch {
-	case err == nil:
-		p.hasPos, p.noPos = true, ""
-	case errors.As(err, &errno):
-		return fmt.Errorf("bring the local image to TXID %d: %w (retrying at the next publish)", p.pos.TXID, err)
-	default:
-		p.noPos = fmt.Sprintf("local image could not be brought to TXID %d (%v)", p.pos.TXID, err)
+// settle records p.due, a position whose file is in the store, here: the
+// pending file kept as its redo file, the position saved, and the image
+// brought to it (redo.go). Every step may be done again, so a local error
+// (one the system returned: a full disk, too many open files) keeps p.due
+// for the next publish to settle first; until then publishes fail with it
+// and publish nothing. Any other (a damaged redo file) gives it up, and the
+// next publish writes a snapshot, as after a restart (workDir.load). It
+// reports whether p.due is settled.
+func (p *Publisher) settle() (bool, error) {
+	pos := *p.due
+	err := p.keep(pos)
+	if err == nil {
+		err = p.wd.save(pos)
 	}
-	p.redoDue = false
-	return nil
+	// The position is saved: from here the image may change.
+	if err == nil {
+		err = applyRedo(p.wd.path(pos.Image), p.wd.path(sumsFile), p.wd.path(pos.Redo), pos.TXID)
+	}
+	var errno syscall.Errno
+	if err != nil && errors.As(err, &errno) {
+		return false, fmt.Errorf("%w (the store has TXID %d; it is recorded here at the next publish)", err, pos.TXID)
+	}
+	p.due = nil
+	return err == nil, err
+}
+
+// keep makes the pending file pos's redo file, unless a settle that failed
+// later did so already.
+func (p *Publisher) keep(pos position) error {
+	if _, err := os.Stat(p.wd.path(pos.Redo)); err == nil {
+		return nil
+	}
+	_, err := p.wd.keepRedo(pos.TXID)
+	return err
 }

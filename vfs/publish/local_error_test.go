@@ -84,3 +84,50 @@ func TestAnnounceLeavesNoPendingFile(t *testing.T) {
 	}
 	expect(t, publishOnce(t, pub), false, false, 3)
 }
+
+// A publish whose file reached the store but whose position could not be
+// saved (a full disk, too many open files) has lost nothing either: the
+// publisher knows what it uploaded. It must save the position once it can,
+// and go on with level-0 files: it took the store for one ahead of its
+// position and wrote a snapshot (and a level-0 file of every page).
+func TestPublishPositionSaveFails(t *testing.T) {
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newPrimary(t, mode, 4096)
+			st := newFileStore(t)
+			work := t.TempDir()
+			pub := publisherFor(t, p, st, work)
+			p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
+			insertRows(t, p, 0, 100, 100)
+			expect(t, publishOnce(t, pub), true, true, 1)
+
+			// The position's temporary copy cannot be created: a local
+			// error, as ENOSPC would be.
+			tmp := filepath.Join(work, positionFile+".tmp")
+			insertRows(t, p, 100, 50, 100)
+			for range 2 { // a failed publish's tidy removes the directory
+				if err := os.Mkdir(tmp, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if res, err := pub.PublishOnce(context.Background()); err == nil {
+					t.Fatalf("a publish whose position could not be saved succeeded: %+v", res)
+				} else {
+					t.Logf("publish: %v", err)
+				}
+			}
+			os.Remove(tmp)
+			insertRows(t, p, 150, 10, 100)
+			res := publishOnce(t, pub)
+			expect(t, res, true, false, 3)
+			verifyStore(t, p, st, res)
+
+			// And a restart finds the position where it is.
+			pub.Close()
+			pub = publisherFor(t, p, st, work)
+			insertRows(t, p, 160, 10, 100)
+			res = publishOnce(t, pub)
+			expect(t, res, true, false, 4)
+			verifyStore(t, p, st, res)
+		})
+	}
+}
