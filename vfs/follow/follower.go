@@ -258,6 +258,9 @@ func (f *Follower) Status() Status {
 	if h := f.lazy.h.Load(); h != nil {
 		p := h.Progress()
 		s.Hydration = &p
+		if rerr := h.Retrying(); rerr != nil && s.LastError == "" {
+			s.LastError = fmt.Sprintf("lazy bootstrap: the snapshot's stream failed, starting again: %v", rerr)
+		}
 	}
 	return s
 }

@@ -43,6 +43,9 @@ type lazyState struct {
 	// cancel ends the hydration's fetches, the stream's and the readers'
 	// (waitLazy); set with h, on the follower's goroutine.
 	cancel context.CancelFunc
+	// warned says the stream's failure was logged: the follower's
+	// goroutine only.
+	warned bool
 }
 
 // errNoLazy says a lazy bootstrap cannot be done here: the full one is.
@@ -120,6 +123,14 @@ func (f *Follower) finishLazy() error {
 	select {
 	case <-h.Finished():
 	default:
+		// A stream that waits to start again is said once per run of
+		// failures (Status shows it while it lasts): a full disk stops
+		// the hydration without failing any poll.
+		rerr := h.Retrying()
+		if rerr != nil && !f.lazy.warned {
+			f.log.Warn("the snapshot's stream failed; it starts again from its checkpoint, and readers are served what is local or fetched meanwhile", "file", f.lazy.file.String(), "err", rerr)
+		}
+		f.lazy.warned = rerr != nil
 		return nil
 	}
 	f.lazy.wg.Wait()

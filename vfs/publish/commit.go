@@ -3,8 +3,10 @@ package publish
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -47,6 +49,10 @@ func (p *Publisher) announce(ctx context.Context, txid ltx.TXID, ts time.Time) e
 		return err
 	}
 	p.pos = pos
+	// Uploaded and recorded, the file is of no more use here, and it is as
+	// large as the database: the next commit's tidy would remove it, but
+	// that waits for a change. If this fails, that tidy tries again.
+	os.Remove(p.wd.path(pendingFile))
 	return nil
 }
 
@@ -102,10 +108,6 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 		p.verified = false
 		return Result{}, err
 	}
-	redo, err := p.wd.keepRedo(hdr.MaxTXID)
-	if err != nil {
-		return Result{}, err
-	}
 	image := p.pos.Image
 	if !p.hasPos || image == "" {
 		image = imageName(hdr.MaxTXID)
@@ -113,15 +115,17 @@ func (p *Publisher) commit(ctx context.Context, stats FileStats, r *reading, ts 
 	pos := position{
 		TXID: hdr.MaxTXID, Checksum: stats.PostApplyChecksum,
 		PageSize: hdr.PageSize, Commit: hdr.Commit,
-		Image: image, Redo: redo, WAL: r.pos(), Store: p.st.String(), Last: refOf(info),
+		Image: image, Redo: redoName(hdr.MaxTXID), WAL: r.pos(), Store: p.st.String(), Last: refOf(info),
 		RetainedThrough: p.pos.RetainedThrough,
 	}
-	if err := p.wd.save(pos); err != nil {
-		return Result{}, err
-	}
-	// The position is saved: from here the image may change.
-	if err := applyRedo(p.wd.path(image), p.wd.path(sumsFile), p.wd.path(redo), pos.TXID); err != nil {
-		p.hasPos, p.noPos, p.chain = false, fmt.Sprintf("local image could not be brought to TXID %d (%v)", pos.TXID, err), false
+	// The file is in the store: from here a local error (a full disk) must
+	// not cost a snapshot, which sends every replica the whole database
+	// again. What is left to do here is kept (due) and finished by the
+	// next publish, first.
+	p.due = &pos
+	if ok, err := p.settle(); !ok {
+		p.hasPos, p.verified, p.chain = false, false, false
+		p.noPos = fmt.Sprintf("local position could not be brought to TXID %d (%v)", pos.TXID, err)
 		return Result{}, err
 	}
 	p.pos, p.hasPos, p.noPos, p.verified = pos, true, "", true
@@ -153,4 +157,40 @@ func (p *Publisher) upload(ctx context.Context, info store.FileInfo) error {
 		return fmt.Errorf("upload %s to %s: %w", info, p.st, err)
 	}
 	return nil
+}
+
+// settle records p.due, a position whose file is in the store, here: the
+// pending file kept as its redo file, the position saved, and the image
+// brought to it (redo.go). Every step may be done again, so a local error
+// (one the system returned: a full disk, too many open files) keeps p.due
+// for the next publish to settle first; until then publishes fail with it
+// and publish nothing. Any other (a damaged redo file) gives it up, and the
+// next publish writes a snapshot, as after a restart (workDir.load). It
+// reports whether p.due is settled.
+func (p *Publisher) settle() (bool, error) {
+	pos := *p.due
+	err := p.keep(pos)
+	if err == nil {
+		err = p.wd.save(pos)
+	}
+	// The position is saved: from here the image may change.
+	if err == nil {
+		err = applyRedo(p.wd.path(pos.Image), p.wd.path(sumsFile), p.wd.path(pos.Redo), pos.TXID)
+	}
+	var errno syscall.Errno
+	if err != nil && errors.As(err, &errno) {
+		return false, fmt.Errorf("%w (the store has TXID %d; it is recorded here at the next publish)", err, pos.TXID)
+	}
+	p.due = nil
+	return err == nil, err
+}
+
+// keep makes the pending file pos's redo file, unless a settle that failed
+// later did so already.
+func (p *Publisher) keep(pos position) error {
+	if _, err := os.Stat(p.wd.path(pos.Redo)); err == nil {
+		return nil
+	}
+	_, err := p.wd.keepRedo(pos.TXID)
+	return err
 }

@@ -131,6 +131,9 @@ type Publisher struct {
 	hasPos   bool
 	noPos    string // why there is no usable position
 	verified bool   // the store was seen to end with pos.Last
+	// due is a position whose file is in the store and that a local error
+	// kept commit from recording here (settle): the next publish does.
+	due *position
 
 	// held is the read transaction kept open between publishes of a
 	// WAL-mode database, and chain says that it (or those it was handed
@@ -226,8 +229,13 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 	res, err := p.publish(ctx)
 	if err != nil {
 		err = fmt.Errorf("publish %s: %w", p.dbPath, err)
-		// Leave only the committed position behind.
-		err = errors.Join(err, p.wd.tidy(p.pos.Image, p.pos.Redo))
+		// Leave only the committed position behind, and what the one
+		// due (settle) needs.
+		keep := []string{p.pos.Image, p.pos.Redo}
+		if p.due != nil {
+			keep = append(keep, pendingFile, p.due.Image, p.due.Redo)
+		}
+		err = errors.Join(err, p.wd.tidy(keep...))
 	} else if !res.Empty {
 		p.upkeep(ctx, &res)
 	}
@@ -237,6 +245,17 @@ func (p *Publisher) PublishOnce(ctx context.Context) (Result, error) {
 
 // publish is PublishOnce without the upkeep, under p.mu.
 func (p *Publisher) publish(ctx context.Context) (res Result, err error) {
+	if p.due != nil {
+		due := *p.due
+		ok, err := p.settle()
+		if ok {
+			p.pos, p.hasPos, p.noPos = due, true, ""
+		} else if p.due != nil {
+			return Result{}, err
+		} else {
+			p.noPos = fmt.Sprintf("local position could not be brought to TXID %d (%v)", due.TXID, err)
+		}
+	}
 	ts := time.Now()
 	fp, fpOK := takeFingerprint(p.dbPath, p.srcFile, p.srcIno)
 	if fpOK && p.printOK && fp == p.lastPrint && p.verified && ts.Sub(p.lastCheck) < fullCheckEvery {

@@ -34,7 +34,9 @@ const foldLockWait = 50 * time.Millisecond
 //     mix of TXIDs now, but the state still names the old root and the
 //     segments are durable, so a restart simply folds them again (page
 //     images are idempotent);
-//  3. write the state file naming the new root;
+//  3. write the state file naming the new root (written beside the old
+//     one before step 2, so that a full disk fails the fold before the base
+//     file is touched; renamed over it now);
 //  4. remove the folded segments (a restart ignores segments at or below the
 //     root, so a crash between 3 and 4 is harmless).
 //
@@ -66,12 +68,32 @@ func (r *Replica) Fold() (bool, error) {
 	// The state is written under the lock too, so that a passive reader in
 	// another process reads the TXID of the file it reads.
 	st := r.stateFor(target)
+	var page1 []byte
 	if err == nil {
-		st.Page1Header, err = r.writeFold(fold, target)
+		page1, st.Page1Header, err = r.page1At(target)
+	}
+	// The new state is written beside the state file before the base file
+	// is touched, and renamed over it once the file is synced: a full disk
+	// then fails the fold here, with the file whole at the root's TXID, as
+	// the state says, which readers in other processes go on reading.
+	var commitState func() error
+	if err == nil {
+		commitState, err = prepareState(r.path, &st)
 	}
 	if err == nil {
-		hook("fold:synced")
-		err = writeState(r.path, &st)
+		err = r.writeFold(fold, target, page1)
+		if err == nil {
+			hook("fold:synced")
+			err = commitState()
+		}
+		if err != nil {
+			// A local failure (EIO, or ENOSPC where an overwrite takes
+			// new blocks) may have left page 1 marked, or the file whole
+			// at the target with a state file that still names the root:
+			// this fold's doing, which the next one, that finishes it,
+			// must not take for a change made by another program.
+			r.learnHeader()
+		}
 	}
 	if uerr := r.base.lock.unlockExclusive(); err == nil && uerr != nil {
 		err = uerr
@@ -137,44 +159,50 @@ func (r *Replica) foldable() ([]*Version, *Version) {
 	return chain[:last+1], chain[last]
 }
 
-// writeFold performs steps 1 and 2 of Fold; the caller holds the lock. It
-// returns the primary's header of page 1 at target (see State.Page1Header).
-func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
+// page1At returns page 1 at target as the base file will hold it (the
+// served header), and the primary's header of it (see State.Page1Header).
+func (r *Replica) page1At(target *Version) (page1, header []byte, err error) {
+	page1 = make([]byte, target.PageSize)
+	r.mu.RLock()
+	err = target.readPage(1, page1)
+	r.mu.RUnlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	// page1 is the primary's own when its checksum says so (it came from a
+	// segment); read from the base file it is the patched copy, and the
+	// state's header still holds.
+	header = r.state.Page1Header
+	if ltx.ChecksumPage(1, page1) == target.Page1Checksum {
+		header = slices.Clone(page1[:headerSize])
+	}
+	target.patchHeader(page1, 0)
+	return page1, header, nil
+}
+
+// writeFold performs steps 1 and 2 of Fold, page1 (page1At) last; the
+// caller holds the lock.
+func (r *Replica) writeFold(fold []*Version, target *Version, page1 []byte) error {
 	segs := make([]*segment, len(fold))
 	for i, v := range fold {
 		segs[i] = v.seg
 		if v.seg.log == nil { // a staged snapshot, an old segment file
 			if err := v.seg.f.Sync(); err != nil {
-				return nil, fmt.Errorf("sync segment: %w", err)
+				return fmt.Errorf("sync segment: %w", err)
 			}
 		}
 	}
 	if err := r.log.sync(segs); err != nil {
-		return nil, err
+		return err
 	}
 	wf := r.base.f
 	ps := int64(target.PageSize)
-	page1 := make([]byte, ps)
-	r.mu.RLock()
-	err := target.readPage(1, page1)
-	r.mu.RUnlock()
-	if err != nil {
-		return nil, err
-	}
-	// page1 is the primary's own when its checksum says so (it came from a
-	// segment); read from the base file it is the patched copy, and the
-	// state's header still holds.
-	header := r.state.Page1Header
-	if ltx.ChecksumPage(1, page1) == target.Page1Checksum {
-		header = slices.Clone(page1[:headerSize])
-	}
-	target.patchHeader(page1, 0)
 	// The file's new pages get their blocks before anything is marked: a
 	// full disk (or a file size limit) then fails the fold here, with the
 	// file still whole at the root's TXID, rather than half way, with a
 	// torn file that no one can read until a fold succeeds.
 	if err := reserve(wf, target.Size()); err != nil {
-		return nil, fmt.Errorf("grow base to %d bytes: %w", target.Size(), err)
+		return fmt.Errorf("grow base to %d bytes: %w", target.Size(), err)
 	}
 	// Page 1 first, with foldingMagic in place of SQLite's: from here until
 	// the real page 1 is written last, the file is a mix of TXIDs, and if
@@ -187,10 +215,10 @@ func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
 	mark := append([]byte(nil), page1...)
 	copy(mark, foldingMagic)
 	if _, err := wf.WriteAt(mark, 0); err != nil {
-		return nil, fmt.Errorf("write base: %w", err)
+		return fmt.Errorf("write base: %w", err)
 	}
 	if err := wf.Sync(); err != nil {
-		return nil, fmt.Errorf("sync base: %w", err)
+		return fmt.Errorf("sync base: %w", err)
 	}
 
 	// A staged snapshot in the fold replaces the whole file: copy it (but
@@ -204,7 +232,7 @@ func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
 	if full := fold[start].seg; full.full {
 		n := min(int64(full.meta.Commit), int64(target.Commit)) * ps
 		if _, err := io.Copy(io.NewOffsetWriter(wf, ps), io.NewSectionReader(full.f, ps, n-ps)); err != nil {
-			return nil, fmt.Errorf("copy staged snapshot: %w", err)
+			return fmt.Errorf("copy staged snapshot: %w", err)
 		}
 		hook("fold:snapshot")
 		start++
@@ -220,10 +248,10 @@ func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
 				continue
 			}
 			if _, err := seg.f.ReadAt(buf, off); err != nil {
-				return nil, fmt.Errorf("read segment: %w", err)
+				return fmt.Errorf("read segment: %w", err)
 			}
 			if _, err := wf.WriteAt(buf, int64(pgno-1)*ps); err != nil {
-				return nil, fmt.Errorf("write base: %w", err)
+				return fmt.Errorf("write base: %w", err)
 			}
 			written[pgno] = true
 		}
@@ -233,17 +261,17 @@ func (r *Replica) writeFold(fold []*Version, target *Version) ([]byte, error) {
 	// bump its change counter): it carries the new counter and size, and
 	// SQLite's magic again.
 	if _, err := wf.WriteAt(page1, 0); err != nil {
-		return nil, fmt.Errorf("write base: %w", err)
+		return fmt.Errorf("write base: %w", err)
 	}
 	// Shrink after VACUUM; also extends a file whose last page is the
 	// never-stored lock page.
 	if err := wf.Truncate(target.Size()); err != nil {
-		return nil, fmt.Errorf("truncate base: %w", err)
+		return fmt.Errorf("truncate base: %w", err)
 	}
 	if err := wf.Sync(); err != nil {
-		return nil, fmt.Errorf("sync base: %w", err)
+		return fmt.Errorf("sync base: %w", err)
 	}
-	return header, nil
+	return nil
 }
 
 // stateFor is the state that names v as the root. A staged snapshot is no

@@ -74,8 +74,13 @@ type Hydration struct {
 	started     time.Time
 	streamFrom  atomic.Int64 // the stream's next file offset
 	finished    chan struct{}
-	finishedErr error // set before finished is closed
+	finishedErr error                 // set before finished is closed
+	retrying    atomic.Pointer[error] // the stream's last failure, while it waits to start again
 	verified    verifiedSnapshot
+	// installing is the state InstallHydrated wrote to name the image, once
+	// written: an install that failed after it (the image may have been
+	// renamed already) goes on from there when it is tried again.
+	installing *State
 }
 
 // RangeFunc reads bytes [off, off+n) of the snapshot file being hydrated.

@@ -204,19 +204,26 @@ func (r *Replica) InstallHydrated(h *Hydration) error {
 	if hv == nil {
 		return errors.New("install hydrated snapshot: not the replica's chain")
 	}
-	if _, err := patchFileHeader(h.path, hv); err != nil {
-		return fmt.Errorf("install hydrated snapshot: %w", err)
+	vs := h.verified
+	if h.installing == nil {
+		if _, err := patchFileHeader(h.path, hv); err != nil {
+			return fmt.Errorf("install hydrated snapshot: %w", err)
+		}
+		m := hv.seg.meta
+		st := State{Origin: r.state.Origin, Counter: hv.Counter, Staged: &StagedSnapshot{
+			Path: h.path, TXID: m.MaxTXID, Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: vs.checksum,
+			PageSize: m.PageSize, Commit: m.Commit, Page1Checksum: vs.page1Sum, Page1Header: vs.page1Header,
+		}}
+		if err := writeState(r.path, &st); err != nil {
+			return fmt.Errorf("install hydrated snapshot: %w", err)
+		}
+		hook("hydrate:state")
+		h.installing = &st
 	}
-	m, vs := hv.seg.meta, h.verified
-	st := State{Origin: r.state.Origin, Counter: hv.Counter, Staged: &StagedSnapshot{
-		Path: h.path, TXID: m.MaxTXID, Timestamp: time.UnixMilli(m.Timestamp).UTC(), Checksum: vs.checksum,
-		PageSize: m.PageSize, Commit: m.Commit, Page1Checksum: vs.page1Sum, Page1Header: vs.page1Header,
-	}}
-	if err := writeState(r.path, &st); err != nil {
-		return fmt.Errorf("install hydrated snapshot: %w", err)
-	}
-	hook("hydrate:state")
-	r.state = st
+	// From the state that names the image, whether or not a try that
+	// failed after it (a full disk, EMFILE) renamed the image already:
+	// finishFirstInstall and what follows are idempotent, as after a crash.
+	r.state = *h.installing
 	if err := r.finishFirstInstall(); err != nil {
 		return fmt.Errorf("install hydrated snapshot: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -33,8 +34,22 @@ func SetStreamDelay(d time.Duration) (restore func()) {
 	return func() { streamDelay.Store(0) }
 }
 
-// streamTries bounds how often a broken stream is started again.
+// streamTries bounds how often a stream that the store broke is started
+// again. A local failure (the image or the checkpoint cannot be written: a
+// full disk, EMFILE) is not the snapshot's nor the store's, and is retried
+// for as long as the follower runs.
 const streamTries = 20
+
+// streamBackoff is the wait before the try-th new start (a variable: tests
+// shorten it).
+var streamBackoff = func(try int) time.Duration { return min(time.Second<<min(try, 5), 30*time.Second) }
+
+// localError marks a stream's failure as local: writing the image or its
+// checkpoint, or reading the checkpoint back, failed.
+type localError struct{ err error }
+
+func (e localError) Error() string { return e.err.Error() }
+func (e localError) Unwrap() error { return e.err }
 
 // streamBatch is how many pages the stream writes at once.
 const streamBatch = 64
@@ -48,28 +63,63 @@ const streamBatch = 64
 // A stream that breaks (the store's fault, not a corrupt file) starts
 // again from the last checkpoint, after a backoff, up to streamTries times
 // while the follower runs; the pages it wrote past the checkpoint are
-// compared, not written, the second time.
+// compared, not written, the second time. One that fails locally (a full
+// disk) starts again for as long as the follower runs: giving up would
+// abandon the snapshot, and fail its readers, for no fault of its own.
 func (h *Hydration) Run(ck *checkpoint) {
-	err := h.run(ck)
-	for try := 1; err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrServedWrong) && h.ctx.Err() == nil && try < streamTries; try++ {
-		t := time.NewTimer(min(time.Second<<min(try, 5), 30*time.Second))
+	err := h.try(ck)
+	for n, broken := 1, 1; err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrServedWrong) && h.ctx.Err() == nil; n++ {
+		if !errors.As(err, new(localError)) {
+			if broken >= streamTries {
+				break
+			}
+			broken++
+		}
+		failed := err // err changes as the stream starts again
+		h.retrying.Store(&failed)
+		t := time.NewTimer(streamBackoff(n))
 		select {
 		case <-t.C:
 		case <-h.ctx.Done():
 		}
 		t.Stop()
-		var rerr error
-		if ck, rerr = readCheckpoint(ck.path); rerr != nil {
+		next, rerr := readCheckpoint(ck.path)
+		switch {
+		case rerr == nil:
+			ck, err = next, h.try(next)
+		case errors.As(rerr, new(*fs.PathError)) && !errors.Is(rerr, fs.ErrNotExist):
+			err = localError{fmt.Errorf("hydrate: read checkpoint: %w", rerr)}
+		default:
 			err = fmt.Errorf("hydrate: read checkpoint: %w", rerr)
+		}
+		if rerr != nil && !errors.As(err, new(localError)) {
 			break
 		}
-		err = h.run(ck)
 	}
-	if err == nil {
-		err = h.img.Sync() // Install renames the image: its pages must be on disk first
-	}
+	h.retrying.Store(nil)
 	h.finishedErr = err
 	close(h.finished)
+}
+
+// try streams from ck and syncs the image: Install renames it, so its
+// pages must be on disk first.
+func (h *Hydration) try(ck *checkpoint) error {
+	if err := h.run(ck); err != nil {
+		return err
+	}
+	if err := h.img.Sync(); err != nil {
+		return localError{fmt.Errorf("hydrate: sync image: %w", err)}
+	}
+	return nil
+}
+
+// Retrying is why the stream last failed and started again, until it
+// ends; nil if it has not failed.
+func (h *Hydration) Retrying() error {
+	if p := h.retrying.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (h *Hydration) run(ck *checkpoint) error {
@@ -320,8 +370,10 @@ func (h *Hydration) startStreamWriter() *streamWriter {
 		var flushed int64 // image bytes handed to startWriteback so far
 		for b := range w.full {
 			if err == nil {
-				err = h.writeStreamed(b, &flushed)
-				if err != nil {
+				if err = h.writeStreamed(b, &flushed); err != nil {
+					if !errors.Is(err, ErrServedWrong) {
+						err = localError{err}
+					}
 					w.failed.Store(true)
 				}
 			}

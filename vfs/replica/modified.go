@@ -55,6 +55,30 @@ func startOverModified(path string, st *State, why error) (*Replica, error) {
 type baseHeader struct {
 	known           bool
 	counter, commit uint32
+	// marked: page 1 carries foldingMagic, left by a fold of this process
+	// that failed part way (learnHeader).
+	marked bool
+}
+
+// learnHeader records what a fold that failed part way left in the base
+// file's header, so that the next fold knows it for its own. The caller
+// holds the exclusive lock, so nothing else wrote it meanwhile. A header
+// that cannot be read is unknown, as after a crash: the next fold does not
+// check it.
+func (r *Replica) learnHeader() {
+	var hdr [100]byte
+	h := baseHeader{}
+	if _, err := r.base.f.ReadAt(hdr[:], 0); err == nil {
+		magic := string(hdr[:16])
+		h = baseHeader{
+			known:   magic == sqliteMagic || magic == foldingMagic,
+			counter: binary.BigEndian.Uint32(hdr[24:]), commit: binary.BigEndian.Uint32(hdr[28:]),
+			marked: magic == foldingMagic,
+		}
+	}
+	r.mu.Lock()
+	r.baseHdr = h
+	r.mu.Unlock()
 }
 
 // checkUnmodified compares the base file's header with what this process
@@ -72,7 +96,11 @@ func (r *Replica) checkUnmodified(rewritesAll bool) error {
 	}
 	counter, commit := binary.BigEndian.Uint32(hdr[24:]), binary.BigEndian.Uint32(hdr[28:])
 	want := r.baseHdr
-	if string(hdr[:16]) == sqliteMagic && counter == want.counter && commit == want.commit {
+	magic := sqliteMagic
+	if want.marked {
+		magic = foldingMagic
+	}
+	if string(hdr[:16]) == magic && counter == want.counter && commit == want.commit {
 		return nil
 	}
 	what := fmt.Sprintf("its header says change counter %d and %d pages, walrust left %d and %d", counter, commit, want.counter, want.commit)

@@ -123,15 +123,30 @@ func ReadSource(dbPath string) (source string, made bool, err error) {
 // sync it, rename it over the old one, sync the directory. A crash leaves
 // either the old state or the new one, never a torn file.
 func writeState(dbPath string, s *State) error {
+	commit, err := prepareState(dbPath, s)
+	if err != nil {
+		return err
+	}
+	return commit()
+}
+
+// prepareState is writeState's first half (durable.Prepare): the new
+// state is on disk beside the state file, which commit replaces with it.
+func prepareState(dbPath string, s *State) (commit func() error, err error) {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		return nil, fmt.Errorf("encode state: %w", err)
 	}
-	path := statePath(dbPath)
-	if err := durable.WriteFile(path, append(b, '\n')); err != nil {
-		return fmt.Errorf("write state: %w", err)
+	c, err := durable.Prepare(statePath(dbPath), append(b, '\n'))
+	if err != nil {
+		return nil, fmt.Errorf("write state: %w", err)
 	}
-	return nil
+	return func() error {
+		if err := c(); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // check refuses a state that no walrust wrote: hand-edited, or copied from

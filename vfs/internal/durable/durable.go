@@ -13,26 +13,40 @@ import (
 // renamed over path, and the directory synced so the rename survives a
 // crash.
 func WriteFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, Mode)
+	commit, err := Prepare(path, data)
 	if err != nil {
 		return err
 	}
+	return commit()
+}
+
+// Prepare is WriteFile's first half: data written to path+".tmp" and
+// synced, path untouched. commit renames it over path and syncs the
+// directory. A caller that must not change anything the new file
+// describes before it can be written (a full disk) prepares it first.
+func Prepare(path string, data []byte) (commit func() error, err error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, Mode)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(filepath.Dir(path))
+	return func() error {
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+		return SyncDir(filepath.Dir(path))
+	}, nil
 }
 
 // SyncDir makes renames and removals in dir durable.
