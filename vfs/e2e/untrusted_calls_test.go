@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
 // What SQL that the application does not trust can do with walrust's SQL
@@ -53,5 +57,52 @@ func TestWaitTimeoutBounded(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second || !strings.HasPrefix(answer, "error:") {
 		t.Fatalf("PRAGMA walrust_call_wait: %q after %s", answer, took)
+	}
+}
+
+// TestMappedViewNotBuiltReadOnly: a path WALRUST_REPLICAS maps may be
+// bootstrapped by a read-only open (the operator asked for that replica),
+// but an as_of view of it is built by an open that may create files only,
+// as for any other replica (README "Time travel"): before, SQL on a
+// read-only connection (sqlite3 -readonly) could ATTACH view after view
+// of a mapped replica, each a full copy of the database downloaded into
+// <db>-asof/. A view already built is still read.
+func TestMappedViewNotBuiltReadOnly(t *testing.T) {
+	ext := testtool.Extension(t)
+	sqlite3 := testtool.Program(t, "sqlite3")
+	e := newWorld(t, 4096, false)
+	e.history(2)
+	env := append(os.Environ(), "WALRUST_DEFAULT_VFS=1", "WALRUST_REPLICAS="+e.Path+"="+e.Source)
+	// The shell opens its database after the load, as an application in
+	// default-VFS mode does: an ATTACH uses its connection's VFS.
+	run := func(open, script string) string {
+		t.Helper()
+		cmd := exec.Command(sqlite3)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(".load " + ext + "\n.open " + open + " " + e.Ref.Path + "\n" + script)
+		out, _ := cmd.CombinedOutput() // a failed statement makes the exit status non-zero
+		return string(out)
+	}
+	views := e.Path + "-asof"
+
+	for _, uri := range []string{"file:" + e.Path + "?as_of=2", "file:" + e.Path + "?vfs=walrust&as_of=2"} {
+		out := run("--readonly", "ATTACH '"+uri+"' AS v;\nSELECT 'attached', count(*) FROM v.t;\n")
+		if strings.Contains(out, "attached") || !strings.Contains(out, "may not create files") {
+			t.Fatalf("read-only ATTACH of %s:\n%s", uri, out)
+		}
+		if _, err := os.Lstat(views); err == nil {
+			t.Fatalf("read-only ATTACH of %s built a view in %s:\n%s", uri, views, out)
+		}
+	}
+
+	// Built by an open that may create files, the view is then read
+	// read-only too.
+	out := run("", "ATTACH 'file:"+e.Path+"?as_of=2' AS v;\nSELECT 'attached', count(*) FROM v.t;\n")
+	if !strings.Contains(out, "attached|") {
+		t.Fatalf("read-write ATTACH as_of=2:\n%s", out)
+	}
+	out = run("--readonly", "ATTACH 'file:"+e.Path+"?as_of=2' AS v;\nSELECT 'attached', count(*) FROM v.t;\n")
+	if !strings.Contains(out, "attached|") {
+		t.Fatalf("read-only ATTACH of a view already built:\n%s", out)
 	}
 }
