@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +12,10 @@ import (
 	"github.com/walrust/walrust/vfs/testkit/testtool"
 )
 
-// What SQL that the application does not trust can do with walrust's SQL
-// functions (README "Security"): hold its connection no longer than the
-// open's timeout allows.
+// What SQL that the application does not trust can do on a replica
+// (README "Security"): hold its connection no longer than the open's
+// timeout allows, build no view on a read-only connection, and, with the
+// README's advice, create nothing through VACUUM INTO.
 
 // TestWaitTimeoutBounded: walrust_wait's and walrust_sync's timeout_ms
 // is cut to the open's timeout=, so one statement holds its connection no
@@ -105,4 +107,71 @@ func TestMappedViewNotBuiltReadOnly(t *testing.T) {
 	if !strings.Contains(out, "attached|") {
 		t.Fatalf("read-only ATTACH of a view already built:\n%s", out)
 	}
+}
+
+// pythonVacuumInto runs VACUUM INTO, which SQLite opens with
+// SQLITE_OPEN_CREATE even on a read-only connection, on a replica opened
+// read-only: bare, then with each of the README's guards against ATTACH.
+const pythonVacuumInto = `
+import sqlite3, sys
+ext, replica, target, plain = sys.argv[1:]
+loader = sqlite3.connect(":memory:")
+loader.enable_load_extension(True)
+loader.load_extension(ext)
+
+def no_attach(action, *args):
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
+
+for guard in ["authorizer", "limit"]:
+    db = sqlite3.connect(replica, uri=True)
+    if guard == "authorizer":
+        db.set_authorizer(no_attach)
+    else:
+        db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    for into in [target, plain]:
+        try:
+            db.execute("VACUUM INTO ?", (into,))
+            print(guard, "ok", flush=True)
+        except Exception as e:
+            print(guard, "error", e, flush=True)
+`
+
+// TestVacuumIntoGuarded: VACUUM INTO opens its target with
+// SQLITE_OPEN_CREATE whatever the connection's flags, so on a read-only
+// connection it can bootstrap a new replica (and write a plain copy),
+// which walrust cannot tell from any other open that may create files;
+// the README says so, and that the guards it advises against ATTACH (an
+// authorizer denying SQLITE_ATTACH, SQLITE_LIMIT_ATTACHED 0) stop it too,
+// as this checks from Debian's python3.
+func TestVacuumIntoGuarded(t *testing.T) {
+	ext := testtool.Extension(t)
+	python := testtool.Program(t, "/usr/bin/python3")
+	e := newSecClientEnv(t)
+	db := openDB(t, "file:"+e.Path+"?vfs=walrust&interval=20ms&source="+e.Source)
+	e.waitCaughtUp(db)
+	cmd := exec.Command(python, "-c", pythonVacuumInto, ext, "file:"+e.Path+"?vfs=walrust&mode=ro",
+		e.replicaURI("new.db", "&source="+e.Source), filepath.Join(e.writable, "plain.db"))
+	cmd.Env = e.env
+	var stderr testtool.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v; stderr:\n%s", err, &stderr)
+	}
+	want := []string{
+		"authorizer error authorization denied",
+		"authorizer error authorization denied",
+		"limit error too many attached databases",
+		"limit error too many attached databases",
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("python printed:\n%s\nstderr:\n%s", out, &stderr)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("python printed %q, want %q", lines[i], w)
+		}
+	}
+	checkEmptyDir(t, e.writable)
 }
