@@ -59,7 +59,7 @@ func (f *dbFile) callWait(arg string) (ltx.TXID, error) {
 	}
 	got, err := f.s.waitTXID(ctx, ltx.TXID(want))
 	if err != nil {
-		return got, fmt.Errorf("walrust_wait(%d): %w", want, err)
+		return got, fmt.Errorf("walrust_wait(%d): %w", want, cutShort(ctx, err))
 	}
 	return got, nil
 }
@@ -73,24 +73,46 @@ func (f *dbFile) callSync(arg string) (ltx.TXID, error) {
 	defer cancel()
 	got, err := f.s.sync(ctx)
 	if err != nil {
-		return got, fmt.Errorf("walrust_sync(): %w", err)
+		return got, fmt.Errorf("walrust_sync(): %w", cutShort(ctx, err))
 	}
 	return got, f.pinnedBelow("walrust_sync", got)
 }
 
 // callContext bounds a call by its timeout_ms argument, or by the open's
-// timeout= when it has none.
+// timeout= when it has none, and never longer than that: the call waits
+// in Go, where neither sqlite3_interrupt nor a progress handler reaches,
+// so SQL that the application does not trust could otherwise hold the
+// connection for as long as it asks (README "Security"). A cut timeout
+// says so when it expires.
 func (f *dbFile) callContext(fn, ms string) (context.Context, context.CancelFunc, error) {
-	timeout := f.s.cfg.Timeout
+	longest := f.s.cfg.Timeout
+	timeout := longest
 	if ms = strings.TrimSpace(ms); ms != "" {
 		n, err := strconv.ParseInt(ms, 10, 64)
 		if err != nil || n < 0 {
 			return nil, nil, fmt.Errorf("%s: timeout_ms %q must be a non-negative integer", fn, ms)
 		}
-		timeout = time.Duration(n) * time.Millisecond
+		// Compared in milliseconds: n of them in a Duration may overflow.
+		if n <= longest.Milliseconds() {
+			timeout = time.Duration(n) * time.Millisecond
+		} else {
+			ctx, cancel := context.WithTimeoutCause(context.Background(), longest,
+				fmt.Errorf("timeout_ms %d is cut to the open's timeout=%s", n, longest))
+			return ctx, cancel, nil
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	return ctx, cancel, nil
+}
+
+// cutShort adds to a call's error, when its timeout_ms was cut to the
+// open's timeout and has run out, that it was.
+func cutShort(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", err, cause)
 }
 
 // pinnedBelow says so when this connection is in a read transaction that

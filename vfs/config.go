@@ -42,8 +42,9 @@ type Config struct {
 	// point instead of the live replica (see view.go); zero: the live one.
 	AsOf follow.Point
 
-	// mayCreate says the open may create files (SQLITE_OPEN_CREATE, or a
-	// replica WALRUST_REPLICAS maps): a view not built yet needs it.
+	// mayCreate says the open may create files (SQLITE_OPEN_CREATE, or the
+	// live replica of a path WALRUST_REPLICAS maps): a view not built yet
+	// needs it.
 	mayCreate bool
 }
 

@@ -40,14 +40,16 @@ func openDB(name string, params map[string]string, flags sqlite3vfs.OpenFlag) (*
 	}
 	// WALRUST_REPLICAS names the source of a mapped replica the URI does
 	// not, over WALRUST_SOURCE; the operator who set it allows the
-	// bootstrap, also from an open that may not create files.
+	// bootstrap, also from an open that may not create files. Not a view
+	// (as_of=): that is a full copy of the database per point, which SQL
+	// on a read-only connection would otherwise make at will.
 	mapped := false
 	if _, ok := params["source"]; !ok {
 		if src, ok := mappedSource(name); ok {
 			cfg.Source, mapped = src, true
 		}
 	}
-	cfg.mayCreate = flags&sqlite3vfs.OpenCreate != 0 || mapped
+	cfg.mayCreate = flags&sqlite3vfs.OpenCreate != 0 || mapped && cfg.AsOf.IsZero()
 	if err := checkOpen(name, cfg); err != nil {
 		return nil, err
 	}

@@ -14,8 +14,9 @@ import (
 // without SQLITE_OPEN_CREATE) only a replica that walrust made — it has a
 // state file — may be opened: a bootstrap would create the file, its lock
 // file, log directory and state file; and only a view (as_of=) that is
-// built already. The caller sets mayCreate for a path WALRUST_REPLICAS
-// maps: the operator asked for that bootstrap. With
+// built already. The caller sets mayCreate for the live replica of a path
+// WALRUST_REPLICAS maps: the operator asked for that bootstrap (not for
+// views of it). With
 // WALRUST_SOURCES set, the source followed, whether the URI,
 // WALRUST_REPLICAS, WALRUST_SOURCE or the state file names it, must be
 // one it lists.
