@@ -261,7 +261,8 @@ func (l *snapshotLayout) checkpointPath(logDir string) string {
 	return filepath.Join(logDir, fmt.Sprintf("%s%016x-%x%s", hydratePrefix, uint64(l.hdr.MaxTXID), l.size, checkpointExt))
 }
 
-// AbandonHydration gives up a hydration whose snapshot failed to verify:
+// AbandonHydration gives up a hydration whose snapshot failed to verify,
+// or could not be verified (why says which):
 // every version of its chain expires (its readers' reads fail from now on:
 // some of what they read was never verified), the replica has no version
 // again, and its files go (discard) or stay for a bootstrap to resume
@@ -273,6 +274,11 @@ func (r *Replica) AbandonHydration(h *Hydration, why error, discard bool) error 
 		chain = append(chain, v)
 	}
 	msg := fmt.Sprintf("the snapshot it read while it was hydrating failed to verify: %v", why)
+	if !errors.Is(why, ErrCorrupt) && !errors.Is(why, ErrServedWrong) {
+		// The store, not the file, failed: nothing was proven wrong, but
+		// what was served was never verified either.
+		msg = fmt.Sprintf("the snapshot it read while it was hydrating could not be verified (its download kept failing): %v", why)
+	}
 	for _, v := range chain {
 		v.expiredWhy = msg
 		v.expired.Store(true)

@@ -3,8 +3,10 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,4 +279,48 @@ func TestHydrateStreamLocalError(t *testing.T) {
 	}
 	w.checkHead(r, w.Pub.TXID, "after the install")
 	w.checkBase(w.Pub.TXID, "after the install")
+}
+
+// A hydration abandoned because its store kept failing fails its readers'
+// reads saying so: they said the snapshot had failed to verify, which sends
+// an operator looking for a corrupt file that no one found.
+func TestAbandonedHydrationSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		why  error
+		want string
+	}{
+		{errors.New("read tcp: connection reset by peer"), "could not be verified (its download kept failing)"},
+		{fmt.Errorf("page 2: %w", ErrCorrupt), "failed to verify"},
+	} {
+		w := newWorld(t, 4096, false)
+		w.InsertRows(20, 3000)
+		w.AdvanceRef()
+		w.Snapshot()
+		r := w.openReplica()
+		snaps, err := w.Store.ListAfter(t.Context(), store.SnapshotLevel, 0)
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("snapshots: %v %v", snaps, err)
+		}
+		fi := snaps[0]
+		fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+			return w.Store.OpenRange(ctx, fi, off, n)
+		}
+		h, _, err := r.BeginHydration(LazySnapshot{Want: want(fi), Fetch: fetch, Ctx: t.Context()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := r.Pin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AbandonHydration(h, tc.why, false); err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.ReadAt(make([]byte, 4096), 4096)
+		if !errors.Is(err, ErrExpired) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("abandoned for %v: a reader's read fails with %v; want %q", tc.why, err, tc.want)
+		}
+		v.Unpin()
+		r.Close()
+	}
 }
