@@ -17,13 +17,8 @@ import (
 func TestPublishImageWriteFails(t *testing.T) {
 	for _, mode := range []string{"delete", "wal"} {
 		t.Run(mode, func(t *testing.T) {
-			p := newPrimary(t, mode, 4096)
-			st := newFileStore(t)
 			work := t.TempDir()
-			pub := publisherFor(t, p, st, work)
-			p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
-			insertRows(t, p, 0, 100, 100)
-			expect(t, publishOnce(t, pub), true, true, 1)
+			p, st, pub := snapshottedMode(t, mode, work)
 
 			// The image cannot be opened for writing: a local error, as
 			// ENOSPC or EIO part way through it would be.
@@ -93,13 +88,8 @@ func TestAnnounceLeavesNoPendingFile(t *testing.T) {
 func TestPublishPositionSaveFails(t *testing.T) {
 	for _, mode := range []string{"delete", "wal"} {
 		t.Run(mode, func(t *testing.T) {
-			p := newPrimary(t, mode, 4096)
-			st := newFileStore(t)
 			work := t.TempDir()
-			pub := publisherFor(t, p, st, work)
-			p.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, body TEXT)")
-			insertRows(t, p, 0, 100, 100)
-			expect(t, publishOnce(t, pub), true, true, 1)
+			p, st, pub := snapshottedMode(t, mode, work)
 
 			// The position's temporary copy cannot be created: a local
 			// error, as ENOSPC would be.

@@ -19,7 +19,13 @@ import (
 // has published it once: a snapshot at TXID 1.
 func snapshotted(t *testing.T, work string) (*primary, *store.FileStore, *Publisher) {
 	t.Helper()
-	p := newPrimary(t, "delete", 4096)
+	return snapshottedMode(t, "delete", work)
+}
+
+// snapshotted, for a primary in the journal mode given.
+func snapshottedMode(t *testing.T, mode, work string) (*primary, *store.FileStore, *Publisher) {
+	t.Helper()
+	p := newPrimary(t, mode, 4096)
 	st := newFileStore(t)
 	newTable(t, p)
 	pub := publisherFor(t, p, st, work)
