@@ -40,6 +40,22 @@ func newSecClientEnv(t *testing.T) *secClientEnv {
 }
 
 // replicaURI names a replica in the writable directory.
+// runPython runs script in python3 with this environment and returns what
+// it printed on stdout and stderr; a script that fails fails the test,
+// showing its stderr.
+func (e *secClientEnv) runPython(t *testing.T, python, script string, args ...string) (out []byte, stderr *testtool.Buffer) {
+	t.Helper()
+	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
+	cmd.Env = e.env
+	stderr = &testtool.Buffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v; stderr:\n%s", err, stderr)
+	}
+	return out, stderr
+}
+
 func (e *secClientEnv) replicaURI(name, params string) string {
 	return "file:" + filepath.Join(e.writable, name) + "?vfs=walrust&interval=20ms" + params
 }
@@ -125,18 +141,11 @@ func TestUntrustedSQLPython(t *testing.T) {
 	ext := testtool.Extension(t)
 	python := testtool.Program(t, "/usr/bin/python3")
 	e := newSecClientEnv(t)
-	cmd := exec.Command(python, "-c", pythonUntrusted, ext, e.Ref.Path,
+	out, stderr := e.runPython(t, python, pythonUntrusted, ext, e.Ref.Path,
 		e.replicaURI("new.db", "&source="+e.Source),
 		e.replicaURI("outside.db", "&source=file://"+e.other),
 		e.replicaURI("endpoint.db", "&source="+e.Source+"&endpoint=http://127.0.0.1:9"),
 		"file:"+e.Path+"?vfs=walrust&interval=20ms&source="+e.Source)
-	cmd.Env = e.env
-	var stderr testtool.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v; stderr:\n%s", err, &stderr)
-	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	want := []string{
 		"ro-open error unable to open database file",
@@ -148,7 +157,7 @@ func TestUntrustedSQLPython(t *testing.T) {
 		"limit error too many attached databases",
 	}
 	if len(lines) != len(want) {
-		t.Fatalf("python printed:\n%s\nstderr:\n%s", out, &stderr)
+		t.Fatalf("python printed:\n%s\nstderr:\n%s", out, stderr)
 	}
 	for i, w := range want {
 		if !strings.HasPrefix(lines[i], w) {
@@ -157,7 +166,7 @@ func TestUntrustedSQLPython(t *testing.T) {
 	}
 	for _, why := range []string{"may not create", "not in WALRUST_SOURCES", "endpoint= is not allowed"} {
 		if !strings.Contains(stderr.String(), why) {
-			t.Errorf("stderr does not say %q:\n%s", why, &stderr)
+			t.Errorf("stderr does not say %q:\n%s", why, stderr)
 		}
 	}
 	checkEmptyDir(t, e.writable)

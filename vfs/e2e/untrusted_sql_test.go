@@ -149,15 +149,8 @@ func TestVacuumIntoGuarded(t *testing.T) {
 	e := newSecClientEnv(t)
 	db := openDB(t, "file:"+e.Path+"?vfs=walrust&interval=20ms&source="+e.Source)
 	e.waitCaughtUp(db)
-	cmd := exec.Command(python, "-c", pythonVacuumInto, ext, "file:"+e.Path+"?vfs=walrust&mode=ro",
+	out, stderr := e.runPython(t, python, pythonVacuumInto, ext, "file:"+e.Path+"?vfs=walrust&mode=ro",
 		e.replicaURI("new.db", "&source="+e.Source), filepath.Join(e.writable, "plain.db"))
-	cmd.Env = e.env
-	var stderr testtool.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v; stderr:\n%s", err, &stderr)
-	}
 	want := []string{
 		"authorizer error authorization denied",
 		"authorizer error authorization denied",
@@ -166,7 +159,7 @@ func TestVacuumIntoGuarded(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != len(want) {
-		t.Fatalf("python printed:\n%s\nstderr:\n%s", out, &stderr)
+		t.Fatalf("python printed:\n%s\nstderr:\n%s", out, stderr)
 	}
 	for i, w := range want {
 		if !strings.HasPrefix(lines[i], w) {
