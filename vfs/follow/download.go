@@ -98,9 +98,11 @@ func (b *budgeted) stop() {
 // store's own error ("context deadline exceeded") would not say which
 // deadline.
 func timedOut(ctx context.Context, err error) error {
+	// A deadline's cause, and the budget's (errTooSlow), wrap
+	// context.DeadlineExceeded; a cancellation's does not.
 	cause := context.Cause(ctx)
-	if ctx.Err() == nil || (ctx.Err() != context.DeadlineExceeded && !errors.Is(cause, errTooSlow)) || errors.Is(err, cause) {
-		return err // not the budget, or err already says so
+	if !errors.Is(cause, context.DeadlineExceeded) || errors.Is(err, cause) {
+		return err // not a deadline, or err already says so
 	}
 	return fmt.Errorf("%w: %w", cause, err)
 }
