@@ -84,17 +84,15 @@ func (h *Hydration) Run(ck *checkpoint) {
 		}
 		t.Stop()
 		next, rerr := readCheckpoint(ck.path)
-		switch {
-		case rerr == nil:
-			ck, err = next, h.try(next)
-		case errors.As(rerr, new(*fs.PathError)) && !errors.Is(rerr, fs.ErrNotExist):
-			err = localError{fmt.Errorf("hydrate: read checkpoint: %w", rerr)}
-		default:
+		if rerr != nil {
 			err = fmt.Errorf("hydrate: read checkpoint: %w", rerr)
+			if !errors.As(rerr, new(*fs.PathError)) || errors.Is(rerr, fs.ErrNotExist) {
+				break // gone, or not a checkpoint: no start can follow
+			}
+			err = localError{err} // the file system failed: try again
+			continue
 		}
-		if rerr != nil && !errors.As(err, new(localError)) {
-			break
-		}
+		ck, err = next, h.try(next)
 	}
 	h.retrying.Store(nil)
 	h.finishedErr = err

@@ -66,13 +66,11 @@ type baseHeader struct {
 // that cannot be read is unknown, as after a crash: the next fold does not
 // check it.
 func (r *Replica) learnHeader() {
-	var hdr [100]byte
 	h := baseHeader{}
-	if _, err := r.base.f.ReadAt(hdr[:], 0); err == nil {
-		magic := string(hdr[:16])
+	if magic, counter, commit, err := readBaseHeader(r.base.f); err == nil {
 		h = baseHeader{
 			known:   magic == sqliteMagic || magic == foldingMagic,
-			counter: binary.BigEndian.Uint32(hdr[24:]), commit: binary.BigEndian.Uint32(hdr[28:]),
+			counter: counter, commit: commit,
 			marked: magic == foldingMagic,
 		}
 	}
@@ -90,17 +88,16 @@ func (r *Replica) checkUnmodified(rewritesAll bool) error {
 	if !r.baseHdr.known {
 		return nil
 	}
-	var hdr [100]byte
-	if _, err := r.base.f.ReadAt(hdr[:], 0); err != nil {
-		return fmt.Errorf("read base header: %w", err)
+	magic, counter, commit, err := readBaseHeader(r.base.f)
+	if err != nil {
+		return err
 	}
-	counter, commit := binary.BigEndian.Uint32(hdr[24:]), binary.BigEndian.Uint32(hdr[28:])
 	want := r.baseHdr
-	magic := sqliteMagic
+	wantMagic := sqliteMagic
 	if want.marked {
-		magic = foldingMagic
+		wantMagic = foldingMagic
 	}
-	if string(hdr[:16]) == magic && counter == want.counter && commit == want.commit {
+	if magic == wantMagic && counter == want.counter && commit == want.commit {
 		return nil
 	}
 	what := fmt.Sprintf("its header says change counter %d and %d pages, walrust left %d and %d", counter, commit, want.counter, want.commit)
@@ -115,6 +112,16 @@ func (r *Replica) checkUnmodified(rewritesAll bool) error {
 	r.copiedAside = aside
 	r.mu.Unlock()
 	return nil
+}
+
+// readBaseHeader reads what checkUnmodified compares of the base file's
+// header: its magic, change counter and size in pages.
+func readBaseHeader(f *os.File) (magic string, counter, commit uint32, err error) {
+	var hdr [100]byte // the whole header: a shorter file is no database
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return "", 0, 0, fmt.Errorf("read base header: %w", err)
+	}
+	return string(hdr[:16]), binary.BigEndian.Uint32(hdr[24:]), binary.BigEndian.Uint32(hdr[28:]), nil
 }
 
 // asideName is where a changed base file is kept.
